@@ -1,0 +1,35 @@
+"""Shared CLI plumbing: the global options, bootstrap resolution and one-line errors."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import typer
+from rich.console import Console
+
+DEFAULT_BOOTSTRAP = "localhost:9092"
+console = Console()
+err_console = Console(stderr=True)
+
+
+@dataclass
+class GlobalOptions:
+    bootstrap_servers: str | None = None
+    topic_prefix: str = ""
+
+
+def resolve_bootstrap(explicit: str | None) -> str:
+    """--bootstrap-servers, else $KQUEUE_BOOTSTRAP_SERVERS, else localhost:9092 (the dev cluster's port)."""
+    return explicit or os.environ.get("KQUEUE_BOOTSTRAP_SERVERS") or DEFAULT_BOOTSTRAP
+
+
+def options(ctx: typer.Context) -> GlobalOptions:
+    obj = ctx.find_root().obj
+    return obj if isinstance(obj, GlobalOptions) else GlobalOptions()
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print one line to stderr and return an Exit to raise."""
+    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)

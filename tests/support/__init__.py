@@ -1,0 +1,1 @@
+"""Helpers shared by kqueue's tests (real brokers only)."""
