@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import typer
 
+from kqueue.cli import consume_cmd, demo_cmd, produce_cmd, queue_cmd
+
 
 def add_all(app: typer.Typer) -> None:
-    return None
+    app.command("produce")(produce_cmd.produce)
+    app.command("consume")(consume_cmd.consume)
+    app.command("demo")(demo_cmd.demo)
+    app.add_typer(queue_cmd.app, name="queue")

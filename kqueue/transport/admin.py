@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-
-@dataclass(frozen=True)
-class TopicSpec:
-    name: str
-    partitions: int
-    replication: int = -1  # -1: the broker's default.replication.factor
-    config: tuple[tuple[str, str], ...] = ()
+from kqueue.core.topology import TopicSpec
 
 
 def make_admin(bootstrap_servers: str, quiet: bool = False) -> AdminClient:

@@ -1,0 +1,66 @@
+"""`kqueue consume`: run workers for an app's queues."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+from kqueue.cli.common import console, fail, options
+from kqueue.core.errors import KqueueError
+from kqueue.sdk.loader import load_app
+from kqueue.worker.loop import Worker, WorkerOptions
+from kqueue.worker.supervisor import supervise
+
+
+def consume(
+    ctx: typer.Context,
+    app_spec: str = typer.Option(..., "--app", "-a", help="Your App, as package.module:attribute"),
+    group: str = typer.Option(..., "--group", "-g", help="Consumer group: workers of one group share the work"),
+    queue: list[str] = typer.Option([], "--queue", "-q", help="Queue to consume (repeatable) [default: all]"),
+    concurrency: int = typer.Option(8, "--concurrency", "-c", min=1, help="Handlers running at once"),
+    processes: int = typer.Option(1, "--processes", "-p", min=1, help="Worker processes in this group"),
+    batch_size: int = typer.Option(500, "--batch-size", min=1, help="Records fetched per poll"),
+    grace: float = typer.Option(30.0, "--grace", min=0, help="Seconds in-flight tasks get to finish on stop"),
+    log_level: str = typer.Option("INFO", "--log-level", help="DEBUG, INFO, WARNING or ERROR"),
+) -> None:
+    """Run workers: fetch, run handlers in key order, commit only what is settled."""
+    level = logging.getLevelName(log_level.upper())
+    if not isinstance(level, int):
+        raise fail(f"--log-level must be DEBUG, INFO, WARNING or ERROR, not {log_level!r}", 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s")
+    opts = options(ctx)
+    if processes > 1:
+        child = [sys.executable, "-m", "kqueue"]
+        if opts.bootstrap_servers:
+            child += ["--bootstrap-servers", opts.bootstrap_servers]
+        if opts.topic_prefix:
+            child += ["--topic-prefix", opts.topic_prefix]
+        child += ["consume", "--app", app_spec, "--group", group, "--concurrency", str(concurrency),
+                  "--batch-size", str(batch_size), "--grace", str(grace), "--log-level", log_level]
+        for q in queue:
+            child += ["--queue", q]
+        raise typer.Exit(supervise(child, processes, grace))
+    try:
+        app = load_app(app_spec)
+    except KqueueError as exc:
+        raise fail(str(exc), 2) from None
+    if opts.bootstrap_servers:
+        app.bootstrap_servers = opts.bootstrap_servers
+    if opts.topic_prefix:
+        app.topic_prefix = opts.topic_prefix
+    unknown = sorted(set(queue) - set(app.queues()))
+    if unknown:
+        raise fail(f"{app_spec} has no tasks on queue(s) {', '.join(unknown)} (it has: "
+                   f"{', '.join(app.queues()) or 'none'})", 2)
+    try:
+        worker = Worker(app, WorkerOptions(group=group, queues=list(queue), concurrency=concurrency,
+                                           batch_size=batch_size, grace=grace))
+    except ValueError as exc:
+        raise fail(str(exc), 2) from None
+    worker.install_signal_handlers()
+    console.print(f"consuming {', '.join(worker.queues)} as group {group} "
+                  f"(concurrency {concurrency}) from {app.bootstrap_servers}", highlight=False)
+    stats = worker.run()
+    console.print(f"stopped: {stats.completed} completed, {stats.dead_lettered} dead-lettered", highlight=False)

@@ -1,0 +1,140 @@
+"""Payload codecs: Avro single-object encoding (C3 01 + CRC-64-AVRO fingerprint + body) and JSON.
+
+Pure: no I/O beyond reading .avsc files when asked to load them.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from fastavro.schema import fingerprint, load_schema, to_parsing_canonical_form
+
+from kqueue.core.errors import DecodeError
+
+SOE_MAGIC = b"\xc3\x01"
+SOE_HEADER_LEN = 10  # 2 magic bytes + 8-byte little-endian fingerprint
+CONFLUENT_MAGIC = 0
+
+
+@dataclass(frozen=True)
+class AvroSchema:
+    """A parsed Avro schema with its single-object-encoding prefix."""
+
+    name: str
+    parsed: Any
+    fingerprint: bytes  # 8 bytes, in wire order
+
+    @property
+    def prefix(self) -> bytes:
+        return SOE_MAGIC + self.fingerprint
+
+    @classmethod
+    def from_dict(cls, schema: dict[str, Any] | Any) -> AvroSchema:
+        parsed = parse_schema(schema)
+        canonical = to_parsing_canonical_form(parsed)
+        fp = bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
+        name = parsed["name"] if isinstance(parsed, dict) and "name" in parsed else canonical
+        return cls(name=str(name), parsed=parsed, fingerprint=fp)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> AvroSchema:
+        try:
+            return cls.from_dict(load_schema(str(path)))
+        except (OSError, ValueError, KeyError) as exc:
+            raise DecodeError(f"cannot load Avro schema {path}: {exc}", "SchemaError") from exc
+
+    def short_name(self) -> str:
+        return self.name.rsplit(".", 1)[-1]
+
+
+def encode_avro(schema: AvroSchema, payload: Any) -> bytes:
+    """Single-object-encode `payload`; a payload that does not fit the schema raises ValueError."""
+    buffer = io.BytesIO()
+    buffer.write(schema.prefix)
+    try:
+        schemaless_writer(buffer, schema.parsed, payload)
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise ValueError(f"payload does not match Avro schema {schema.name}: {exc}") from exc
+    return buffer.getvalue()
+
+
+def encode_json(payload: Any) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class SchemaStore:
+    """Known writer schemas by fingerprint, and by record name for lookups by task type."""
+
+    def __init__(self) -> None:
+        self._by_fingerprint: dict[bytes, AvroSchema] = {}
+        self._by_name: dict[str, AvroSchema] = {}
+
+    def add(self, schema: AvroSchema, *aliases: str) -> AvroSchema:
+        self._by_fingerprint.setdefault(schema.fingerprint, schema)
+        for name in (schema.name, schema.short_name(), *aliases):
+            self._by_name.setdefault(name, schema)
+        return schema
+
+    def load_dir(self, folder: str | Path) -> int:
+        """Add every `*.avsc` in `folder` (file stem as an alias); returns how many were added."""
+        count = 0
+        for path in sorted(Path(folder).glob("*.avsc")):
+            self.add(AvroSchema.from_file(path), path.stem)
+            count += 1
+        return count
+
+    def by_name(self, name: str) -> AvroSchema | None:
+        return self._by_name.get(name)
+
+    def by_fingerprint(self, fp: bytes) -> AvroSchema | None:
+        return self._by_fingerprint.get(fp)
+
+
+def decode_payload(
+    value: bytes | None,
+    content_type: str | None,
+    reader: AvroSchema | None,
+    store: SchemaStore,
+) -> Any:
+    """Turn a record value into a payload, or raise DecodeError saying why it cannot be."""
+    if value is None:
+        raise DecodeError("record has no value (a tombstone is not a task)")
+    if content_type == "json":
+        return _decode_json(value)
+    if value[:2] == SOE_MAGIC:
+        return _decode_soe(value, reader, store)
+    if content_type == "avro":
+        if value[:1] == bytes([CONFLUENT_MAGIC]) and len(value) >= 5:
+            raise DecodeError("Confluent-framed Avro needs a schema registry, and none is configured",
+                              "SchemaError")
+        raise DecodeError("kq-content-type is avro but the value is not Avro single-object encoded")
+    return _decode_json(value)  # no content type and no Avro magic: JSON is the only other format
+
+
+def _decode_json(value: bytes) -> Any:
+    try:
+        return json.loads(value)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise DecodeError(f"value is not valid JSON: {exc}") from exc
+
+
+def _decode_soe(value: bytes, reader: AvroSchema | None, store: SchemaStore) -> Any:
+    if len(value) < SOE_HEADER_LEN:
+        raise DecodeError("Avro single-object header is truncated")
+    fp = value[2:SOE_HEADER_LEN]
+    writer = reader if reader is not None and reader.fingerprint == fp else store.by_fingerprint(fp)
+    if writer is None:
+        raise DecodeError(f"unknown Avro schema fingerprint {fp.hex()}", "SchemaError")
+    try:
+        return schemaless_reader(
+            io.BytesIO(value[SOE_HEADER_LEN:]),
+            writer.parsed,
+            reader.parsed if reader is not None and reader is not writer else None,
+        )
+    except Exception as exc:  # fastavro raises many types on corrupt bodies or unresolvable schemas
+        raise DecodeError(f"cannot decode Avro body with schema {writer.name}: {exc}") from exc

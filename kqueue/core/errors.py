@@ -1,0 +1,33 @@
+"""Exceptions users raise from handlers, and the errors kqueue reports."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+
+class KqueueError(Exception):
+    """Base for kqueue's own errors; the message is one line meant for a person."""
+
+
+class Retry(Exception):
+    """Raised by a handler to ask for another attempt, optionally after a given delay."""
+
+    def __init__(self, delay: timedelta | float | None = None, reason: str = "retry requested") -> None:
+        super().__init__(reason)
+        self.delay = delay.total_seconds() if isinstance(delay, timedelta) else delay
+
+
+class Reject(Exception):
+    """Raised by a handler to dead-letter the task at once, without retries."""
+
+
+class DecodeError(KqueueError):
+    """A record that cannot become a task (bad payload, unknown schema or type); it is dead-lettered."""
+
+    def __init__(self, reason: str, error_type: str = "DecodeError") -> None:
+        super().__init__(reason)
+        self.error_type = error_type
+
+
+class DeliveryError(KqueueError):
+    """Kafka did not accept one or more produced records."""

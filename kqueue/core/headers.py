@@ -1,0 +1,128 @@
+"""Task metadata <-> Kafka headers (UTF-8 strings). Pure; see DESIGN.md section 2."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from kqueue.core import names
+
+HeaderList = list[tuple[str, bytes]]
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+RawHeaders = Iterable[tuple[str, bytes | str | None]] | Mapping[str, bytes | str | None] | None
+
+
+def header_map(raw: RawHeaders) -> dict[str, str]:
+    """Kafka headers as a dict of strings; the last value of a repeated header wins."""
+    out: dict[str, str] = {}
+    if not raw:
+        return out
+    pairs = raw.items() if isinstance(raw, Mapping) else raw
+    for name, value in pairs:
+        if value is None:
+            continue
+        out[name] = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    return out
+
+
+def to_header_list(values: Mapping[str, str | int | None]) -> HeaderList:
+    return [(k, str(v).encode()) for k, v in values.items() if v is not None]
+
+
+def _int(values: Mapping[str, str], name: str, default: int) -> int:
+    text = values.get(name)
+    if text is None:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        return default
+
+
+@dataclass(frozen=True, slots=True)
+class TaskMeta:
+    """What kqueue knows about a task from its headers."""
+
+    task_id: str | None
+    task_type: str | None
+    attempt: int
+    max_attempts: int | None
+    enqueued_at: int | None
+    not_before: int | None
+    priority: str | None
+    idempotency_key: str | None
+    content_type: str | None
+    origin: str | None
+
+    @classmethod
+    def from_headers(cls, values: Mapping[str, str]) -> TaskMeta:
+        max_attempts = _int(values, names.H_MAX_ATTEMPTS, 0)
+        enqueued = _int(values, names.H_ENQUEUED_AT, 0)
+        not_before = _int(values, names.H_NOT_BEFORE, 0)
+        return cls(
+            task_id=values.get(names.H_ID),
+            task_type=values.get(names.H_TYPE),
+            attempt=max(1, _int(values, names.H_ATTEMPT, 1)),
+            max_attempts=max_attempts or None,
+            enqueued_at=enqueued or None,
+            not_before=not_before or None,
+            priority=values.get(names.H_PRIORITY),
+            idempotency_key=values.get(names.H_IDEMPOTENCY_KEY),
+            content_type=values.get(names.H_CONTENT_TYPE),
+            origin=values.get(names.H_ORIGIN),
+        )
+
+
+def new_task_headers(
+    task_id: str,
+    task_type: str,
+    content_type: str,
+    max_attempts: int,
+    priority: str = "normal",
+    idempotency_key: str | None = None,
+    enqueued_at: int | None = None,
+    extra: Mapping[str, str] | None = None,
+) -> HeaderList:
+    values: dict[str, str | int | None] = {
+        names.H_ID: task_id,
+        names.H_TYPE: task_type,
+        names.H_ATTEMPT: 1,
+        names.H_MAX_ATTEMPTS: max_attempts,
+        names.H_ENQUEUED_AT: enqueued_at if enqueued_at is not None else now_ms(),
+        names.H_CONTENT_TYPE: content_type,
+        names.H_PRIORITY: priority,
+        names.H_IDEMPOTENCY_KEY: idempotency_key,
+    }
+    headers = to_header_list(values)
+    if extra:
+        headers.extend((k, v.encode()) for k, v in extra.items())
+    return headers
+
+
+TRACE_LIMIT = 4000  # bytes of traceback kept in kq-error-trace; headers travel with every fetch
+
+
+def dead_letter_headers(
+    original: Mapping[str, str],
+    task_id: str,
+    origin: str,
+    error_type: str,
+    message: str,
+    trace: str = "",
+    failed_at: int | None = None,
+) -> HeaderList:
+    """The original headers plus the error, the id and the first-delivery origin (kept if already set)."""
+    values: dict[str, str | int | None] = dict(original)
+    values[names.H_ID] = task_id
+    values.setdefault(names.H_ORIGIN, origin)
+    values[names.H_ERROR_TYPE] = error_type
+    values[names.H_ERROR_MESSAGE] = message[:1000]
+    values[names.H_ERROR_TRACE] = trace[-TRACE_LIMIT:] if trace else None
+    values[names.H_FAILED_AT] = failed_at if failed_at is not None else now_ms()
+    return to_header_list(values)

@@ -1,0 +1,44 @@
+"""Which topics a queue has and how they are configured. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from kqueue.core import names
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    replication: int = -1  # -1: the broker's default.replication.factor
+    config: tuple[tuple[str, str], ...] = ()
+
+
+def replication_for(brokers: int, requested: int | None) -> tuple[int, tuple[tuple[str, str], ...]]:
+    """Replication factor and topic config: RF 3 and min ISR 2 where the cluster has 3+ brokers."""
+    replication = requested if requested is not None else min(3, max(1, brokers))
+    config: tuple[tuple[str, str], ...] = (("min.insync.replicas", "2"),) if replication >= 3 else ()
+    return replication, config
+
+
+def worker_topics(queue: str, prefix: str = "") -> list[str]:
+    """Topics a worker of `queue` consumes: the main topic and its priority lanes."""
+    return [names.lane_topic(queue, p, prefix) for p in names.PRIORITIES]
+
+
+def queue_topics(queue: str, prefix: str = "", tiers: Sequence[str] = ()) -> list[str]:
+    """Every topic of a queue. All share one partition count so a key keeps its partition number."""
+    topics = worker_topics(queue, prefix)
+    topics.extend(names.delay_topic(queue, tier, prefix) for tier in tiers)
+    topics.append(names.dlq_topic(queue, prefix))
+    return topics
+
+
+def queue_topic_specs(
+    queue: str, partitions: int, brokers: int, prefix: str = "", replication: int | None = None,
+    tiers: Sequence[str] = (),
+) -> list[TopicSpec]:
+    rf, config = replication_for(brokers, replication)
+    return [TopicSpec(t, partitions, rf, config) for t in queue_topics(queue, prefix, tiers)]

@@ -1,0 +1,127 @@
+"""`kqueue.App`: where tasks are registered and enqueued."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, overload
+
+from kqueue.core.codec import AvroSchema, SchemaStore
+from kqueue.core.topology import queue_topic_specs
+from kqueue.sdk.task import Handler, TaskDef
+from kqueue.transport.admin import broker_count, ensure_topics, make_admin
+from kqueue.transport.producer import AcknowledgedProducer
+
+DEFAULT_BOOTSTRAP = "localhost:9092"
+
+
+def resolve_bootstrap(explicit: str | None) -> str:
+    return explicit or os.environ.get("KQUEUE_BOOTSTRAP_SERVERS") or DEFAULT_BOOTSTRAP
+
+
+class App:
+    """A named set of task types sharing one Kafka cluster (and an optional topic prefix)."""
+
+    def __init__(
+        self,
+        name: str,
+        bootstrap_servers: str | None = None,
+        *,
+        topic_prefix: str = "",
+        partitions: int = 6,
+        replication: int | None = None,
+        schemas_dir: str | Path | None = None,
+        producer_config: dict[str, Any] | None = None,
+    ) -> None:
+        self.name = name
+        self.bootstrap_servers = resolve_bootstrap(bootstrap_servers)
+        self.topic_prefix = topic_prefix
+        self.partitions = partitions
+        self.replication = replication
+        self.schemas = SchemaStore()
+        self.schemas_dir = Path(schemas_dir) if schemas_dir is not None else None
+        if self.schemas_dir is not None:
+            self.schemas.load_dir(self.schemas_dir)
+        self._producer_config = producer_config or {}
+        self._producer: AcknowledgedProducer | None = None
+        self._ensured: set[str] = set()
+        self._lock = threading.Lock()
+        self.tasks: dict[tuple[str, str], TaskDef] = {}
+
+    # -- registration ------------------------------------------------------------------------------
+    @overload
+    def task(self, fn: Handler) -> TaskDef: ...
+
+    @overload
+    def task(
+        self, fn: None = None, *, queue: str = "default", name: str | None = None, max_attempts: int = 5,
+        timeout: float | None = None, schema: str | Path | dict[str, Any] | None = None,
+    ) -> Callable[[Handler], TaskDef]: ...
+
+    def task(
+        self, fn: Handler | None = None, *, queue: str = "default", name: str | None = None,
+        max_attempts: int = 5, timeout: float | None = None, schema: str | Path | dict[str, Any] | None = None,
+    ) -> TaskDef | Callable[[Handler], TaskDef]:
+        """Register a handler as a task type: `@app.task(queue="email", schema="schemas/x.avsc")`."""
+
+        def register(handler: Handler) -> TaskDef:
+            task_name = name or handler.__name__
+            if (queue, task_name) in self.tasks:
+                raise ValueError(f"task {task_name!r} is already registered on queue {queue!r}")
+            if max_attempts < 1:
+                raise ValueError("max_attempts must be at least 1")
+            definition = TaskDef(self, handler, queue, task_name, max_attempts, timeout, self._schema(schema))
+            self.tasks[(queue, task_name)] = definition
+            return definition
+
+        return register(fn) if fn is not None else register
+
+    def _schema(self, schema: str | Path | dict[str, Any] | None) -> AvroSchema | None:
+        if schema is None:
+            return None
+        if isinstance(schema, dict):
+            return self.schemas.add(AvroSchema.from_dict(schema))
+        path = Path(schema)
+        if not path.is_absolute() and not path.exists() and self.schemas_dir is not None:
+            path = self.schemas_dir / path
+        return self.schemas.add(AvroSchema.from_file(path), path.stem)
+
+    # -- lookups -----------------------------------------------------------------------------------
+    def queues(self) -> list[str]:
+        return sorted({q for q, _ in self.tasks})
+
+    def task_for(self, queue: str, task_type: str | None) -> TaskDef | None:
+        """The handler for a record: by kq-type, or the queue's only task type when kq-type is absent."""
+        if task_type is not None:
+            return self.tasks.get((queue, task_type))
+        candidates = [t for (q, _), t in self.tasks.items() if q == queue]
+        return candidates[0] if len(candidates) == 1 else None
+
+    # -- Kafka ---------------------------------------------------------------------------------------
+    @property
+    def producer(self) -> AcknowledgedProducer:
+        if self._producer is None:
+            with self._lock:
+                if self._producer is None:
+                    self._producer = AcknowledgedProducer(self.bootstrap_servers, **self._producer_config)
+        return self._producer
+
+    def ensure_queue(self, queue: str) -> None:
+        """Create the queue's topics on first use (idempotent, safe to race)."""
+        if queue in self._ensured:
+            return
+        with self._lock:
+            if queue in self._ensured:
+                return
+            admin = make_admin(self.bootstrap_servers)
+            specs = queue_topic_specs(queue, self.partitions, broker_count(admin), self.topic_prefix,
+                                      self.replication)
+            ensure_topics(admin, specs)
+            self._ensured.add(queue)
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Wait until every enqueued task is in Kafka; raises DeliveryError if any was refused."""
+        if self._producer is not None:
+            self._producer.flush(timeout)

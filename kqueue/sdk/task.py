@@ -1,0 +1,114 @@
+"""A registered task type: its handler, its queue and how it is enqueued."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from kqueue.core import names
+from kqueue.core.codec import AvroSchema, encode_avro, encode_json
+from kqueue.core.headers import new_task_headers
+from kqueue.core.ids import new_task_id
+
+if TYPE_CHECKING:
+    from kqueue.sdk.app import App
+
+Handler = Callable[..., Any]
+
+
+def _wants_context(fn: Handler) -> bool:
+    params = [
+        p for p in inspect.signature(fn).parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    if len(params) not in (1, 2):
+        raise TypeError(f"task handler {fn.__qualname__} must take (payload) or (payload, ctx)")
+    return len(params) == 2
+
+
+@dataclass
+class TaskDef:
+    app: App
+    fn: Handler
+    queue: str
+    name: str
+    max_attempts: int
+    timeout: float | None
+    schema: AvroSchema | None
+
+    def __post_init__(self) -> None:
+        self.is_async = inspect.iscoroutinefunction(self.fn)
+        self.wants_ctx = _wants_context(self.fn)
+        self.content_type = names.CONTENT_AVRO if self.schema is not None else names.CONTENT_JSON
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Calling the task runs the handler here and now, like a plain function."""
+        return self.fn(*args, **kwargs)
+
+    def encode(self, payload: Any) -> bytes:
+        if self.schema is not None:
+            return encode_avro(self.schema, payload)
+        return encode_json(payload)
+
+    def _record(
+        self, value: bytes, key: str | bytes | None, priority: str, idempotency_key: str | None,
+        headers: Mapping[str, str] | None,
+    ) -> tuple[str, str, bytes, bytes | None, list[tuple[str, bytes]]]:
+        topic = names.lane_topic(self.queue, priority, self.app.topic_prefix)
+        task_id = new_task_id()
+        raw_key = key.encode() if isinstance(key, str) else key
+        record_headers = new_task_headers(
+            task_id, self.name, self.content_type, self.max_attempts, priority, idempotency_key, extra=headers
+        )
+        return task_id, topic, value, raw_key, record_headers
+
+    def enqueue(
+        self,
+        payload: Any,
+        *,
+        key: str | bytes | None = None,
+        priority: str = "normal",
+        idempotency_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> str:
+        """Queue one task; returns its id at once. Delivery failures surface on `app.flush()`."""
+        return self.send(self.encode(payload), key=key, priority=priority, idempotency_key=idempotency_key,
+                         headers=headers)
+
+    def send(
+        self,
+        value: bytes,
+        *,
+        key: str | bytes | None = None,
+        priority: str = "normal",
+        idempotency_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> str:
+        """Queue one task whose payload is already encoded (see `encode`)."""
+        task_id, topic, value, raw_key, record_headers = self._record(
+            value, key, priority, idempotency_key, headers
+        )
+        self.app.ensure_queue(self.queue)
+        self.app.producer.produce(topic, value, raw_key, record_headers)
+        return task_id
+
+    async def enqueue_async(
+        self,
+        payload: Any,
+        *,
+        key: str | bytes | None = None,
+        priority: str = "normal",
+        idempotency_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> str:
+        """Queue one task and wait (without blocking the event loop) until Kafka has it."""
+        task_id, topic, value, raw_key, record_headers = self._record(
+            self.encode(payload), key, priority, idempotency_key, headers
+        )
+        await asyncio.to_thread(self.app.ensure_queue, self.queue)
+        future = self.app.producer.produce_acknowledged(topic, value, raw_key, record_headers)
+        await asyncio.wrap_future(future)
+        return task_id

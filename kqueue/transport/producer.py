@@ -1,0 +1,117 @@
+"""The producing edge: a librdkafka producer whose delivery failures always reach the caller."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future
+from typing import Any
+
+from confluent_kafka import KafkaError, Message, Producer
+
+from kqueue.core.errors import DeliveryError
+from kqueue.transport.config import producer_config
+
+
+class TaskProducer:
+    """Wraps Producer: counts delivery failures and raises them on `flush()` or the next produce."""
+
+    def __init__(self, bootstrap: str, **overrides: Any) -> None:
+        self._producer = Producer(producer_config(bootstrap, **overrides))
+        self._lock = threading.Lock()
+        self._failures: list[str] = []
+        self._delivered = 0
+
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        if err is None:
+            self._delivered += 1
+            return
+        with self._lock:
+            self._failures.append(f"{msg.topic()}: {err.str()}")
+
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+        partition: int | None = None,
+    ) -> None:
+        self._raise_failures()
+        kwargs: dict[str, Any] = {"value": value, "key": key, "headers": headers, "on_delivery": self._on_delivery}
+        if partition is not None:
+            kwargs["partition"] = partition
+        while True:
+            try:
+                self._producer.produce(topic, **kwargs)
+                break
+            except BufferError:  # local queue full: serve delivery reports to make room, then retry
+                self._producer.poll(0.05)
+        self._producer.poll(0)
+
+    def flush(self, timeout: float = 30.0) -> int:
+        """Wait for every record; raises DeliveryError if any was refused. Returns records still queued."""
+        remaining = int(self._producer.flush(timeout))
+        self._raise_failures()
+        if remaining:
+            raise DeliveryError(f"{remaining} record(s) not delivered within {timeout:.0f}s")
+        return remaining
+
+    def _raise_failures(self) -> None:
+        if not self._failures:
+            return
+        with self._lock:
+            failures, self._failures = self._failures, []
+        raise DeliveryError(f"{len(failures)} record(s) were not delivered; first: {failures[0]}")
+
+    @property
+    def delivered(self) -> int:
+        return self._delivered
+
+    def poll(self, timeout: float = 0) -> None:
+        self._producer.poll(timeout)
+
+    def __len__(self) -> int:
+        return len(self._producer)
+
+
+class AcknowledgedProducer(TaskProducer):
+    """A TaskProducer that can also hand back a future per record (for asyncio callers)."""
+
+    def __init__(self, bootstrap: str, **overrides: Any) -> None:
+        super().__init__(bootstrap, **overrides)
+        self._poller: threading.Thread | None = None
+        self._closed = threading.Event()
+
+    def produce_acknowledged(
+        self, topic: str, value: bytes | None, key: bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> Future[None]:
+        future: Future[None] = Future()
+
+        def on_delivery(err: KafkaError | None, msg: Message) -> None:
+            if err is None:
+                future.set_result(None)
+            else:
+                future.set_exception(DeliveryError(f"{msg.topic()}: {err.str()}"))
+
+        self._start_poller()
+        kwargs: dict[str, Any] = {"value": value, "key": key, "headers": headers, "on_delivery": on_delivery}
+        while True:
+            try:
+                self._producer.produce(topic, **kwargs)
+                return future
+            except BufferError:
+                self._producer.poll(0.05)
+
+    def _start_poller(self) -> None:
+        # Delivery callbacks run inside poll(); a daemon thread serves them so awaiting never stalls.
+        if self._poller is not None:
+            return
+        with self._lock:
+            if self._poller is None:
+                self._poller = threading.Thread(target=self._serve, name="kqueue-producer-poll", daemon=True)
+                self._poller.start()
+
+    def _serve(self) -> None:
+        while not self._closed.is_set():
+            self._producer.poll(0.1)

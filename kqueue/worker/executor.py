@@ -1,0 +1,198 @@
+"""Runs handlers with key-ordered concurrency: sync ones on worker threads, async ones on one event loop.
+
+The poll loop pushes items and drains outcomes; it never waits on a handler. Worker threads pull
+whole runs (a key's queued items) so a cheap handler costs no thread hop per task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Hashable, Iterable
+from typing import Any
+
+from kqueue.core.errors import Reject
+from kqueue.core.lanes import KeyLanes
+from kqueue.sdk.context import TaskContext
+from kqueue.worker.work import Failure, Outcome, WorkItem
+
+MAX_RUN_ITEMS = 256
+
+
+def _context(item: WorkItem) -> TaskContext:
+    task = item.task
+    assert task is not None
+    return TaskContext(
+        task_id=item.task_id, task_type=task.name, queue=item.queue, key=item.key,
+        attempt=item.meta.attempt, max_attempts=item.meta.max_attempts or task.max_attempts,
+        topic=item.topic, partition=item.partition, offset=item.offset,
+        enqueued_at=item.meta.enqueued_at, headers=item.headers,
+    )
+
+
+def _failure(exc: BaseException) -> Failure:
+    return Failure.from_exception(exc, reject=isinstance(exc, Reject))
+
+
+def run_sync(item: WorkItem) -> Failure | None:
+    task = item.task
+    assert task is not None
+    try:
+        if task.wants_ctx:
+            task.fn(item.payload, _context(item))
+        else:
+            task.fn(item.payload)
+    except Exception as exc:
+        return _failure(exc)
+    return None
+
+
+async def run_async(item: WorkItem) -> Failure | None:
+    task = item.task
+    assert task is not None
+    try:
+        coro = task.fn(item.payload, _context(item)) if task.wants_ctx else task.fn(item.payload)
+        if task.timeout is not None:
+            await asyncio.wait_for(coro, task.timeout)
+        else:
+            await coro
+    except TimeoutError:
+        return Failure("TimeoutError", f"task exceeded its {task.timeout}s time limit")
+    except Exception as exc:
+        return _failure(exc)
+    return None
+
+
+class Executor:
+    def __init__(self, concurrency: int, run: Callable[[WorkItem], Failure | None] = run_sync) -> None:
+        self.concurrency = max(1, concurrency)
+        self._run = run
+        self._lanes: KeyLanes[WorkItem] = KeyLanes(lambda item: item.kind)
+        self._cond = threading.Condition()
+        self._outcomes: list[Outcome] = []
+        self._running: dict[Hashable, list[WorkItem]] = {}
+        self._stopped = False
+        self._threads = [
+            threading.Thread(target=self._thread_main, name=f"kqueue-worker-{i}", daemon=True)
+            for i in range(self.concurrency)
+        ]
+        for thread in self._threads:
+            thread.start()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._async_active = 0
+
+    # -- called by the poll loop -------------------------------------------------------------------
+    def submit(self, items: Iterable[WorkItem]) -> None:
+        has_async = False
+        with self._cond:
+            for item in items:
+                self._lanes.push(item.lane, item)
+                has_async = has_async or item.kind == "async"
+            if self._lanes.ready_count("sync"):
+                self._cond.notify_all()
+        if has_async:
+            self._async_loop().call_soon_threadsafe(self._start_async_runs)
+
+    def drain(self) -> list[Outcome]:
+        with self._cond:
+            outcomes, self._outcomes = self._outcomes, []
+        return outcomes
+
+    def drop(self, doomed: Callable[[WorkItem], bool]) -> int:
+        """Forget queued (not started) items, e.g. of revoked partitions; returns how many."""
+        with self._cond:
+            return len(self._lanes.drop(doomed))
+
+    def running(self, which: Callable[[WorkItem], bool] | None = None) -> int:
+        with self._cond:
+            return sum(1 for run in self._running.values() for item in run if which is None or which(item))
+
+    def idle(self) -> bool:
+        with self._cond:
+            return not self._running and self._lanes.queued == 0 and not self._outcomes
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+
+    # -- sync runners ------------------------------------------------------------------------------
+    def _thread_main(self) -> None:
+        cond = self._cond
+        while True:
+            with cond:
+                runs = self._lanes.take("sync", self._run_size())
+                while not runs and not self._stopped:
+                    cond.wait()
+                    runs = self._lanes.take("sync", self._run_size())
+                if self._stopped:
+                    return
+                for key, items in runs:
+                    self._running[key] = items
+            results: list[Outcome] = []
+            for _key, items in runs:
+                for item in items:
+                    results.append((item, self._run(item)))
+            with cond:
+                for key, _items in runs:
+                    del self._running[key]
+                    self._lanes.release(key)
+                self._outcomes.extend(results)
+                if self._lanes.ready_count("sync"):
+                    cond.notify()
+
+    def _run_size(self) -> int:
+        # Share the queued work among the threads; one key's run may still exceed this.
+        return max(1, min(MAX_RUN_ITEMS, self._lanes.queued // self.concurrency))
+
+    # -- async runner ------------------------------------------------------------------------------
+    def _async_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            loop = asyncio.new_event_loop()
+            started = threading.Event()
+
+            def main() -> None:
+                asyncio.set_event_loop(loop)
+                loop.call_soon(started.set)
+                loop.run_forever()
+
+            threading.Thread(target=main, name="kqueue-async", daemon=True).start()
+            started.wait()
+            self._loop = loop
+        return self._loop
+
+    def _start_async_runs(self) -> None:
+        loop = self._async_loop()
+        while self._async_active < self.concurrency:
+            with self._cond:
+                runs = self._lanes.take("async", 1)
+                for key, items in runs:
+                    self._running[key] = items
+            if not runs:
+                return
+            for key, items in runs:
+                self._async_active += 1
+                loop.create_task(self._async_run(key, items))
+
+    async def _async_run(self, key: Hashable, items: list[WorkItem]) -> None:
+        results: list[Outcome] = []
+        try:
+            for item in items:
+                results.append((item, await run_async(item)))
+        finally:
+            self._async_active -= 1
+            with self._cond:
+                del self._running[key]
+                self._lanes.release(key)
+                self._outcomes.extend(results)
+                if self._lanes.ready_count("sync"):
+                    self._cond.notify()
+            self._start_async_runs()
+
+
+def describe(outcomes: list[Outcome]) -> dict[str, Any]:
+    """Counts for logs and tests."""
+    failed = sum(1 for _, f in outcomes if f is not None)
+    return {"completed": len(outcomes) - failed, "failed": failed}
