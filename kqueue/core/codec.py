@@ -13,6 +13,7 @@ from typing import Any
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint, load_schema, to_parsing_canonical_form
+from fastavro.validation import ValidationError, validate
 
 from kqueue.core.errors import DecodeError
 
@@ -43,9 +44,11 @@ class AvroSchema:
 
     @classmethod
     def from_file(cls, path: str | Path) -> AvroSchema:
+        if not Path(path).is_file():
+            raise DecodeError(f"Avro schema file {path} does not exist", "SchemaError")
         try:
             return cls.from_dict(load_schema(str(path)))
-        except (OSError, ValueError, KeyError) as exc:
+        except Exception as exc:  # fastavro reports bad files with its own exception types
             raise DecodeError(f"cannot load Avro schema {path}: {exc}", "SchemaError") from exc
 
     def short_name(self) -> str:
@@ -54,6 +57,11 @@ class AvroSchema:
 
 def encode_avro(schema: AvroSchema, payload: Any) -> bytes:
     """Single-object-encode `payload`; a payload that does not fit the schema raises ValueError."""
+    # Validate first: fastavro's writer alone accepts e.g. 2**31 for an int, which Java then misreads.
+    try:
+        validate(payload, schema.parsed, raise_errors=True)
+    except ValidationError as exc:
+        raise ValueError(f"payload does not match Avro schema {schema.name}: {exc}") from None
     buffer = io.BytesIO()
     buffer.write(schema.prefix)
     try:

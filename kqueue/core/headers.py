@@ -108,6 +108,12 @@ def new_task_headers(
 TRACE_LIMIT = 4000  # bytes of traceback kept in kq-error-trace; headers travel with every fetch
 
 
+def _tail_bytes(text: str, limit: int) -> str:
+    """The end of `text` within `limit` UTF-8 bytes, never splitting a character."""
+    data = text.encode()
+    return text if len(data) <= limit else data[-limit:].decode("utf-8", "ignore")
+
+
 def dead_letter_headers(
     original: Mapping[str, str],
     task_id: str,
@@ -123,6 +129,6 @@ def dead_letter_headers(
     values.setdefault(names.H_ORIGIN, origin)
     values[names.H_ERROR_TYPE] = error_type
     values[names.H_ERROR_MESSAGE] = message[:1000]
-    values[names.H_ERROR_TRACE] = trace[-TRACE_LIMIT:] if trace else None
+    values[names.H_ERROR_TRACE] = _tail_bytes(trace, TRACE_LIMIT) if trace else None
     values[names.H_FAILED_AT] = failed_at if failed_at is not None else now_ms()
     return to_header_list(values)

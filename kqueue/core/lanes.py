@@ -73,6 +73,10 @@ class KeyLanes(Generic[T]):
             return
         self._mark_ready(key, lane)
 
+    def count(self, which: Callable[[T], bool]) -> int:
+        """Queued items matching `which`."""
+        return sum(1 for lane in self._lanes.values() for item in lane if which(item))
+
     def drop(self, doomed: Callable[[T], bool]) -> list[T]:
         """Remove queued items for which `doomed` is true (e.g. of revoked partitions)."""
         removed: list[T] = []
@@ -86,8 +90,11 @@ class KeyLanes(Generic[T]):
             if not keep and key not in self._busy:
                 del self._lanes[key]
         self._queued -= len(removed)
-        for kind, ready in self._ready.items():
-            self._ready[kind] = deque(
-                k for k in ready if k in self._lanes and self._lanes[k] and self._kind_of(self._lanes[k][0]) == kind
-            )
+        # Rebuild the ready queues: a key whose head changed kind must move to the other queue.
+        previous = [k for ready in self._ready.values() for k in ready]
+        self._ready = {}
+        for key in dict.fromkeys([*previous, *self._lanes]):
+            waiting = self._lanes.get(key)
+            if waiting and key not in self._busy:
+                self._mark_ready(key, waiting)
         return removed

@@ -12,7 +12,7 @@ from kqueue.core.headers import TaskMeta, header_map
 from kqueue.core.ids import derived_task_id
 from kqueue.core.names import queue_of_topic
 from kqueue.sdk.app import App
-from kqueue.worker.work import Failure, Outcome, WorkItem
+from kqueue.worker.work import Failure, WorkItem
 
 
 def decode_message(msg: Message, app: App) -> tuple[WorkItem, Failure | None]:
@@ -39,14 +39,6 @@ def decode_message(msg: Message, app: App) -> tuple[WorkItem, Failure | None]:
     return item, None
 
 
-def decode_batch(messages: list[Message], app: App) -> tuple[list[WorkItem], list[Outcome]]:
-    """Split a batch into runnable items and immediate failures (both keep offset order)."""
-    runnable: list[WorkItem] = []
-    failed: list[Outcome] = []
-    for msg in messages:
-        item, failure = decode_message(msg, app)
-        if failure is None:
-            runnable.append(item)
-        else:
-            failed.append((item, failure))
-    return runnable, failed
+def decode_batch(messages: list[Message], app: App) -> list[tuple[WorkItem, Failure | None]]:
+    """Every record as an item, with the Failure that keeps it from running (None if it can run)."""
+    return [decode_message(msg, app) for msg in messages]

@@ -103,9 +103,12 @@ class Executor:
         with self._cond:
             return len(self._lanes.drop(doomed))
 
-    def running(self, which: Callable[[WorkItem], bool] | None = None) -> int:
+    def pending(self, which: Callable[[WorkItem], bool]) -> int:
+        """Items matching `which` that are queued, running, or finished but not yet drained."""
         with self._cond:
-            return sum(1 for run in self._running.values() for item in run if which is None or which(item))
+            running = sum(1 for run in self._running.values() for item in run if which(item))
+            finished = sum(1 for item, _ in self._outcomes if which(item))
+            return running + finished + self._lanes.count(which)
 
     def idle(self) -> bool:
         with self._cond:

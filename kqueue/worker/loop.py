@@ -18,7 +18,7 @@ from kqueue.transport.producer import TaskProducer
 from kqueue.worker.checkpoint import TP, Checkpoint
 from kqueue.worker.decode import decode_batch
 from kqueue.worker.executor import Executor
-from kqueue.worker.work import WorkItem
+from kqueue.worker.work import Outcome, WorkItem
 
 log = logging.getLogger("kqueue.worker")
 
@@ -107,16 +107,20 @@ class Worker:
                 continue
             good.append(msg)
         self.stats.polled += len(good)
-        runnable, failed = decode_batch(good, self.app)
-        # Track offsets in partition order before anything can settle.
-        tracked_runnable = [item for item in runnable if self._checkpoint.track(item)]
-        tracked_failed = [(item, f) for item, f in failed if self._checkpoint.track(item)]
-        # Decode and run order interleave per partition; tracking both before settling keeps watermarks right.
-        self._inflight += len(tracked_runnable) + len(tracked_failed)
-        self._executor.submit(tracked_runnable)
-        if tracked_failed:
-            self._inflight -= len(tracked_failed)
-            self._checkpoint.settle(tracked_failed)
+        runnable: list[WorkItem] = []
+        failed: list[Outcome] = []
+        for item, failure in decode_batch(good, self.app):
+            # Track in offset order (before anything can settle), then split by what to do.
+            if not self._checkpoint.track(item):
+                continue  # partition no longer ours
+            if failure is None:
+                runnable.append(item)
+            else:
+                failed.append((item, failure))
+        self._inflight += len(runnable)
+        self._executor.submit(runnable)
+        if failed:
+            self._checkpoint.settle(failed)
 
     def _settle(self) -> None:
         outcomes = self._executor.drain()
@@ -148,12 +152,15 @@ class Worker:
         assignment = self._consumer.assignment()
         if assignment:
             self._consumer.pause(assignment)
+        # Everything fetched gets the grace to finish: dropping queued work would leave a gap below
+        # completed offsets, and those would run again after the restart.
         deadline = time.monotonic() + self.options.grace
         while self._inflight > 0 and time.monotonic() < deadline:
             self._consumer.consume(1, timeout=0.05)  # keeps membership; partitions are paused
             self._settle()
         self._settle()
-        self._executor.drop(lambda _item: True)  # not started: redelivered to whoever owns it next
+        # Past the grace: not started, left uncommitted, so whoever owns the partition next runs them.
+        self._inflight -= self._executor.drop(lambda _item: True)
         self._checkpoint.commit()
 
     # -- rebalance -----------------------------------------------------------------------------------
@@ -167,11 +174,13 @@ class Worker:
         def doomed(item: WorkItem) -> bool:
             return (item.topic, item.partition) in lost
 
-        self._inflight -= self._executor.drop(doomed)
-        deadline = time.monotonic() + (0 if self._stopping else self.options.grace)
-        while self._executor.running(doomed) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        # Finish what was fetched for these partitions within the grace (fewer re-runs for the new
+        # owner); what is left is dropped uncommitted and redelivered there.
+        deadline = time.monotonic() + self.options.grace
+        while self._executor.pending(doomed) and time.monotonic() < deadline:
+            time.sleep(0.005)
             self._settle()
+        self._inflight -= self._executor.drop(doomed)
         self._settle()
         self._checkpoint.commit()
         self._checkpoint.revoke(lost)
