@@ -2,43 +2,64 @@
 
 from __future__ import annotations
 
-from typing import cast
-
 from confluent_kafka import Message
 
+from kqueue.core import names
 from kqueue.core.codec import decode_payload
 from kqueue.core.errors import DecodeError
-from kqueue.core.headers import TaskMeta, header_map
-from kqueue.core.ids import derived_task_id
-from kqueue.core.names import queue_of_topic
 from kqueue.sdk.app import App
+from kqueue.sdk.task import TaskDef
 from kqueue.worker.work import Failure, WorkItem
 
 
-def decode_message(msg: Message, app: App) -> tuple[WorkItem, Failure | None]:
-    # A consumed (non-error) record always has these; the stubs allow None for other message kinds.
-    topic, partition, offset = cast(str, msg.topic()), cast(int, msg.partition()), cast(int, msg.offset())
-    headers = header_map(msg.headers())
-    meta = TaskMeta.from_headers(headers)
-    queue = queue_of_topic(topic, app.topic_prefix)
-    item = WorkItem(
-        topic=topic, partition=partition, offset=offset, key=msg.key(), value=msg.value(),
-        headers=headers, meta=meta, queue=queue,
-        task_id=meta.task_id or derived_task_id(topic, partition, offset),
-    )
-    task = app.task_for(queue, meta.task_type)
-    if task is None:
-        known = ", ".join(sorted(n for q, n in app.tasks if q == queue)) or "none"
-        what = f"task type {meta.task_type!r}" if meta.task_type else "a record without kq-type"
-        return item, Failure("UnknownTaskType", f"{what} has no handler on queue {queue!r} (known: {known})")
-    item.task = task
-    try:
-        item.payload = decode_payload(msg.value(), meta.content_type, task.schema, app.schemas)
-    except DecodeError as exc:
-        return item, Failure(exc.error_type, str(exc))
-    return item, None
+class Decoder:
+    """Per-worker decoding with the lookups that repeat for every record cached."""
 
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self._queues: dict[str, str] = {}
+        self._tasks: dict[tuple[str, bytes | None], TaskDef | None] = {}
 
-def decode_batch(messages: list[Message], app: App) -> list[tuple[WorkItem, Failure | None]]:
-    """Every record as an item, with the Failure that keeps it from running (None if it can run)."""
-    return [decode_message(msg, app) for msg in messages]
+    def _queue(self, topic: str) -> str:
+        queue = self._queues.get(topic)
+        if queue is None:
+            queue = self._queues[topic] = names.queue_of_topic(topic, self.app.topic_prefix)
+        return queue
+
+    def _task(self, queue: str, task_type: bytes | None) -> TaskDef | None:
+        cache_key = (queue, task_type)
+        if cache_key not in self._tasks:
+            type_name = task_type.decode("utf-8", "replace") if task_type is not None else None
+            self._tasks[cache_key] = self.app.task_for(queue, type_name)
+        return self._tasks[cache_key]
+
+    def decode(self, msg: Message) -> tuple[WorkItem, Failure | None]:
+        # A consumed (non-error) record always has topic, partition and offset (the stubs allow None).
+        topic: str = msg.topic()  # type: ignore[assignment]
+        partition: int = msg.partition()  # type: ignore[assignment]
+        offset: int = msg.offset()  # type: ignore[assignment]
+        raw = msg.headers()
+        # dict() of the header tuples runs in C; only two headers are read on the hot path.
+        headers: dict[str, bytes | None] = dict(raw) if raw else {}  # type: ignore[arg-type]
+        task_type = headers.get(names.H_TYPE)
+        content_type = headers.get(names.H_CONTENT_TYPE)
+        queue = self._queue(topic)
+        value = msg.value()
+        item = WorkItem(topic, partition, offset, msg.key(), value, headers, queue)
+        task = self._task(queue, task_type)
+        if task is None:
+            known = ", ".join(sorted(n for q, n in self.app.tasks if q == queue)) or "none"
+            what = f"task type {item.meta.task_type!r}" if task_type is not None else "a record without kq-type"
+            return item, Failure("UnknownTaskType", f"{what} has no handler on queue {queue!r} (known: {known})")
+        item.task = task
+        ctype = content_type.decode() if content_type is not None else None
+        try:
+            item.payload = decode_payload(value, ctype, task.schema, self.app.schemas)
+        except DecodeError as exc:
+            return item, Failure(exc.error_type, str(exc))
+        return item, None
+
+    def decode_batch(self, messages: list[Message]) -> list[tuple[WorkItem, Failure | None]]:
+        """Every record as an item, with the Failure that keeps it from running (None if it can run)."""
+        decode = self.decode
+        return [decode(msg) for msg in messages]

@@ -16,7 +16,7 @@ from kqueue.sdk.app import App
 from kqueue.transport.config import consumer_config
 from kqueue.transport.producer import TaskProducer
 from kqueue.worker.checkpoint import TP, Checkpoint
-from kqueue.worker.decode import decode_batch
+from kqueue.worker.decode import Decoder
 from kqueue.worker.executor import Executor
 from kqueue.worker.work import Outcome, WorkItem
 
@@ -75,6 +75,7 @@ class Worker:
         self._checkpoint = Checkpoint(self._consumer, self._producer, self.app.topic_prefix,
                                       opts.commit_interval)
         self._executor = Executor(opts.concurrency)
+        self._decoder = Decoder(self.app)
         topics = [t for q in self.queues for t in worker_topics(q, self.app.topic_prefix)]
         self._consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
                                  on_lost=self._on_lost)
@@ -109,7 +110,7 @@ class Worker:
         self.stats.polled += len(good)
         runnable: list[WorkItem] = []
         failed: list[Outcome] = []
-        for item, failure in decode_batch(good, self.app):
+        for item, failure in self._decoder.decode_batch(good):
             # Track in offset order (before anything can settle), then split by what to do.
             if not self._checkpoint.track(item):
                 continue  # partition no longer ours

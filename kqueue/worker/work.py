@@ -7,7 +7,8 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from kqueue.core.headers import TaskMeta
+from kqueue.core.headers import RawHeaders, TaskMeta, header_map
+from kqueue.core.ids import derived_task_id
 from kqueue.core.watermark import PartitionWatermark
 
 if TYPE_CHECKING:
@@ -16,18 +17,36 @@ if TYPE_CHECKING:
 
 @dataclass(slots=True, eq=False)
 class WorkItem:
+    """One record. Headers are parsed lazily: the hot path reads only kq-type and kq-content-type."""
+
     topic: str
     partition: int
     offset: int
     key: bytes | None
     value: bytes | None
-    headers: dict[str, str]
-    meta: TaskMeta
-    task_id: str
+    raw_headers: RawHeaders
     queue: str
     task: TaskDef | None = None
     payload: Any = None
     watermark: PartitionWatermark | None = None
+    _headers: dict[str, str] | None = None
+    _meta: TaskMeta | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        if self._headers is None:
+            self._headers = header_map(self.raw_headers)
+        return self._headers
+
+    @property
+    def meta(self) -> TaskMeta:
+        if self._meta is None:
+            self._meta = TaskMeta.from_headers(self.headers)
+        return self._meta
+
+    @property
+    def task_id(self) -> str:
+        return self.meta.task_id or derived_task_id(self.topic, self.partition, self.offset)
 
     @property
     def lane(self) -> Hashable:

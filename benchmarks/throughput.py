@@ -1,0 +1,151 @@
+"""Worker and enqueue throughput, side by side with raw confluent-kafka loops on one broker, one run.
+
+    python benchmarks/throughput.py [--records 100000] [--partitions 6]
+
+R        raw Consumer.consume(1000) + fastavro decode of every record (the floor under any worker)
+K        kqueue worker, no-op sync handler          (goal >= 0.3x R)
+K-async  kqueue worker, no-op async handler
+raw produce   Producer.produce of fastavro-encoded values, acks=all + idempotent
+SDK enqueue   task.enqueue(payload), same producer settings (goal >= 0.5x raw produce)
+All read the same pre-filled topic (the one SDK enqueue wrote), each with a fresh consumer group.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from fastavro import schemaless_reader, schemaless_writer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import kqueue  # noqa: E402
+from benchmarks.common import Row, Stopwatch, broker, console, report  # noqa: E402
+from kqueue.core.codec import SOE_HEADER_LEN, AvroSchema  # noqa: E402
+from kqueue.transport.config import producer_config  # noqa: E402
+from kqueue.worker.loop import Worker, WorkerOptions  # noqa: E402
+
+SCHEMA = AvroSchema.from_file(Path(__file__).resolve().parents[1] / "schemas" / "send_email.avsc")
+
+
+def payload(i: int) -> dict[str, Any]:
+    return {"to": f"user{i}@example.com", "subject": "hello", "body": "x" * 64, "priority": i % 5,
+            "tags": ["bench"], "reply_to": None}
+
+
+def raw_produce(bootstrap: str, topic: str, records: int) -> float:
+    producer = Producer(producer_config(bootstrap))
+    watch = Stopwatch()
+    for i in range(records):
+        buffer = io.BytesIO()
+        buffer.write(SCHEMA.prefix)
+        schemaless_writer(buffer, SCHEMA.parsed, payload(i))
+        while True:
+            try:
+                producer.produce(topic, value=buffer.getvalue(), key=f"user-{i % 1000}".encode())
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    producer.flush(60)
+    return watch.elapsed()
+
+
+def sdk_enqueue(app: kqueue.App, task: kqueue.TaskDef, records: int) -> float:
+    app.ensure_queue(task.queue)
+    watch = Stopwatch()
+    for i in range(records):
+        task.enqueue(payload(i), key=f"user-{i % 1000}")
+    app.flush(60)
+    return watch.elapsed()
+
+
+def raw_consume(bootstrap: str, topic: str, records: int) -> float:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-raw-{uuid.uuid4().hex[:6]}",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    meta = consumer.list_topics(topic, timeout=10)
+    consumer.assign([TopicPartition(topic, p, 0) for p in meta.topics[topic].partitions])
+    seen = 0
+    watch: Stopwatch | None = None
+    while seen < records:
+        batch = consumer.consume(1000, timeout=1.0)
+        if batch and watch is None:
+            watch = Stopwatch()
+        for msg in batch:
+            value = msg.value()
+            if value is not None and msg.error() is None:
+                schemaless_reader(io.BytesIO(value[SOE_HEADER_LEN:]), SCHEMA.parsed, None)
+                seen += 1
+    consumer.close()
+    assert watch is not None
+    return watch.elapsed()
+
+
+def worker_run(app: kqueue.App, queue: str, records: int, concurrency: int) -> float:
+    worker = Worker(app, WorkerOptions(group=f"bench-k-{uuid.uuid4().hex[:6]}", queues=[queue],
+                                       concurrency=concurrency, batch_size=1000, commit_interval=1.0))
+    marks: dict[str, Stopwatch] = {}
+
+    def done(w: Worker) -> bool:
+        if "first" not in marks and w.stats.polled:
+            marks["first"] = Stopwatch()
+        finished = w._checkpoint.completed >= records if hasattr(w, "_checkpoint") else False
+        if finished and "elapsed" not in marks:
+            marks["end"] = marks["first"]
+        return finished
+
+    stats = worker.run(until=done)
+    if stats.completed < records or stats.dead_lettered:
+        raise SystemExit(f"worker settled {stats.completed} completed, {stats.dead_lettered} dead-lettered")
+    return marks["end"].elapsed()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--concurrency", type=int, default=8)
+    args = parser.parse_args()
+    n = args.records
+    with broker() as bootstrap:
+        queue = f"bench-{uuid.uuid4().hex[:6]}"
+        sync_app = kqueue.App("bench", bootstrap, partitions=args.partitions)
+        async_app = kqueue.App("bench-async", bootstrap, partitions=args.partitions)
+
+        @sync_app.task(queue=queue, name="noop", schema=SCHEMA.parsed)
+        def noop(payload: dict[str, Any]) -> None:
+            return None
+
+        @async_app.task(queue=queue, name="noop", schema=SCHEMA.parsed)
+        async def noop_async(payload: dict[str, Any]) -> None:
+            return None
+
+        raw_topic = f"{queue}-raw"
+        sync_app.ensure_queue(raw_topic)
+        rows: list[Row] = []
+        with console.status("raw produce") as status:
+            raw_p = raw_produce(bootstrap, raw_topic, n)
+            status.update("SDK enqueue")
+            sdk_e = sdk_enqueue(sync_app, noop, n)
+            status.update("R: raw consume + decode")
+            r = raw_consume(bootstrap, queue, n)
+            status.update("K: worker, sync no-op")
+            k = worker_run(sync_app, queue, n, args.concurrency)
+            status.update("K-async: worker, async no-op")
+            ka = worker_run(async_app, queue, n, args.concurrency)
+        rows.append(Row("R raw consume+decode", n, r))
+        rows.append(Row("K worker sync no-op", n, k, "R", r / k))
+        rows.append(Row("K-async worker async no-op", n, ka, "R", r / ka))
+        rows.append(Row("raw produce", n, raw_p))
+        rows.append(Row("SDK enqueue", n, sdk_e, "raw produce", raw_p / sdk_e))
+        report(f"throughput, {n:,} records, {args.partitions} partitions", rows, "throughput",
+               {"goals": {"K/R": 0.3, "SDK/raw produce": 0.5}, "concurrency": args.concurrency})
+
+
+if __name__ == "__main__":
+    main()
