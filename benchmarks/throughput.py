@@ -24,11 +24,11 @@ from fastavro import schemaless_reader, schemaless_writer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import kqueue  # noqa: E402
-from benchmarks.common import Row, Stopwatch, broker, console, report  # noqa: E402
-from kqueue.core.codec import SOE_HEADER_LEN, AvroSchema  # noqa: E402
-from kqueue.transport.config import producer_config  # noqa: E402
-from kqueue.worker.loop import Worker, WorkerOptions  # noqa: E402
+import kqueue
+from benchmarks.common import Row, Stopwatch, broker, console, report
+from kqueue.core.codec import SOE_HEADER_LEN, AvroSchema
+from kqueue.transport.config import producer_config
+from kqueue.worker.loop import Worker, WorkerOptions
 
 SCHEMA = AvroSchema.from_file(Path(__file__).resolve().parents[1] / "schemas" / "send_email.avsc")
 
