@@ -94,7 +94,7 @@ def worker_run(app: kqueue.App, queue: str, records: int, concurrency: int) -> f
     def done(w: Worker) -> bool:
         if "first" not in marks and w.stats.polled:
             marks["first"] = Stopwatch()
-        finished = w._checkpoint.completed >= records if hasattr(w, "_checkpoint") else False
+        finished = w.counts.completed >= records
         if finished and "elapsed" not in marks:
             marks["end"] = marks["first"]
         return finished

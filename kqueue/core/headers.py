@@ -132,3 +132,48 @@ def dead_letter_headers(
     values[names.H_ERROR_TRACE] = _tail_bytes(trace, TRACE_LIMIT) if trace else None
     values[names.H_FAILED_AT] = failed_at if failed_at is not None else now_ms()
     return to_header_list(values)
+
+
+def retry_headers(
+    original: Mapping[str, str],
+    task_id: str,
+    origin: str,
+    next_attempt: int,
+    max_attempts: int,
+    not_before: int,
+    target: str,
+    error_type: str,
+    message: str,
+    trace: str = "",
+    failed_at: int | None = None,
+) -> HeaderList:
+    """Headers of a retry waiting in a delay tier: the next attempt, when, where to, and the last error."""
+    values: dict[str, str | int | None] = dict(original)
+    values.update({
+        names.H_ID: task_id,
+        names.H_ATTEMPT: next_attempt,
+        names.H_MAX_ATTEMPTS: max_attempts,
+        names.H_NOT_BEFORE: not_before,
+        names.H_TARGET: target,
+        names.H_ERROR_TYPE: error_type,
+        names.H_ERROR_MESSAGE: message[:1000],
+        names.H_ERROR_TRACE: _tail_bytes(trace, TRACE_LIMIT) if trace else None,
+        names.H_FAILED_AT: failed_at if failed_at is not None else now_ms(),
+    })
+    values.setdefault(names.H_ORIGIN, origin)
+    return to_header_list(values)
+
+
+def delivered_headers(original: Mapping[str, str]) -> HeaderList:
+    """Headers of a due record the router delivers to its target: the scheduling headers are spent."""
+    return to_header_list({k: v for k, v in original.items() if k not in (names.H_NOT_BEFORE, names.H_TARGET)})
+
+
+def replay_headers(original: Mapping[str, str], dead_letter_position: str) -> HeaderList:
+    """A dead letter put back on its queue: a fresh first attempt, same id and key, errors dropped."""
+    dropped = {names.H_ERROR_TYPE, names.H_ERROR_MESSAGE, names.H_ERROR_TRACE, names.H_FAILED_AT,
+               names.H_NOT_BEFORE, names.H_TARGET}
+    values: dict[str, str | int | None] = {k: v for k, v in original.items() if k not in dropped}
+    values[names.H_ATTEMPT] = 1
+    values[names.H_REPLAY_OF] = dead_letter_position
+    return to_header_list(values)

@@ -22,6 +22,7 @@ H_FAILED_AT: Final = "kq-failed-at"
 H_CONTENT_TYPE: Final = "kq-content-type"
 H_TRACEPARENT: Final = "traceparent"
 H_TRACESTATE: Final = "tracestate"
+H_REPLAY_OF: Final = "kq-replay-of"  # set on a task put back on Q by `kqueue dlq replay`: the dead letter's position
 
 CONTENT_AVRO: Final = "avro"
 CONTENT_JSON: Final = "json"
@@ -64,6 +65,13 @@ def status_topic(prefix: str = "") -> str:
 
 def control_topic(prefix: str = "") -> str:
     return _prefixed(prefix, CONTROL_TOPIC)
+
+
+def tier_of_topic(topic: str) -> str | None:
+    """The delay tier of a `Q.delay.<tier>` topic, else None."""
+    if ".delay." not in topic:
+        return None
+    return topic.rsplit(".delay.", 1)[1]
 
 
 def queue_of_topic(topic: str, prefix: str = "") -> str:

@@ -36,9 +36,21 @@ def queue_topics(queue: str, prefix: str = "", tiers: Sequence[str] = ()) -> lis
     return topics
 
 
+# A tier record's due time counts from when the broker appended it, so tiers use broker time.
+TIER_TOPIC_CONFIG: tuple[tuple[str, str], ...] = (("message.timestamp.type", "LogAppendTime"),)
+
+
 def queue_topic_specs(
     queue: str, partitions: int, brokers: int, prefix: str = "", replication: int | None = None,
     tiers: Sequence[str] = (),
 ) -> list[TopicSpec]:
     rf, config = replication_for(brokers, replication)
-    return [TopicSpec(t, partitions, rf, config) for t in queue_topics(queue, prefix, tiers)]
+    specs = []
+    for topic in queue_topics(queue, prefix, tiers):
+        extra = TIER_TOPIC_CONFIG if names.tier_of_topic(topic) is not None else ()
+        specs.append(TopicSpec(topic, partitions, rf, config + extra))
+    return specs
+
+
+def tier_topics(queue: str, tiers: Sequence[str], prefix: str = "") -> list[str]:
+    return [names.delay_topic(queue, tier, prefix) for tier in tiers]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, overload
 
 from kqueue.core.codec import AvroSchema, SchemaStore
+from kqueue.core.names import DEFAULT_DELAY_TIERS
+from kqueue.core.retry import RetryPolicy, Tiers
 from kqueue.core.topology import queue_topic_specs
 from kqueue.sdk.task import Handler, TaskDef
 from kqueue.transport.admin import broker_count, ensure_topics, make_admin
@@ -34,11 +36,15 @@ class App:
         replication: int | None = None,
         schemas_dir: str | Path | None = None,
         producer_config: dict[str, Any] | None = None,
+        delay_tiers: Sequence[str] = DEFAULT_DELAY_TIERS,
+        retry_policy: RetryPolicy | None = None,
     ) -> None:
         self.name = name
         self.bootstrap_servers = resolve_bootstrap(bootstrap_servers)
         self.topic_prefix = topic_prefix
         self.partitions = partitions
+        self.tiers = Tiers.parse(delay_tiers)
+        self.retry_policy = retry_policy or RetryPolicy()
         self.replication = replication
         self.schemas = SchemaStore()
         self.schemas_dir = Path(schemas_dir) if schemas_dir is not None else None
@@ -58,13 +64,19 @@ class App:
     def task(
         self, fn: None = None, *, queue: str = "default", name: str | None = None, max_attempts: int = 5,
         timeout: float | None = None, schema: str | Path | dict[str, Any] | None = None,
+        backoff: RetryPolicy | None = None,
     ) -> Callable[[Handler], TaskDef]: ...
 
     def task(
         self, fn: Handler | None = None, *, queue: str = "default", name: str | None = None,
         max_attempts: int = 5, timeout: float | None = None, schema: str | Path | dict[str, Any] | None = None,
+        backoff: RetryPolicy | None = None,
     ) -> TaskDef | Callable[[Handler], TaskDef]:
-        """Register a handler as a task type: `@app.task(queue="email", schema="schemas/x.avsc")`."""
+        """Register a handler as a task type: `@app.task(queue="email", schema="schemas/x.avsc")`.
+
+        max_attempts counts the first run; `backoff` overrides the app's retry policy for this type;
+        `timeout` (seconds) fails an attempt that runs longer.
+        """
 
         def register(handler: Handler) -> TaskDef:
             task_name = name or handler.__name__
@@ -72,7 +84,10 @@ class App:
                 raise ValueError(f"task {task_name!r} is already registered on queue {queue!r}")
             if max_attempts < 1:
                 raise ValueError("max_attempts must be at least 1")
-            definition = TaskDef(self, handler, queue, task_name, max_attempts, timeout, self._schema(schema))
+            if timeout is not None and timeout <= 0:
+                raise ValueError("timeout must be a positive number of seconds")
+            definition = TaskDef(self, handler, queue, task_name, max_attempts, timeout, self._schema(schema),
+                                 backoff)
             self.tasks[(queue, task_name)] = definition
             return definition
 
@@ -117,7 +132,7 @@ class App:
                 return
             admin = make_admin(self.bootstrap_servers)
             specs = queue_topic_specs(queue, self.partitions, broker_count(admin), self.topic_prefix,
-                                      self.replication)
+                                      self.replication, self.tiers.names)
             ensure_topics(admin, specs)
             self._ensured.add(queue)
 

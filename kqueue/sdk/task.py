@@ -6,17 +6,39 @@ import asyncio
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from kqueue.core import names
 from kqueue.core.codec import AvroSchema, encode_avro, encode_json
-from kqueue.core.headers import new_task_headers
+from kqueue.core.durations import to_seconds
+from kqueue.core.headers import new_task_headers, now_ms
 from kqueue.core.ids import new_task_id
+from kqueue.core.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from kqueue.sdk.app import App
 
 Handler = Callable[..., Any]
+Delay = timedelta | float | int | str
+
+
+def schedule_ms(now: int, delay: Delay | None, run_at: datetime | None) -> int | None:
+    """The epoch-ms a task may start, or None to run as soon as possible."""
+    if delay is not None and run_at is not None:
+        raise ValueError("give delay or run_at, not both")
+    if run_at is not None:
+        if run_at.tzinfo is None:
+            raise ValueError("run_at must be timezone-aware (e.g. datetime.now(timezone.utc))")
+        at = int(run_at.timestamp() * 1000)
+    elif delay is not None:
+        seconds = to_seconds(delay)
+        if seconds < 0:
+            raise ValueError("delay cannot be negative")
+        at = now + int(seconds * 1000)
+    else:
+        return None
+    return at if at > now else None
 
 
 def _wants_context(fn: Handler) -> bool:
@@ -38,6 +60,7 @@ class TaskDef:
     max_attempts: int
     timeout: float | None
     schema: AvroSchema | None
+    backoff: RetryPolicy | None = None
 
     def __post_init__(self) -> None:
         self.is_async = inspect.iscoroutinefunction(self.fn)
@@ -53,17 +76,28 @@ class TaskDef:
             return encode_avro(self.schema, payload)
         return encode_json(payload)
 
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return self.backoff or self.app.retry_policy
+
     def _record(
         self, value: bytes, key: str | bytes | None, priority: str, idempotency_key: str | None,
-        headers: Mapping[str, str] | None,
+        headers: Mapping[str, str] | None, delay: Delay | None = None, run_at: datetime | None = None,
     ) -> tuple[str, str, bytes, bytes | None, list[tuple[str, bytes]]]:
-        topic = names.lane_topic(self.queue, priority, self.app.topic_prefix)
+        target = names.lane_topic(self.queue, priority, self.app.topic_prefix)
         task_id = new_task_id()
         raw_key = key.encode() if isinstance(key, str) else key
+        now = now_ms()
         record_headers = new_task_headers(
-            task_id, self.name, self.content_type, self.max_attempts, priority, idempotency_key, extra=headers
+            task_id, self.name, self.content_type, self.max_attempts, priority, idempotency_key, now, extra=headers
         )
-        return task_id, topic, value, raw_key, record_headers
+        not_before = schedule_ms(now, delay, run_at)
+        if not_before is None:
+            return task_id, target, value, raw_key, record_headers
+        # Scheduled: wait in the delay tier that fits, the router delivers it to `target` when due.
+        tier = self.app.tiers.for_wait((not_before - now) / 1000)
+        record_headers += [(names.H_NOT_BEFORE, str(not_before).encode()), (names.H_TARGET, target.encode())]
+        return task_id, names.delay_topic(self.queue, tier, self.app.topic_prefix), value, raw_key, record_headers
 
     def enqueue(
         self,
@@ -73,10 +107,16 @@ class TaskDef:
         priority: str = "normal",
         idempotency_key: str | None = None,
         headers: Mapping[str, str] | None = None,
+        delay: Delay | None = None,
+        run_at: datetime | None = None,
     ) -> str:
-        """Queue one task; returns its id at once. Delivery failures surface on `app.flush()`."""
+        """Queue one task; returns its id at once. Delivery failures surface on `app.flush()`.
+
+        `delay` (seconds, timedelta or "90s") or `run_at` (an aware datetime) schedule it: it will not
+        start before then.
+        """
         return self.send(self.encode(payload), key=key, priority=priority, idempotency_key=idempotency_key,
-                         headers=headers)
+                         headers=headers, delay=delay, run_at=run_at)
 
     def send(
         self,
@@ -86,10 +126,12 @@ class TaskDef:
         priority: str = "normal",
         idempotency_key: str | None = None,
         headers: Mapping[str, str] | None = None,
+        delay: Delay | None = None,
+        run_at: datetime | None = None,
     ) -> str:
         """Queue one task whose payload is already encoded (see `encode`)."""
         task_id, topic, value, raw_key, record_headers = self._record(
-            value, key, priority, idempotency_key, headers
+            value, key, priority, idempotency_key, headers, delay, run_at
         )
         self.app.ensure_queue(self.queue)
         self.app.producer.produce(topic, value, raw_key, record_headers)
@@ -103,10 +145,12 @@ class TaskDef:
         priority: str = "normal",
         idempotency_key: str | None = None,
         headers: Mapping[str, str] | None = None,
+        delay: Delay | None = None,
+        run_at: datetime | None = None,
     ) -> str:
         """Queue one task and wait (without blocking the event loop) until Kafka has it."""
         task_id, topic, value, raw_key, record_headers = self._record(
-            self.encode(payload), key, priority, idempotency_key, headers
+            self.encode(payload), key, priority, idempotency_key, headers, delay, run_at
         )
         await asyncio.to_thread(self.app.ensure_queue, self.queue)
         future = self.app.producer.produce_acknowledged(topic, value, raw_key, record_headers)

@@ -1,7 +1,8 @@
-"""What is settled and may be committed: per-partition watermarks, dead letters, commits.
+"""What is settled and may be committed: per-partition watermarks, routed records, commits.
 
-One object owns "settled": a partition's offset is committed only when every task at or below it
-completed or its dead letter was acknowledged by Kafka (at-least-once mode).
+One object owns "settled". A task is settled when it completed, or when the record that routes it
+on (retry tier, DLQ, delivery to its target) is durable with the offsets: in the same transaction
+(transactional settler), or flushed before the offsets are committed (at-least-once settler).
 """
 
 from __future__ import annotations
@@ -9,32 +10,37 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 
-from kqueue.core import names
-from kqueue.core.headers import dead_letter_headers
 from kqueue.core.watermark import PartitionWatermark
-from kqueue.transport.producer import TaskProducer
-from kqueue.worker.work import Outcome, WorkItem
+from kqueue.transport.settle import Settler
+from kqueue.worker.routing import OutRecord
+from kqueue.worker.work import WorkItem
 
 log = logging.getLogger("kqueue.worker")
 TP = tuple[str, int]
 
 
+@dataclass
+class SettleCounts:
+    completed: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    delivered: int = 0  # due tier records moved to their target
+    re_tiered: int = 0
+
+
 class Checkpoint:
-    def __init__(self, consumer: Consumer, producer: TaskProducer, topic_prefix: str = "",
-                 interval: float = 0.5) -> None:
-        self._consumer = consumer
-        self._producer = producer
-        self._prefix = topic_prefix
+    def __init__(self, settler: Settler, interval: float = 0.5) -> None:
+        self._settler = settler
         self.interval = interval
         self.watermarks: dict[TP, PartitionWatermark] = {}
         self._committed: dict[TP, int] = {}
-        self._awaiting_delivery: list[WorkItem] = []
+        self._awaiting_delivery: list[tuple[WorkItem, str]] = []
         self._last_commit = time.monotonic()
-        self.completed = 0
-        self.dead_lettered = 0
+        self.counts = SettleCounts()
 
     # -- ownership ---------------------------------------------------------------------------------
     def assign(self, partitions: Iterable[TP]) -> None:
@@ -61,48 +67,58 @@ class Checkpoint:
         return True
 
     # -- settlement --------------------------------------------------------------------------------
-    def settle(self, outcomes: Iterable[Outcome]) -> None:
-        for item, failure in outcomes:
-            if not self.owns(item):
-                continue
-            if failure is None:
+    def completed(self, items: Iterable[WorkItem]) -> None:
+        for item in items:
+            if self.owns(item):
                 assert item.watermark is not None
                 item.watermark.settle(item.offset)
-                self.completed += 1
-                continue
-            headers = dead_letter_headers(
-                item.headers, item.task_id, item.origin, failure.error_type, failure.message, failure.trace
-            )
-            self._producer.produce(names.dlq_topic(item.queue, self._prefix), item.value, item.key, headers,
-                                   partition=item.partition)
-            self._awaiting_delivery.append(item)
+                self.counts.completed += 1
+
+    def route(self, item: WorkItem, record: OutRecord) -> None:
+        """Settle `item` by producing `record` (a retry, dead letter or tier move)."""
+        if not self.owns(item):
+            return
+        self._settler.produce(record.topic, record.value, record.key, record.headers, record.partition)
+        if self._settler.transactional:
+            self._settled(item, record.kind)  # atomic with the offsets at commit
+        else:
+            self._awaiting_delivery.append((item, record.kind))
+
+    def _settled(self, item: WorkItem, kind: str) -> None:
+        assert item.watermark is not None
+        item.watermark.settle(item.offset)
+        counts = self.counts
+        if kind == "retry":
+            counts.retried += 1
+        elif kind == "dead-letter":
+            counts.dead_lettered += 1
+        elif kind == "deliver":
+            counts.delivered += 1
+        else:
+            counts.re_tiered += 1
 
     def due(self) -> bool:
         return time.monotonic() - self._last_commit >= self.interval
 
     def commit(self) -> int:
-        """Wait for dead letters, then commit every partition's settled position. Returns partitions committed."""
+        """Make routed records durable, then commit every partition's settled position."""
         self._last_commit = time.monotonic()
-        if self._awaiting_delivery:
-            self._producer.flush()  # raises on refusal: we stop before committing past a lost dead letter
-            for item in self._awaiting_delivery:
-                if self.owns(item):
-                    assert item.watermark is not None
-                    item.watermark.settle(item.offset)
-                    self.dead_lettered += 1
-            self._awaiting_delivery = []
+        self._settler.prepare()
+        for item, kind in self._awaiting_delivery:
+            if self.owns(item):
+                self._settled(item, kind)
+        self._awaiting_delivery = []
         offsets = []
         for tp, watermark in self.watermarks.items():
             position = watermark.position()
             if position is not None and position != self._committed.get(tp):
                 offsets.append(TopicPartition(tp[0], tp[1], position))
-        if not offsets:
-            return 0
         try:
-            self._consumer.commit(offsets=offsets, asynchronous=False)
+            self._settler.commit(offsets)
         except KafkaException as exc:
-            # e.g. a rebalance in progress: these offsets are committed next time if still ours,
-            # and redelivered to the new owner otherwise (never lost).
+            if self._settler.transactional:
+                raise
+            # e.g. a rebalance in progress: committed next time if still ours, redelivered otherwise.
             log.warning("offset commit failed, will retry: %s", exc)
             return 0
         for tp_obj in offsets:

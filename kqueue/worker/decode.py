@@ -50,13 +50,14 @@ class Decoder:
         if task is None:
             known = ", ".join(sorted(n for q, n in self.app.tasks if q == queue)) or "none"
             what = f"task type {item.meta.task_type!r}" if task_type is not None else "a record without kq-type"
-            return item, Failure("UnknownTaskType", f"{what} has no handler on queue {queue!r} (known: {known})")
+            return item, Failure.unrunnable("UnknownTaskType",
+                                            f"{what} has no handler on queue {queue!r} (known: {known})")
         item.task = task
         ctype = content_type.decode() if content_type is not None else None
         try:
             item.payload = decode_payload(value, ctype, task.schema, self.app.schemas)
         except DecodeError as exc:
-            return item, Failure(exc.error_type, str(exc))
+            return item, Failure.unrunnable(exc.error_type, str(exc))
         return item, None
 
     def decode_batch(self, messages: list[Message]) -> list[tuple[WorkItem, Failure | None]]:

@@ -11,7 +11,6 @@ import threading
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
-from kqueue.core.errors import Reject
 from kqueue.core.lanes import KeyLanes
 from kqueue.sdk.context import TaskContext
 from kqueue.worker.work import Failure, Outcome, WorkItem
@@ -30,10 +29,6 @@ def _context(item: WorkItem) -> TaskContext:
     )
 
 
-def _failure(exc: BaseException) -> Failure:
-    return Failure.from_exception(exc, reject=isinstance(exc, Reject))
-
-
 def run_sync(item: WorkItem) -> Failure | None:
     task = item.task
     assert task is not None
@@ -43,7 +38,7 @@ def run_sync(item: WorkItem) -> Failure | None:
         else:
             task.fn(item.payload)
     except Exception as exc:
-        return _failure(exc)
+        return Failure.from_exception(exc)
     return None
 
 
@@ -59,7 +54,7 @@ async def run_async(item: WorkItem) -> Failure | None:
     except TimeoutError:
         return Failure("TimeoutError", f"task exceeded its {task.timeout}s time limit")
     except Exception as exc:
-        return _failure(exc)
+        return Failure.from_exception(exc)
     return None
 
 

@@ -1,4 +1,4 @@
-"""The poll loop: fetch a batch, decode, hand to the executor, settle, commit. It never waits on a handler."""
+"""The poll loop: fetch, decode, hand out, settle, commit. It never waits on a handler."""
 
 from __future__ import annotations
 
@@ -9,15 +9,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 
-from kqueue.core.topology import worker_topics
+from kqueue.core.headers import now_ms
+from kqueue.core.topology import tier_topics, worker_topics
 from kqueue.sdk.app import App
 from kqueue.transport.config import consumer_config
-from kqueue.transport.producer import TaskProducer
-from kqueue.worker.checkpoint import TP, Checkpoint
+from kqueue.transport.settle import AtLeastOnceSettler, Settler, TransactionalSettler
+from kqueue.worker.checkpoint import TP, Checkpoint, SettleCounts
 from kqueue.worker.decode import Decoder
 from kqueue.worker.executor import Executor
+from kqueue.worker.router import DelayRouter
+from kqueue.worker.routing import route_due, route_failure
 from kqueue.worker.work import Outcome, WorkItem
 
 log = logging.getLogger("kqueue.worker")
@@ -33,13 +36,13 @@ class WorkerOptions:
     commit_interval: float = 0.5
     poll_timeout: float = 0.1
     max_inflight: int | None = None  # pause fetching above this many unsettled tasks
+    transactions: bool = True  # settle each batch in one Kafka transaction (exactly-once routing)
+    route_delays: bool = True  # run the delay router for the queues' tiers
     consumer_overrides: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
-class WorkerStats:
-    completed: int = 0
-    dead_lettered: int = 0
+class WorkerStats(SettleCounts):
     polled: int = 0
 
 
@@ -54,7 +57,6 @@ class Worker:
         self._paused: set[TP] = set()
         self._inflight = 0
         self.stats = WorkerStats()
-        self._on_idle: Callable[[Worker], None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def request_stop(self, *_: object) -> None:
@@ -66,17 +68,21 @@ class Worker:
 
     def run(self, until: Callable[[Worker], bool] | None = None) -> WorkerStats:
         """Consume until stopped (signal, `request_stop`, or `until(worker)` returning True)."""
-        opts = self.options
+        opts, app = self.options, self.app
         for queue in self.queues:
-            self.app.ensure_queue(queue)
-        self._consumer = Consumer(consumer_config(self.app.bootstrap_servers, opts.group,
-                                                  **opts.consumer_overrides))
-        self._producer = TaskProducer(self.app.bootstrap_servers)
-        self._checkpoint = Checkpoint(self._consumer, self._producer, self.app.topic_prefix,
-                                      opts.commit_interval)
+            app.ensure_queue(queue)
+        self._consumer = Consumer(consumer_config(app.bootstrap_servers, opts.group, **opts.consumer_overrides))
+        self._settler: Settler = (
+            TransactionalSettler(self._consumer, app.bootstrap_servers, opts.group) if opts.transactions
+            else AtLeastOnceSettler(self._consumer, app.bootstrap_servers)
+        )
+        self._checkpoint = Checkpoint(self._settler, opts.commit_interval)
         self._executor = Executor(opts.concurrency)
-        self._decoder = Decoder(self.app)
-        topics = [t for q in self.queues for t in worker_topics(q, self.app.topic_prefix)]
+        self._decoder = Decoder(app)
+        self._router = DelayRouter(self._consumer, app.tiers, app.topic_prefix)
+        topics = [t for q in self.queues for t in worker_topics(q, app.topic_prefix)]
+        if opts.route_delays:
+            topics += [t for q in self.queues for t in tier_topics(q, app.tiers.names, app.topic_prefix)]
         self._consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
                                  on_lost=self._on_lost)
         try:
@@ -85,66 +91,96 @@ class Worker:
             self._drain_and_commit()
         finally:
             self._consumer.close()  # leaves the group; the revoke callback commits what is settled
+            self._settler.close()
             self._executor.stop()
-        self.stats.completed = self._checkpoint.completed
-        self.stats.dead_lettered = self._checkpoint.dead_lettered
+        return self._stats()
+
+    def _stats(self) -> WorkerStats:
+        counts = self._checkpoint.counts
+        self.stats = WorkerStats(counts.completed, counts.retried, counts.dead_lettered, counts.delivered,
+                                 counts.re_tiered, self.stats.polled)
         return self.stats
+
+    @property
+    def counts(self) -> SettleCounts:
+        """What has been settled so far (live, for progress displays and tests)."""
+        checkpoint = getattr(self, "_checkpoint", None)
+        return checkpoint.counts if checkpoint is not None else SettleCounts()
 
     # -- one turn of the loop ------------------------------------------------------------------------
     def _step(self) -> None:
         messages = self._consumer.consume(self.options.batch_size, timeout=self.options.poll_timeout)
         if messages:
             self._hand_out(messages)
+        self._router.resume_due()
         self._settle()
         self._apply_backpressure()
         if self._checkpoint.due():
             self._checkpoint.commit()
 
-    def _hand_out(self, messages: list[Any]) -> None:
-        good = []
+    def _hand_out(self, messages: list[Message]) -> None:
+        tasks: list[Message] = []
+        tier_records: list[Message] = []
         for msg in messages:
             if msg.error() is not None:
                 log.warning("consumer error: %s", msg.error())
-                continue
-            good.append(msg)
-        self.stats.polled += len(good)
+            elif self._router.is_tier_topic(msg.topic()):  # type: ignore[arg-type]
+                tier_records.append(msg)
+            else:
+                tasks.append(msg)
+        self.stats.polled += len(tasks)
+        if tier_records:
+            self._route_tier_records(tier_records)
         runnable: list[WorkItem] = []
-        failed: list[Outcome] = []
-        for item, failure in self._decoder.decode_batch(good):
+        now = now_ms()
+        for item, failure in self._decoder.decode_batch(tasks):
             # Track in offset order (before anything can settle), then split by what to do.
             if not self._checkpoint.track(item):
                 continue  # partition no longer ours
             if failure is None:
                 runnable.append(item)
             else:
-                failed.append((item, failure))
+                self._checkpoint.route(item, route_failure(item, failure, self.app.tiers, self.app.topic_prefix, now))
         self._inflight += len(runnable)
         self._executor.submit(runnable)
-        if failed:
-            self._checkpoint.settle(failed)
+
+    def _route_tier_records(self, messages: list[Message]) -> None:
+        now = now_ms()
+        for item in self._router.due_items(messages, now):
+            if self._checkpoint.track(item):
+                self._checkpoint.route(item, route_due(item, self.app.tiers, self.app.topic_prefix, now))
 
     def _settle(self) -> None:
-        outcomes = self._executor.drain()
-        if outcomes:
-            self._inflight -= len(outcomes)
-            self._checkpoint.settle(outcomes)
+        outcomes: list[Outcome] = self._executor.drain()
+        if not outcomes:
+            return
+        self._inflight -= len(outcomes)
+        now = now_ms()
+        done = []
+        for item, failure in outcomes:
+            if failure is None:
+                done.append(item)
+            else:
+                self._checkpoint.route(item, route_failure(item, failure, self.app.tiers, self.app.topic_prefix, now))
+        self._checkpoint.completed(done)
 
     def _max_inflight(self) -> int:
         return self.options.max_inflight or max(self.options.batch_size * 4, self.options.concurrency * 4)
 
     def _apply_backpressure(self) -> None:
-        """Pause every assigned partition while too much is unsettled; the loop keeps polling."""
+        """Pause every task partition while too much is unsettled; the loop keeps polling.
+
+        Tier partitions are left to the router: moving due records costs no handler time."""
         limit = self._max_inflight()
-        assignment = {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
         if self._inflight >= limit:
+            assignment = {(tp.topic, tp.partition) for tp in self._consumer.assignment()
+                          if not self._router.is_tier_topic(tp.topic)}
             newly = assignment - self._paused
             if newly:
                 self._consumer.pause([TopicPartition(t, p) for t, p in newly])
                 self._paused |= newly
         elif self._paused and self._inflight <= limit // 2:
-            still_ours = self._paused & assignment
-            if still_ours:
-                self._consumer.resume([TopicPartition(t, p) for t, p in still_ours])
+            self._consumer.resume([TopicPartition(t, p) for t, p in self._paused])
             self._paused.clear()
 
     # -- shutdown ------------------------------------------------------------------------------------
@@ -184,13 +220,16 @@ class Worker:
         self._inflight -= self._executor.drop(doomed)
         self._settle()
         self._checkpoint.commit()
-        self._checkpoint.revoke(lost)
-        self._paused -= lost
+        self._forget(lost)
         log.info("revoked %s", [f"{tp.topic}/{tp.partition}" for tp in partitions])
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Ownership is already gone: commit nothing for these, just forget them.
         lost = {(tp.topic, tp.partition) for tp in partitions}
         self._inflight -= self._executor.drop(lambda item: (item.topic, item.partition) in lost)
+        self._forget(lost)
+
+    def _forget(self, lost: set[TP]) -> None:
         self._checkpoint.revoke(lost)
+        self._router.forget(lost)
         self._paused -= lost

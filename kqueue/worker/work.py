@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from kqueue.core.errors import Reject, Retry
 from kqueue.core.headers import RawHeaders, TaskMeta, header_map
 from kqueue.core.ids import derived_task_id
 from kqueue.core.watermark import PartitionWatermark
@@ -69,13 +70,20 @@ class Failure:
     error_type: str
     message: str
     trace: str = ""
-    reject: bool = False
-    extra: dict[str, str] = field(default_factory=dict)
+    reject: bool = False  # dead-letter now, whatever attempts are left
+    retryable: bool = True  # False for records that can never run (undecodable, unknown type)
+    requested_delay: float | None = None  # from `raise kqueue.Retry(delay=...)`
 
     @classmethod
-    def from_exception(cls, exc: BaseException, reject: bool = False) -> Failure:
+    def from_exception(cls, exc: BaseException) -> Failure:
         trace = "".join(traceback.format_exception(exc))
-        return cls(type(exc).__name__, str(exc) or type(exc).__name__, trace, reject)
+        delay = exc.delay if isinstance(exc, Retry) else None
+        return cls(type(exc).__name__, str(exc) or type(exc).__name__, trace, isinstance(exc, Reject),
+                   True, delay)
+
+    @classmethod
+    def unrunnable(cls, error_type: str, message: str) -> Failure:
+        return cls(error_type, message, retryable=False)
 
 
 # What the executor reports: the item and None for success, or the Failure.

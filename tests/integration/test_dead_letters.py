@@ -25,7 +25,7 @@ def test_bad_records_are_dead_lettered_with_reasons(kafka: Kafka) -> None:
     done: list[str] = []
     lock = threading.Lock()
 
-    @app.task(queue=queue, schema="send_email.avsc")
+    @app.task(queue=queue, schema="send_email.avsc", max_attempts=1)  # no retries: straight to the DLQ
     def send_email(payload: dict[str, Any]) -> None:
         if payload["to"] == "poison@x.org":
             raise RuntimeError("smtp exploded")
@@ -65,7 +65,7 @@ def test_bad_records_are_dead_lettered_with_reasons(kafka: Kafka) -> None:
     with ThreadedWorker(app, group=unique("g"), concurrency=4) as worker:
         wait_for(lambda: len(done) == len(good) + 1 or worker.error is not None, what="good tasks after poison")
         assert worker.error is None, worker.error
-        wait_for(lambda: worker.worker._checkpoint.dead_lettered == len(poison) + 1, what="dead letters")
+        wait_for(lambda: worker.worker.counts.dead_lettered == len(poison) + 1, what="dead letters")
         stats = worker.stop()
     assert sorted(done) == sorted([*good, "plain-1"])
     assert stats.dead_lettered == len(poison) + 1
