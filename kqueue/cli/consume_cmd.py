@@ -63,5 +63,5 @@ def consume(
     console.print(f"consuming {', '.join(worker.queues)} as group {group} "
                   f"(concurrency {concurrency}) from {app.bootstrap_servers}", highlight=False)
     stats = worker.run()
-    console.print(f"stopped: {stats.completed} completed, {stats.retried} retried, {stats.dead_lettered} dead-lettered, "
-                  f"{stats.delivered} delivered from delay tiers", highlight=False)
+    console.print(f"stopped: {stats.completed} completed, {stats.retried} retried, "
+                  f"{stats.dead_lettered} dead-lettered, {stats.delivered} delivered from delay tiers", highlight=False)

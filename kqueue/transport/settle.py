@@ -8,6 +8,7 @@ re-runs the batch (a retry may then be written twice).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from typing import Any, Protocol
@@ -124,10 +125,8 @@ class TransactionalSettler:
             self._routed = 0
 
     def _abort_quietly(self) -> None:
-        try:
+        with contextlib.suppress(KafkaException):
             self._producer.abort_transaction(self._timeout)
-        except KafkaException:
-            pass
 
     def close(self) -> None:
         if self._open:
