@@ -24,6 +24,8 @@ def consume(
     batch_size: int = typer.Option(500, "--batch-size", min=1, help="Records fetched per poll"),
     grace: float = typer.Option(30.0, "--grace", min=0, help="Seconds in-flight tasks get to finish on stop"),
     log_level: str = typer.Option("INFO", "--log-level", help="DEBUG, INFO, WARNING or ERROR"),
+    transactions: bool = typer.Option(True, "--transactions/--no-transactions",
+                                      help="Settle each batch in one Kafka transaction (exactly-once routing)"),
 ) -> None:
     """Run workers: fetch, run handlers in key order, commit only what is settled."""
     level = logging.getLevelName(log_level.upper())
@@ -38,7 +40,8 @@ def consume(
         if opts.topic_prefix:
             child += ["--topic-prefix", opts.topic_prefix]
         child += ["consume", "--app", app_spec, "--group", group, "--concurrency", str(concurrency),
-                  "--batch-size", str(batch_size), "--grace", str(grace), "--log-level", log_level]
+                  "--batch-size", str(batch_size), "--grace", str(grace), "--log-level", log_level,
+                  "--transactions" if transactions else "--no-transactions"]
         for q in queue:
             child += ["--queue", q]
         raise typer.Exit(supervise(child, processes, grace))
@@ -56,7 +59,7 @@ def consume(
                    f"{', '.join(app.queues()) or 'none'})", 2)
     try:
         worker = Worker(app, WorkerOptions(group=group, queues=list(queue), concurrency=concurrency,
-                                           batch_size=batch_size, grace=grace))
+                                           batch_size=batch_size, grace=grace, transactions=transactions))
     except ValueError as exc:
         raise fail(str(exc), 2) from None
     worker.install_signal_handlers()

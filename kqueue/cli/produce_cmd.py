@@ -12,6 +12,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from kqueue.cli.common import console, fail, options, resolve_bootstrap
+from kqueue.core.durations import parse_duration
 from kqueue.core.names import PRIORITIES
 from kqueue.sdk.app import App
 from kqueue.sdk.sender import sender_for
@@ -68,6 +69,7 @@ def produce(
     idempotency_key: str | None = typer.Option(None, "--idempotency-key", help="Dedup key (kq-idempotency-key)"),
     schemas_dir: Path | None = typer.Option(None, "--schemas", help="Folder of .avsc files [default: ./schemas]"),
     max_attempts: int = typer.Option(5, "--max-attempts", min=1, help="Attempts before the DLQ"),
+    delay: str | None = typer.Option(None, "--delay", "-d", help="Start no sooner than this from now (90s, 5m, 1h)"),
 ) -> None:
     """Enqueue tasks: prints each task id, or a summary for files."""
     if source not in (None, "-"):
@@ -79,6 +81,12 @@ def produce(
         payloads = _read_payloads(json_text, file, stdin)
     except ValueError as exc:
         raise fail(str(exc), 2) from None
+    delay_seconds = None
+    if delay is not None:
+        try:
+            delay_seconds = parse_duration(delay)
+        except ValueError as exc:
+            raise fail(f"--delay: {exc}", 2) from None
     if idempotency_key is not None and len(payloads) > 1:
         raise fail("--idempotency-key applies to a single task; use it with --json", 2)
     opts = options(ctx)
@@ -91,7 +99,8 @@ def produce(
     app.ensure_queue(queue)
     ids: list[str] = []
     if len(encoded) == 1:
-        ids.append(sender.send(encoded[0], key=key, priority=priority, idempotency_key=idempotency_key))
+        ids.append(sender.send(encoded[0], key=key, priority=priority, idempotency_key=idempotency_key,
+                               delay=delay_seconds))
         app.flush()
         typer.echo(ids[0])
         return
@@ -99,7 +108,7 @@ def produce(
                   console=console, transient=True) as progress:
         bar = progress.add_task("enqueue", total=len(encoded))
         for value in encoded:
-            ids.append(sender.send(value, key=key, priority=priority))
+            ids.append(sender.send(value, key=key, priority=priority, delay=delay_seconds))
             progress.advance(bar)
         app.flush()
     fmt = "avro" if sender.schema is not None else "json"

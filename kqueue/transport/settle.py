@@ -76,7 +76,9 @@ class TransactionalSettler:
         # With KIP-447 fencing by group metadata a unique id per worker incarnation is enough.
         config: dict[str, Any] = producer_config(bootstrap, **{
             "transactional.id": f"kqueue-{group}-{uuid.uuid4().hex[:12]}",
-            "transaction.timeout.ms": 60000,
+            # Short: a crashed worker's open transaction blocks read_committed readers of its
+            # partitions until the coordinator aborts it at this timeout.
+            "transaction.timeout.ms": 10000,
         })
         self._producer = Producer(config)
         self._producer.init_transactions(timeout)

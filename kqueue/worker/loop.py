@@ -217,6 +217,8 @@ class Worker:
         while self._executor.pending(doomed) and time.monotonic() < deadline:
             time.sleep(0.005)
             self._settle()
+            if self._checkpoint.due():
+                self._checkpoint.commit()  # keep transactions short while waiting
         self._inflight -= self._executor.drop(doomed)
         self._settle()
         self._checkpoint.commit()

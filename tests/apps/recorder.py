@@ -22,8 +22,8 @@ app = App("recorder")
 def record(payload: dict[str, Any], ctx: TaskContext) -> None:
     if payload.get("sleep"):
         time.sleep(float(payload["sleep"]))
-    if payload.get("fail"):
-        raise RuntimeError(f"asked to fail: {payload.get('n')}")
+    if payload.get("fail") or ctx.attempt <= int(payload.get("fail_attempts", 0)):
+        raise RuntimeError(f"asked to fail: {payload.get('n')} attempt {ctx.attempt}")
     key = ctx.key.decode() if ctx.key else "-"
     with open(LOG, "a") as log:
         log.write(f"{ctx.task_id} {os.getpid()} {key}\n")
