@@ -32,13 +32,39 @@ def _context(item: WorkItem) -> TaskContext:
 def run_sync(item: WorkItem) -> Failure | None:
     task = item.task
     assert task is not None
+    args = (item.payload, _context(item)) if task.wants_ctx else (item.payload,)
+    if task.timeout is not None:
+        return _run_with_deadline(task.fn, args, task.timeout)
     try:
-        if task.wants_ctx:
-            task.fn(item.payload, _context(item))
-        else:
-            task.fn(item.payload)
+        task.fn(*args)
     except Exception as exc:
         return Failure.from_exception(exc)
+    return None
+
+
+def _run_with_deadline(fn: Callable[..., Any], args: tuple[Any, ...], timeout: float) -> Failure | None:
+    """Run a sync handler on its own thread and stop waiting at the deadline.
+
+    Python cannot stop a thread: past the deadline the attempt is settled as failed and the worker
+    moves on, while the handler's thread runs on to its end and its result is ignored. Only tasks
+    that declare a timeout pay this thread hop.
+    """
+    finished = threading.Event()
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            fn(*args)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            finished.set()
+
+    threading.Thread(target=target, name="kqueue-timed-task", daemon=True).start()
+    if not finished.wait(timeout):
+        return Failure("TimeoutError", f"task exceeded its {timeout}s time limit")
+    if errors:
+        return Failure.from_exception(errors[0])
     return None
 
 

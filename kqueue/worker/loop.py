@@ -44,6 +44,8 @@ class WorkerOptions:
 @dataclass
 class WorkerStats(SettleCounts):
     polled: int = 0
+    assigned: int = 0  # partitions assigned over the run (rebalance events show here)
+    revoked: int = 0
 
 
 class Worker:
@@ -98,7 +100,7 @@ class Worker:
     def _stats(self) -> WorkerStats:
         counts = self._checkpoint.counts
         self.stats = WorkerStats(counts.completed, counts.retried, counts.dead_lettered, counts.delivered,
-                                 counts.re_tiered, self.stats.polled)
+                                 counts.re_tiered, self.stats.polled, self.stats.assigned, self.stats.revoked)
         return self.stats
 
     @property
@@ -203,10 +205,12 @@ class Worker:
     # -- rebalance -----------------------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._checkpoint.assign((tp.topic, tp.partition) for tp in partitions)
+        self.stats.assigned += len(partitions)
         log.info("assigned %s", [f"{tp.topic}/{tp.partition}" for tp in partitions])
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         lost = {(tp.topic, tp.partition) for tp in partitions}
+        self.stats.revoked += len(partitions)
 
         def doomed(item: WorkItem) -> bool:
             return (item.topic, item.partition) in lost

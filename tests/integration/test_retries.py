@@ -125,3 +125,44 @@ def test_scheduled_tasks_never_start_early(kafka: Kafka) -> None:
     assert late[0] >= -0.01, f"a task started {-late[0]:.3f}s early"  # ms clock granularity only
     assert late[-1] < 5.0
     assert stats.completed == len(due) and stats.delivered == len(due) - 1
+
+
+def test_waiting_tier_partitions_move_with_a_rebalance(kafka: Kafka) -> None:
+    """Retries wait in a paused tier; a second worker joins and takes some of those partitions over."""
+    tiers = ("1s", "5s")
+    producer_app = kqueue.App("rebalance", kafka.bootstrap, partitions=4, delay_tiers=tiers)
+    queue = unique("rebal")
+    completions: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def make_app() -> kqueue.App:
+        app = kqueue.App("rebalance", kafka.bootstrap, partitions=4, delay_tiers=tiers)
+
+        @app.task(queue=queue, name="job")
+        def job(payload: dict[str, Any], ctx: kqueue.TaskContext) -> None:
+            if ctx.attempt == 1:
+                raise kqueue.Retry(delay=5)  # every task waits in the 5s tier once
+            with lock:
+                completions[ctx.task_id] += 1
+
+        return app
+
+    @producer_app.task(queue=queue, name="job")
+    def job(payload: dict[str, Any]) -> None: ...
+
+    ids = [job.enqueue({"n": i}, key=f"key-{i}") for i in range(60)]
+    producer_app.flush()
+    group = unique("g")
+    with ThreadedWorker(make_app(), group=group) as first:
+        wait_for(lambda: first.worker.counts.retried == len(ids), what="all first attempts to fail")
+        # The committed retries are fetched and the 5s tier partitions held, waiting for their heads.
+        wait_for(lambda: len(first.worker._router.waiting) >= 2, what="tier partitions to be held")
+        with ThreadedWorker(make_app(), group=group) as second:
+            wait_for(lambda: sum(completions.values()) >= len(ids), timeout=60, what="all retries to complete")
+            time.sleep(1)  # a duplicate would show up here
+            second_stats = second.stop()
+        first_stats = first.stop()
+    assert completions == Counter({task_id: 1 for task_id in ids})  # none lost, none twice
+    assert first_stats.revoked > 0  # the join really moved partitions away from the first worker
+    assert second_stats.delivered > 0  # ...and the newcomer delivered due retries from tiers it took over
+    assert first_stats.delivered + second_stats.delivered == len(ids)

@@ -1,0 +1,76 @@
+"""Time limits fail an attempt at its deadline; a task longer than max.poll.interval.ms keeps the worker in its group."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import kqueue
+from kqueue.core import names
+from kqueue.core.headers import header_map
+from tests.support.kafka import Kafka, unique
+from tests.support.worker import ThreadedWorker, wait_for
+
+
+def test_sync_and_async_time_limits(kafka: Kafka) -> None:
+    app = kqueue.App("limits", kafka.bootstrap, partitions=1)
+    queue = unique("limits")
+    late_results: list[str] = []
+    settled_at: dict[str, float] = {}
+
+    @app.task(queue=queue, timeout=0.5, max_attempts=1)
+    def slow_sync(payload: dict[str, Any]) -> None:
+        time.sleep(2.0)
+        late_results.append("sync finished anyway")  # the thread runs on; its result is ignored
+
+    @app.task(queue=queue, timeout=0.5, max_attempts=1)
+    async def slow_async(payload: dict[str, Any]) -> None:
+        await asyncio.sleep(5)
+        late_results.append("async was not cancelled")
+
+    @app.task(queue=queue, timeout=5)
+    def quick(payload: dict[str, Any]) -> None:
+        settled_at["quick"] = time.time()
+
+    started = time.time()
+    slow_sync.enqueue({}, key="a")
+    slow_async.enqueue({}, key="b")
+    quick.enqueue({}, key="a")  # same key as the slow sync task: runs after its deadline, not its end
+    app.flush()
+    with ThreadedWorker(app, group=unique("g")) as worker:
+        wait_for(lambda: worker.worker.counts.dead_lettered == 2 and "quick" in settled_at, what="limits")
+        stats = worker.stop()
+    assert stats.completed == 1 and stats.dead_lettered == 2
+    letters = [header_map(m.headers()) for m in kafka.read_all(names.dlq_topic(queue), expected=2)]
+    assert sorted(h[names.H_TYPE] for h in letters) == ["slow_async", "slow_sync"]
+    assert all(h[names.H_ERROR_TYPE] == "TimeoutError" for h in letters)
+    assert settled_at["quick"] - started < 10
+    time.sleep(2)
+    assert late_results == ["sync finished anyway"]
+
+
+def test_task_longer_than_max_poll_interval_runs_once_without_rebalance(kafka: Kafka) -> None:
+    app = kqueue.App("long", kafka.bootstrap, partitions=1)
+    queue = unique("long")
+    runs: list[float] = []
+    lock = threading.Lock()
+
+    @app.task(queue=queue)
+    def crunch(payload: dict[str, Any]) -> None:
+        with lock:
+            runs.append(time.time())
+        time.sleep(payload["seconds"])
+
+    crunch.enqueue({"seconds": 25}, key="big")
+    for i in range(20):
+        crunch.enqueue({"seconds": 0}, key=f"small-{i}")  # other keys keep flowing meanwhile
+    app.flush()
+    overrides = {"max.poll.interval.ms": 10000, "session.timeout.ms": 6000}
+    with ThreadedWorker(app, group=unique("g"), consumer_overrides=overrides) as worker:
+        wait_for(lambda: worker.worker.counts.completed == 21, timeout=90, what="the long task")
+        stats = worker.stop()
+    assert len(runs) == 21  # the 25 s task ran once: no redelivery
+    assert stats.assigned == len(kqueue.core.topology.worker_topics(queue)) + len(app.tiers.names)
+    assert stats.revoked == stats.assigned  # revoked only at shutdown, never mid-task
