@@ -12,10 +12,8 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 def parse_duration(text: str) -> float:
     """Seconds in `text`; a bare number is seconds. Raises ValueError with the accepted forms."""
     cleaned = text.strip().lower().replace(" ", "")
-    try:
+    if re.fullmatch(r"\d+(?:\.\d+)?", cleaned):  # a bare number of seconds (no sign, nan, inf or 1e3)
         return float(cleaned)
-    except ValueError:
-        pass
     position = 0
     total = 0.0
     for match in _PART.finditer(cleaned):

@@ -6,11 +6,17 @@ asked) -> the record goes to the largest tier not longer than the wait (the smal
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kqueue.core.durations import parse_duration
+
+
+def ms_not_shorter(seconds: float) -> int:
+    """Milliseconds rounded up, so float noise (1.001 * 1000 = 1000.99..) never makes a wait shorter."""
+    return math.ceil(round(seconds * 1000, 6))
 
 
 @dataclass(frozen=True)
@@ -22,7 +28,10 @@ class RetryPolicy:
 
     def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after attempt `attempt` (1-based) failed."""
-        delay = min(self.cap, self.base * self.factor ** max(0, attempt - 1))
+        try:
+            delay = min(self.cap, self.base * self.factor ** max(0, attempt - 1))
+        except OverflowError:  # attempt 1025 with factor 2: far past any cap
+            delay = self.cap
         spread = (rng or random).random() * self.jitter * delay
         return delay + spread
 
@@ -87,7 +96,7 @@ def decide_retry(
     if attempt >= max_attempts:
         return GiveUp(f"gave up after {attempt} attempt(s)")
     wait = requested_delay if requested_delay is not None else policy.backoff(attempt, rng)
-    not_before = now_ms + int(wait * 1000)
+    not_before = now_ms + ms_not_shorter(wait)
     return RetryAt(not_before, tiers.for_wait(wait), attempt + 1)
 
 

@@ -54,3 +54,13 @@ def queue_topic_specs(
 
 def tier_topics(queue: str, tiers: Sequence[str], prefix: str = "") -> list[str]:
     return [names.delay_topic(queue, tier, prefix) for tier in tiers]
+
+
+def system_topic_specs(brokers: int, prefix: str = "", partitions: int = 6,
+                       replication: int | None = None) -> list[TopicSpec]:
+    """`_kqueue.status` and `_kqueue.control`: compacted, the status topic also time-limited (7 days)."""
+    rf, config = replication_for(brokers, replication)
+    status = (*config, ("cleanup.policy", "compact,delete"), ("retention.ms", str(7 * 24 * 3600 * 1000)))
+    control = (*config, ("cleanup.policy", "compact"))
+    return [TopicSpec(names.status_topic(prefix), partitions, rf, status),
+            TopicSpec(names.control_topic(prefix), partitions, rf, control)]

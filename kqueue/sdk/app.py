@@ -11,7 +11,7 @@ from typing import Any, overload
 from kqueue.core.codec import AvroSchema, SchemaStore
 from kqueue.core.names import DEFAULT_DELAY_TIERS
 from kqueue.core.retry import RetryPolicy, Tiers
-from kqueue.core.topology import queue_topic_specs
+from kqueue.core.topology import queue_topic_specs, system_topic_specs
 from kqueue.sdk.task import Handler, TaskDef
 from kqueue.transport.admin import broker_count, ensure_topics, make_admin
 from kqueue.transport.producer import AcknowledgedProducer
@@ -131,8 +131,10 @@ class App:
             if queue in self._ensured:
                 return
             admin = make_admin(self.bootstrap_servers)
-            specs = queue_topic_specs(queue, self.partitions, broker_count(admin), self.topic_prefix,
-                                      self.replication, self.tiers.names)
+            brokers = broker_count(admin)
+            specs = queue_topic_specs(queue, self.partitions, brokers, self.topic_prefix, self.replication,
+                                      self.tiers.names)
+            specs += system_topic_specs(brokers, self.topic_prefix, replication=self.replication)
             ensure_topics(admin, specs)
             self._ensured.add(queue)
 

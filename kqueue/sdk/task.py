@@ -14,7 +14,7 @@ from kqueue.core.codec import AvroSchema, encode_avro, encode_json
 from kqueue.core.durations import to_seconds
 from kqueue.core.headers import new_task_headers, now_ms
 from kqueue.core.ids import new_task_id
-from kqueue.core.retry import RetryPolicy
+from kqueue.core.retry import RetryPolicy, ms_not_shorter
 
 if TYPE_CHECKING:
     from kqueue.sdk.app import App
@@ -35,7 +35,7 @@ def schedule_ms(now: int, delay: Delay | None, run_at: datetime | None) -> int |
         seconds = to_seconds(delay)
         if seconds < 0:
             raise ValueError("delay cannot be negative")
-        at = now + int(seconds * 1000)
+        at = now + ms_not_shorter(seconds)
     else:
         return None
     return at if at > now else None

@@ -6,7 +6,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 
 @dataclass(frozen=True)
@@ -52,32 +52,40 @@ def topic_depths(bootstrap: str, topics: list[str], group: str | None = None,
         consumer.close()
 
 
-def read_headers(bootstrap: str, topics: list[str], timeout: float = 10.0) -> list[dict[str, str]]:
-    """The headers of every committed record in `topics` (small topics: demos, tests, DLQ views)."""
-    from kqueue.core.headers import header_map
-
+def read_records(bootstrap: str, topics: list[str], timeout: float = 10.0) -> list[Message]:
+    """Every committed record in `topics`, partition by partition in offset order (small topics:
+    dead letters, status views, demos)."""
     consumer = Consumer({
         "bootstrap.servers": bootstrap,
         "group.id": f"_kqueue.inspect.{uuid.uuid4().hex[:8]}",
         "enable.auto.commit": False,
         "isolation.level": "read_committed",
+        # The end is where the broker says it is: a transaction's commit marker takes the last
+        # offset and is never delivered, so counting offsets up to the high watermark would hang.
+        "enable.partition.eof": True,
     })
     try:
         depths = [d for d in topic_depths(bootstrap, topics, timeout=timeout) if d.records > 0]
         if not depths:
             return []
         consumer.assign([TopicPartition(d.topic, d.partition, d.low) for d in depths])
-        remaining = {(d.topic, d.partition): d.high for d in depths}
-        out: list[dict[str, str]] = []
+        remaining = {(d.topic, d.partition) for d in depths}
+        out: list[Message] = []
         deadline = time.monotonic() + timeout
         while remaining and time.monotonic() < deadline:
             for msg in consumer.consume(500, timeout=0.2):
-                if msg.error() is not None:
-                    continue
-                out.append(header_map(msg.headers()))
-                tp = (msg.topic(), msg.partition())
-                if tp in remaining and (msg.offset() or 0) + 1 >= remaining[tp]:
-                    del remaining[tp]
+                error = msg.error()
+                if error is None:
+                    out.append(msg)
+                elif error.code() == KafkaError._PARTITION_EOF:
+                    remaining.discard((msg.topic(), msg.partition()))
         return out
     finally:
         consumer.close()
+
+
+def read_headers(bootstrap: str, topics: list[str], timeout: float = 10.0) -> list[dict[str, str]]:
+    """The headers of every committed record in `topics`."""
+    from kqueue.core.headers import header_map
+
+    return [header_map(m.headers()) for m in read_records(bootstrap, topics, timeout)]

@@ -32,7 +32,7 @@ class Settler(Protocol):
     transactional: bool
 
     def produce(self, topic: str, value: bytes | None, key: bytes | None, headers: list[tuple[str, bytes]],
-                partition: int) -> None: ...
+                partition: int | None) -> None: ...
 
     def prepare(self) -> None: ...
 
@@ -49,7 +49,7 @@ class AtLeastOnceSettler:
         self._producer = TaskProducer(bootstrap)
 
     def produce(self, topic: str, value: bytes | None, key: bytes | None, headers: list[tuple[str, bytes]],
-                partition: int) -> None:
+                partition: int | None) -> None:
         self._producer.produce(topic, value, key, headers, partition=partition)
 
     def prepare(self) -> None:
@@ -91,12 +91,14 @@ class TransactionalSettler:
             self._open = True
 
     def produce(self, topic: str, value: bytes | None, key: bytes | None, headers: list[tuple[str, bytes]],
-                partition: int) -> None:
+                partition: int | None) -> None:
         self._begin()
+        kwargs: dict[str, Any] = {"value": value, "key": key, "headers": headers}
+        if partition is not None:
+            kwargs["partition"] = partition
         while True:
             try:
-                self._producer.produce(topic, value=value, key=key, headers=headers,  # type: ignore[arg-type]
-                                       partition=partition)
+                self._producer.produce(topic, **kwargs)
                 break
             except BufferError:
                 self._producer.poll(0.05)

@@ -41,6 +41,10 @@ class Checkpoint:
         self._awaiting_delivery: list[tuple[WorkItem, str]] = []
         self._last_commit = time.monotonic()
         self.counts = SettleCounts()
+        # Set by the first settlement error. Some offsets may already count as settled on the
+        # strength of records that never became durable, so from then on nothing is committed:
+        # the worker stops and the tasks are redelivered.
+        self.failed: BaseException | None = None
 
     # -- ownership ---------------------------------------------------------------------------------
     def assign(self, partitions: Iterable[TP]) -> None:
@@ -74,15 +78,21 @@ class Checkpoint:
                 item.watermark.settle(item.offset)
                 self.counts.completed += 1
 
-    def route(self, item: WorkItem, record: OutRecord) -> None:
-        """Settle `item` by producing `record` (a retry, dead letter or tier move)."""
+    def route(self, item: WorkItem, records: list[OutRecord]) -> None:
+        """Settle `item` by producing `records` (a retry, a dead letter and its status event, a tier move)."""
         if not self.owns(item):
             return
-        self._settler.produce(record.topic, record.value, record.key, record.headers, record.partition)
+        try:
+            for record in records:
+                self._settler.produce(record.topic, record.value, record.key, record.headers, record.partition)
+        except BaseException as exc:
+            self.failed = exc
+            raise
+        kind = records[0].kind
         if self._settler.transactional:
-            self._settled(item, record.kind)  # atomic with the offsets at commit
+            self._settled(item, kind)  # atomic with the offsets at commit
         else:
-            self._awaiting_delivery.append((item, record.kind))
+            self._awaiting_delivery.append((item, kind))
 
     def _settled(self, item: WorkItem, kind: str) -> None:
         assert item.watermark is not None
@@ -102,6 +112,15 @@ class Checkpoint:
 
     def commit(self) -> int:
         """Make routed records durable, then commit every partition's settled position."""
+        if self.failed is not None:
+            return 0
+        try:
+            return self._commit()
+        except BaseException as exc:
+            self.failed = exc
+            raise
+
+    def _commit(self) -> int:
         self._last_commit = time.monotonic()
         self._settler.prepare()
         for item, kind in self._awaiting_delivery:

@@ -34,6 +34,14 @@ class Decoder:
         return self._tasks[cache_key]
 
     def decode(self, msg: Message) -> tuple[WorkItem, Failure | None]:
+        try:
+            return self._decode(msg)
+        except Exception as exc:  # a record must never stop the worker: it becomes a dead letter
+            item = WorkItem(msg.topic() or "", msg.partition() or 0, msg.offset() or 0, msg.key(), msg.value(),
+                            {}, self._queue(msg.topic() or ""))
+            return item, Failure.unrunnable("DecodeError", f"cannot read the record: {type(exc).__name__}: {exc}")
+
+    def _decode(self, msg: Message) -> tuple[WorkItem, Failure | None]:
         # A consumed (non-error) record always has topic, partition and offset (the stubs allow None).
         topic: str = msg.topic()  # type: ignore[assignment]
         partition: int = msg.partition()  # type: ignore[assignment]
@@ -53,7 +61,7 @@ class Decoder:
             return item, Failure.unrunnable("UnknownTaskType",
                                             f"{what} has no handler on queue {queue!r} (known: {known})")
         item.task = task
-        ctype = content_type.decode() if content_type is not None else None
+        ctype = content_type.decode("utf-8", "replace") if content_type is not None else None
         try:
             item.payload = decode_payload(value, ctype, task.schema, self.app.schemas)
         except DecodeError as exc:

@@ -37,7 +37,7 @@ def run_sync(item: WorkItem) -> Failure | None:
         return _run_with_deadline(task.fn, args, task.timeout)
     try:
         task.fn(*args)
-    except Exception as exc:
+    except BaseException as exc:  # even SystemExit from a handler is the task's failure, not the worker's
         return Failure.from_exception(exc)
     return None
 
@@ -79,7 +79,7 @@ async def run_async(item: WorkItem) -> Failure | None:
             await coro
     except TimeoutError:
         return Failure("TimeoutError", f"task exceeded its {task.timeout}s time limit")
-    except Exception as exc:
+    except BaseException as exc:  # includes a handler's own CancelledError or SystemExit
         return Failure.from_exception(exc)
     return None
 
@@ -155,17 +155,28 @@ class Executor:
                     return
                 for key, items in runs:
                     self._running[key] = items
-            results: list[Outcome] = []
-            for _key, items in runs:
-                for item in items:
-                    results.append((item, self._run(item)))
-            with cond:
-                for key, _items in runs:
-                    del self._running[key]
-                    self._lanes.release(key)
-                self._outcomes.extend(results)
-                if self._lanes.ready_count("sync"):
-                    cond.notify()
+            for key, items in runs:
+                results: list[Outcome] = []
+                try:
+                    for item in items:
+                        results.append((item, self._run(item)))
+                finally:
+                    # Each key is released as soon as its own run ends, so a slow key taken in the
+                    # same hand-out does not hold back the others' outcomes.
+                    self._finish_run(key, results)
+
+    def _finish_run(self, key: Hashable, results: list[Outcome]) -> None:
+        with self._cond:
+            del self._running[key]
+            self._lanes.release(key)
+            self._outcomes.extend(results)
+            wake_sync = self._lanes.ready_count("sync") > 0
+            wake_async = self._lanes.ready_count("async") > 0
+            if wake_sync:
+                self._cond.notify()
+        if wake_async and self._loop is not None:
+            # The key's next task may be async: the event loop has to hear about it.
+            self._loop.call_soon_threadsafe(self._start_async_runs)
 
     def _run_size(self) -> int:
         # Share the queued work among the threads; one key's run may still exceed this.
@@ -207,12 +218,7 @@ class Executor:
                 results.append((item, await run_async(item)))
         finally:
             self._async_active -= 1
-            with self._cond:
-                del self._running[key]
-                self._lanes.release(key)
-                self._outcomes.extend(results)
-                if self._lanes.ready_count("sync"):
-                    self._cond.notify()
+            self._finish_run(key, results)
             self._start_async_runs()
 
 

@@ -56,6 +56,7 @@ class Worker:
         if not self.queues:
             raise ValueError("the app has no tasks, so there is nothing to consume")
         self._stopping = False
+        self._drain_deadline: float | None = None
         self._paused: set[TP] = set()
         self._inflight = 0
         self.stats = WorkerStats()
@@ -91,6 +92,8 @@ class Worker:
             while not self._stopping and not (until is not None and until(self)):
                 self._step()
             self._drain_and_commit()
+            if self._checkpoint.failed is not None:
+                raise self._checkpoint.failed
         finally:
             self._consumer.close()  # leaves the group; the revoke callback commits what is settled
             self._settler.close()
@@ -150,7 +153,7 @@ class Worker:
         now = now_ms()
         for item in self._router.due_items(messages, now):
             if self._checkpoint.track(item):
-                self._checkpoint.route(item, route_due(item, self.app.tiers, self.app.topic_prefix, now))
+                self._checkpoint.route(item, [route_due(item, self.app.tiers, self.app.topic_prefix, now)])
 
     def _settle(self) -> None:
         outcomes: list[Outcome] = self._executor.drain()
@@ -193,7 +196,7 @@ class Worker:
             self._consumer.pause(assignment)
         # Everything fetched gets the grace to finish: dropping queued work would leave a gap below
         # completed offsets, and those would run again after the restart.
-        deadline = time.monotonic() + self.options.grace
+        deadline = self._drain_deadline = time.monotonic() + self.options.grace
         while self._inflight > 0 and time.monotonic() < deadline:
             self._consumer.consume(1, timeout=0.05)  # keeps membership; partitions are paused
             self._settle()
@@ -216,8 +219,9 @@ class Worker:
             return (item.topic, item.partition) in lost
 
         # Finish what was fetched for these partitions within the grace (fewer re-runs for the new
-        # owner); what is left is dropped uncommitted and redelivered there.
-        deadline = time.monotonic() + self.options.grace
+        # owner); what is left is dropped uncommitted and redelivered there. When leaving, the drain
+        # already spent the grace.
+        deadline = self._drain_deadline or time.monotonic() + self.options.grace
         while self._executor.pending(doomed) and time.monotonic() < deadline:
             time.sleep(0.005)
             self._settle()
@@ -230,8 +234,13 @@ class Worker:
         log.info("revoked %s", [f"{tp.topic}/{tp.partition}" for tp in partitions])
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Ownership is already gone: commit nothing for these, just forget them.
+        # Ownership is already gone: commit nothing for these, just forget them. Records already
+        # routed for them in the open transaction would commit without their offsets (and be written
+        # again by the new owner), so with transactions the worker stops and starts over instead.
         lost = {(tp.topic, tp.partition) for tp in partitions}
+        if self._settler.transactional and self._checkpoint.failed is None:
+            self._checkpoint.failed = RuntimeError(f"lost {len(lost)} partition(s) with a batch in flight; restarting")
+            self._stopping = True
         self._inflight -= self._executor.drop(lambda item: (item.topic, item.partition) in lost)
         self._forget(lost)
 

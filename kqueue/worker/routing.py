@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from kqueue.core import names
 from kqueue.core.headers import HeaderList, dead_letter_headers, delivered_headers, retry_headers, to_header_list
 from kqueue.core.retry import GiveUp, Tiers, decide_retry, route_due_record
+from kqueue.core.status import TaskEvent
 from kqueue.worker.work import Failure, WorkItem
 
 
@@ -20,11 +21,11 @@ class OutRecord:
     value: bytes | None
     key: bytes | None
     headers: HeaderList
-    partition: int
+    partition: int | None  # None: by key (status events)
 
 
 def route_failure(item: WorkItem, failure: Failure, tiers: Tiers, prefix: str, now_ms: int,
-                  rng: random.Random | None = None) -> OutRecord:
+                  rng: random.Random | None = None) -> list[OutRecord]:
     """A failed attempt: to the delay tier that fits its backoff, or to the DLQ when it is over."""
     task = item.task
     meta = item.meta
@@ -39,14 +40,23 @@ def route_failure(item: WorkItem, failure: Failure, tiers: Tiers, prefix: str, n
                             decision.not_before_ms, item.topic, failure.error_type, failure.message,
                             failure.trace, now_ms)
     topic = names.delay_topic(item.queue, decision.tier, prefix)
-    return OutRecord("retry", topic, item.value, item.key, headers, item.partition)
+    return [OutRecord("retry", topic, item.value, item.key, headers, item.partition)]
 
 
-def _dead_letter(item: WorkItem, failure: Failure, prefix: str, now_ms: int) -> OutRecord:
+def _dead_letter(item: WorkItem, failure: Failure, prefix: str, now_ms: int) -> list[OutRecord]:
+    """The dead letter, and a `failed` status event stamped with the same time as its kq-failed-at
+    (which is how `dlq replay` recognises a dead letter it has not replayed yet)."""
     headers = dead_letter_headers(item.headers, item.task_id, item.origin, failure.error_type, failure.message,
                                   failure.trace, now_ms)
-    return OutRecord("dead-letter", names.dlq_topic(item.queue, prefix), item.value, item.key, headers,
-                     item.partition)
+    letter = OutRecord("dead-letter", names.dlq_topic(item.queue, prefix), item.value, item.key, headers,
+                       item.partition)
+    event = TaskEvent(item.task_id, item.queue, item.meta.task_type or "", "failed", item.meta.attempt, now_ms,
+                      f"{failure.error_type}: {failure.message}"[:1000])
+    return [letter, status_record(event, prefix)]
+
+
+def status_record(event: TaskEvent, prefix: str) -> OutRecord:
+    return OutRecord("status", names.status_topic(prefix), event.encode(), event.task_id.encode(), [], None)
 
 
 def route_due(item: WorkItem, tiers: Tiers, prefix: str, now_ms: int) -> OutRecord:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import Counter, defaultdict
@@ -50,7 +51,7 @@ def test_flaky_task_retries_through_tiers_then_completes(kafka: Kafka) -> None:
         attempts = [a for a, _ in runs[task_id]]
         assert attempts == list(range(1, failures + 2))  # each attempt ran once, in order
         times = [t for _, t in runs[task_id]]
-        for n, (before, after) in enumerate(zip(times, times[1:], strict=False), start=1):
+        for n, (before, after) in enumerate(itertools.pairwise(times), start=1):
             assert after - before >= FAST_BACKOFF.base * 2 ** (n - 1) - 0.05  # never earlier than the backoff
     tiered = _tier_records(kafka, queue)
     # One tier record per failed attempt, plus one per hop to a shorter tier when a record fell due

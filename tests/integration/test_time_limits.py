@@ -1,4 +1,4 @@
-"""Time limits fail an attempt at its deadline; a task longer than max.poll.interval.ms keeps the worker in its group."""
+"""Time limits fail an attempt at its deadline; a task longer than max.poll.interval.ms stays in the group."""
 
 from __future__ import annotations
 
