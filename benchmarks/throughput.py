@@ -1,6 +1,6 @@
 """Worker and enqueue throughput, side by side with raw confluent-kafka loops on one broker, one run.
 
-    python benchmarks/throughput.py [--records 100000] [--partitions 6]
+    python benchmarks/throughput.py [--records 100000] [--partitions 6] [--rounds 3]
 
 R        raw Consumer.consume(1000) + fastavro decode of every record (the floor under any worker)
 K        kqueue worker, no-op sync handler          (goal >= 0.3x R)
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import statistics
 import sys
 import uuid
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from fastavro import schemaless_reader, schemaless_writer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -110,6 +112,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3, help="Runs of each, interleaved; medians are reported")
     args = parser.parse_args()
     n = args.records
     with broker() as bootstrap:
@@ -127,24 +130,37 @@ def main() -> None:
 
         raw_topic = f"{queue}-raw"
         sync_app.ensure_queue(raw_topic)
-        rows: list[Row] = []
-        with console.status("raw produce") as status:
-            raw_p = raw_produce(bootstrap, raw_topic, n)
-            status.update("SDK enqueue")
-            sdk_e = sdk_enqueue(sync_app, noop, n)
-            status.update("R: raw consume + decode")
-            r = raw_consume(bootstrap, queue, n)
-            status.update("K: worker, sync no-op")
-            k = worker_run(sync_app, queue, n, args.concurrency)
-            status.update("K-async: worker, async no-op")
-            ka = worker_run(async_app, queue, n, args.concurrency)
-        rows.append(Row("R raw consume+decode", n, r))
-        rows.append(Row("K worker sync no-op", n, k, "R", r / k))
-        rows.append(Row("K-async worker async no-op", n, ka, "R", r / ka))
-        rows.append(Row("raw produce", n, raw_p))
-        rows.append(Row("SDK enqueue", n, sdk_e, "raw produce", raw_p / sdk_e))
-        report(f"throughput, {n:,} records, {args.partitions} partitions", rows, "throughput",
-               {"goals": {"K/R": 0.3, "SDK/raw produce": 0.5}, "concurrency": args.concurrency})
+        sync_app.ensure_queue(f"{queue}-sdk")
+        sdk_task = kqueue.App("bench", bootstrap, partitions=args.partitions).task(
+            queue=f"{queue}-sdk", name="noop", schema=SCHEMA.parsed)(lambda payload: None)
+        runs: dict[str, list[float]] = {name: [] for name in ("R", "K", "K-async", "raw produce", "SDK enqueue")}
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console,
+                      transient=True) as progress:
+            bar = progress.add_task("filling the topic", total=args.rounds * 5 + 1)
+            sdk_enqueue(sync_app, noop, n)  # the topic every consumer run reads, each with a fresh group
+            progress.advance(bar)
+            for round_no in range(1, args.rounds + 1):
+                for name, run in (
+                    ("raw produce", lambda: raw_produce(bootstrap, raw_topic, n)),
+                    ("SDK enqueue", lambda: sdk_enqueue(sdk_task.app, sdk_task, n)),
+                    ("R", lambda: raw_consume(bootstrap, queue, n)),
+                    ("K", lambda: worker_run(sync_app, queue, n, args.concurrency)),
+                    ("K-async", lambda: worker_run(async_app, queue, n, args.concurrency)),
+                ):
+                    progress.update(bar, description=f"round {round_no}: {name}")
+                    runs[name].append(run())
+                    progress.advance(bar)
+        med = {name: statistics.median(seconds) for name, seconds in runs.items()}
+        rows = [
+            Row("R raw consume+decode", n, med["R"]),
+            Row("K worker sync no-op", n, med["K"], "R", med["R"] / med["K"]),
+            Row("K-async worker async no-op", n, med["K-async"], "R", med["R"] / med["K-async"]),
+            Row("raw produce", n, med["raw produce"]),
+            Row("SDK enqueue", n, med["SDK enqueue"], "raw produce", med["raw produce"] / med["SDK enqueue"]),
+        ]
+        report(f"throughput, {n:,} records, {args.partitions} partitions, median of {args.rounds}", rows,
+               "throughput", {"goals": {"K/R": 0.3, "SDK/raw produce": 0.5}, "concurrency": args.concurrency,
+                              "seconds_per_round": runs})
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ def consume(
     log_level: str = typer.Option("INFO", "--log-level", help="DEBUG, INFO, WARNING or ERROR"),
     transactions: bool = typer.Option(True, "--transactions/--no-transactions",
                                       help="Settle each batch in one Kafka transaction (exactly-once routing)"),
+    route_delays: bool = typer.Option(True, "--router/--no-router",
+                                      help="Also move due retries and scheduled tasks (see `kqueue router`)"),
 ) -> None:
     """Run workers: fetch, run handlers in key order, commit only what is settled."""
     level = logging.getLevelName(log_level.upper())
@@ -41,7 +43,8 @@ def consume(
             child += ["--topic-prefix", opts.topic_prefix]
         child += ["consume", "--app", app_spec, "--group", group, "--concurrency", str(concurrency),
                   "--batch-size", str(batch_size), "--grace", str(grace), "--log-level", log_level,
-                  "--transactions" if transactions else "--no-transactions"]
+                  "--transactions" if transactions else "--no-transactions",
+                  "--router" if route_delays else "--no-router"]
         for q in queue:
             child += ["--queue", q]
         raise typer.Exit(supervise(child, processes, grace))
@@ -59,7 +62,8 @@ def consume(
                    f"{', '.join(app.queues()) or 'none'})", 2)
     try:
         worker = Worker(app, WorkerOptions(group=group, queues=list(queue), concurrency=concurrency,
-                                           batch_size=batch_size, grace=grace, transactions=transactions))
+                                           batch_size=batch_size, grace=grace, transactions=transactions,
+                                           route_delays=route_delays))
     except ValueError as exc:
         raise fail(str(exc), 2) from None
     worker.install_signal_handlers()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
@@ -16,6 +17,9 @@ from kqueue.sdk.context import TaskContext
 from kqueue.worker.work import Failure, Outcome, WorkItem
 
 MAX_RUN_ITEMS = 256
+RELEASE_EVERY = 0.002  # seconds a finished key may wait for the keys run after it
+CHEAP_ITEM_SECONDS = 0.0002
+CHEAP_RUN = 128
 
 
 def _context(item: WorkItem) -> TaskContext:
@@ -93,6 +97,8 @@ class Executor:
         self._outcomes: list[Outcome] = []
         self._running: dict[Hashable, list[WorkItem]] = {}
         self._stopped = False
+        self._seconds_per_item = CHEAP_ITEM_SECONDS * 5  # assume slow until measured: spread the first work
+        self._busy_threads = 0
         self._threads = [
             threading.Thread(target=self._thread_main, name=f"kqueue-worker-{i}", daemon=True)
             for i in range(self.concurrency)
@@ -109,8 +115,9 @@ class Executor:
             for item in items:
                 self._lanes.push(item.lane, item)
                 has_async = has_async or item.kind == "async"
-            if self._lanes.ready_count("sync"):
-                self._cond.notify_all()
+            idle_wanted = self._threads_wanted() - self._busy_threads
+            if self._lanes.ready_count("sync") and idle_wanted > 0:
+                self._cond.notify(idle_wanted)
         if has_async:
             self._async_loop().call_soon_threadsafe(self._start_async_runs)
 
@@ -153,34 +160,56 @@ class Executor:
                     runs = self._lanes.take("sync", self._run_size())
                 if self._stopped:
                     return
+                self._busy_threads += 1
                 for key, items in runs:
                     self._running[key] = items
+            finished: list[tuple[Hashable, list[Outcome]]] = []
+            since = time.monotonic()
             for key, items in runs:
                 results: list[Outcome] = []
+                key_started = time.monotonic()
                 try:
                     for item in items:
                         results.append((item, self._run(item)))
                 finally:
-                    # Each key is released as soon as its own run ends, so a slow key taken in the
-                    # same hand-out does not hold back the others' outcomes.
-                    self._finish_run(key, results)
+                    finished.append((key, results))
+                # A moving average of handler time per item: enough to tell cheap handlers from slow.
+                per_item = (time.monotonic() - key_started) / max(1, len(items))
+                self._seconds_per_item = 0.8 * self._seconds_per_item + 0.2 * per_item
+                # Finished keys are released in groups (one lock round per group, cheap handlers
+                # stay cheap), but never held longer than a couple of milliseconds behind a slow key.
+                if time.monotonic() - since > RELEASE_EVERY:
+                    self._finish_runs(finished)
+                    finished = []
+                    since = time.monotonic()
+            self._finish_runs(finished, last=True)
 
-    def _finish_run(self, key: Hashable, results: list[Outcome]) -> None:
+    def _finish_runs(self, finished: list[tuple[Hashable, list[Outcome]]], last: bool = False) -> None:
         with self._cond:
-            del self._running[key]
-            self._lanes.release(key)
-            self._outcomes.extend(results)
+            for key, results in finished:
+                del self._running[key]
+                self._lanes.release(key)
+                self._outcomes.extend(results)
+            if last:
+                self._busy_threads -= 1  # this thread goes back for more work itself
             wake_sync = self._lanes.ready_count("sync") > 0
             wake_async = self._lanes.ready_count("async") > 0
-            if wake_sync:
+            if wake_sync and self._busy_threads + (1 if last else 0) < self._threads_wanted():
                 self._cond.notify()
         if wake_async and self._loop is not None:
-            # The key's next task may be async: the event loop has to hear about it.
+            # A key's next task may be async: the event loop has to hear about it.
             self._loop.call_soon_threadsafe(self._start_async_runs)
 
+    def _threads_wanted(self) -> int:
+        """How many threads to wake. Slow handlers get every thread; for cheap ones (a few µs, where
+        waking eight threads costs more in GIL hand-offs than the work) one thread per CHEAP_RUN tasks."""
+        if self._seconds_per_item > CHEAP_ITEM_SECONDS:
+            return self.concurrency
+        return max(1, min(self.concurrency, self._lanes.queued // CHEAP_RUN))
+
     def _run_size(self) -> int:
-        # Share the queued work among the threads; one key's run may still exceed this.
-        return max(1, min(MAX_RUN_ITEMS, self._lanes.queued // self.concurrency))
+        # Share the queued work among the threads that are wanted; one key's run may still exceed this.
+        return max(1, min(MAX_RUN_ITEMS, self._lanes.queued // self._threads_wanted()))
 
     # -- async runner ------------------------------------------------------------------------------
     def _async_loop(self) -> asyncio.AbstractEventLoop:
@@ -218,7 +247,7 @@ class Executor:
                 results.append((item, await run_async(item)))
         finally:
             self._async_active -= 1
-            self._finish_run(key, results)
+            self._finish_runs([(key, results)])
             self._start_async_runs()
 
 

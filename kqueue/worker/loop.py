@@ -38,6 +38,7 @@ class WorkerOptions:
     max_inflight: int | None = None  # pause fetching above this many unsettled tasks
     transactions: bool = True  # settle each batch in one Kafka transaction (exactly-once routing)
     route_delays: bool = True  # run the delay router for the queues' tiers
+    route_only: bool = False  # `kqueue router`: move due tier records, run no handlers
     consumer_overrides: dict[str, Any] = field(default_factory=dict)
 
 
@@ -55,6 +56,8 @@ class Worker:
         self.queues = options.queues or app.queues()
         if not self.queues:
             raise ValueError("the app has no tasks, so there is nothing to consume")
+        if options.route_only and not options.route_delays:
+            raise ValueError("route_only needs route_delays")
         self._stopping = False
         self._drain_deadline: float | None = None
         self._paused: set[TP] = set()
@@ -83,8 +86,8 @@ class Worker:
         self._executor = Executor(opts.concurrency)
         self._decoder = Decoder(app)
         self._router = DelayRouter(self._consumer, app.tiers, app.topic_prefix)
-        topics = [t for q in self.queues for t in worker_topics(q, app.topic_prefix)]
-        if opts.route_delays:
+        topics = [] if opts.route_only else [t for q in self.queues for t in worker_topics(q, app.topic_prefix)]
+        if opts.route_delays or opts.route_only:
             topics += [t for q in self.queues for t in tier_topics(q, app.tiers.names, app.topic_prefix)]
         self._consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
                                  on_lost=self._on_lost)

@@ -1,0 +1,40 @@
+"""`kqueue router`: the delay router on its own (workers run it too; this is for queues whose
+workers run with --no-router, or to keep scheduled tasks moving while no worker runs)."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from kqueue.cli.common import console, fail, options, resolve_bootstrap
+from kqueue.core.names import DEFAULT_DELAY_TIERS
+from kqueue.sdk.app import App
+from kqueue.worker.loop import Worker, WorkerOptions
+
+
+def router(
+    ctx: typer.Context,
+    queue: list[str] = typer.Option(..., "--queue", "-q", help="Queue whose delay tiers to route (repeatable)"),
+    group: str = typer.Option("kqueue-router", "--group", "-g", help="Consumer group of the routers"),
+    tiers: str = typer.Option(",".join(DEFAULT_DELAY_TIERS), "--tiers", help="The queues' delay tiers"),
+    log_level: str = typer.Option("INFO", "--log-level", help="DEBUG, INFO, WARNING or ERROR"),
+) -> None:
+    """Move due records from Q.delay.<tier> to their target (or a shorter tier), nothing else."""
+    level = logging.getLevelName(log_level.upper())
+    if not isinstance(level, int):
+        raise fail(f"--log-level must be DEBUG, INFO, WARNING or ERROR, not {log_level!r}", 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s")
+    opts = options(ctx)
+    try:
+        app = App("router", resolve_bootstrap(opts.bootstrap_servers), topic_prefix=opts.topic_prefix,
+                  delay_tiers=[t.strip() for t in tiers.split(",") if t.strip()])
+    except ValueError as exc:
+        raise fail(f"--tiers: {exc}", 2) from None
+    worker = Worker(app, WorkerOptions(group=group, queues=list(queue), route_only=True))
+    worker.install_signal_handlers()
+    console.print(f"routing delay tiers {', '.join(app.tiers.names)} of {', '.join(queue)} as group {group}",
+                  highlight=False)
+    stats = worker.run()
+    console.print(f"stopped: {stats.delivered} delivered, {stats.re_tiered} moved to a shorter tier",
+                  highlight=False)
