@@ -33,3 +33,13 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     """Print one line to stderr and return an Exit to raise."""
     err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+def setup_logging(level_name: str) -> None:
+    """Configure logging from a --log-level value, or fail with one line."""
+    import logging
+
+    level = logging.getLevelName(level_name.upper())
+    if not isinstance(level, int):
+        raise fail(f"--log-level must be DEBUG, INFO, WARNING or ERROR, not {level_name!r}", 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s")

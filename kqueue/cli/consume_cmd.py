@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import typer
 
-from kqueue.cli.common import console, fail, options
+from kqueue.cli.common import console, fail, options, setup_logging
 from kqueue.core.errors import KqueueError
 from kqueue.sdk.loader import load_app
 from kqueue.worker.loop import Worker, WorkerOptions
@@ -30,10 +29,7 @@ def consume(
                                       help="Also move due retries and scheduled tasks (see `kqueue router`)"),
 ) -> None:
     """Run workers: fetch, run handlers in key order, commit only what is settled."""
-    level = logging.getLevelName(log_level.upper())
-    if not isinstance(level, int):
-        raise fail(f"--log-level must be DEBUG, INFO, WARNING or ERROR, not {log_level!r}", 2)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s")
+    setup_logging(log_level)
     opts = options(ctx)
     if processes > 1:
         child = [sys.executable, "-m", "kqueue"]

@@ -3,11 +3,9 @@ workers run with --no-router, or to keep scheduled tasks moving while no worker 
 
 from __future__ import annotations
 
-import logging
-
 import typer
 
-from kqueue.cli.common import console, fail, options, resolve_bootstrap
+from kqueue.cli.common import console, fail, options, resolve_bootstrap, setup_logging
 from kqueue.core.names import DEFAULT_DELAY_TIERS
 from kqueue.sdk.app import App
 from kqueue.worker.loop import Worker, WorkerOptions
@@ -21,10 +19,7 @@ def router(
     log_level: str = typer.Option("INFO", "--log-level", help="DEBUG, INFO, WARNING or ERROR"),
 ) -> None:
     """Move due records from Q.delay.<tier> to their target (or a shorter tier), nothing else."""
-    level = logging.getLevelName(log_level.upper())
-    if not isinstance(level, int):
-        raise fail(f"--log-level must be DEBUG, INFO, WARNING or ERROR, not {log_level!r}", 2)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s")
+    setup_logging(log_level)
     opts = options(ctx)
     try:
         app = App("router", resolve_bootstrap(opts.bootstrap_servers), topic_prefix=opts.topic_prefix,

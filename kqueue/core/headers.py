@@ -114,6 +114,21 @@ def _tail_bytes(text: str, limit: int) -> str:
     return text if len(data) <= limit else data[-limit:].decode("utf-8", "ignore")
 
 
+def _with_error(
+    original: Mapping[str, str], task_id: str, origin: str, error_type: str, message: str, trace: str,
+    failed_at: int | None,
+) -> dict[str, str | int | None]:
+    """The original headers plus the task id, the first-delivery origin (kept if set) and the error."""
+    values: dict[str, str | int | None] = dict(original)
+    values[names.H_ID] = task_id
+    values.setdefault(names.H_ORIGIN, origin)
+    values[names.H_ERROR_TYPE] = error_type
+    values[names.H_ERROR_MESSAGE] = message[:1000]
+    values[names.H_ERROR_TRACE] = _tail_bytes(trace, TRACE_LIMIT) if trace else None
+    values[names.H_FAILED_AT] = failed_at if failed_at is not None else now_ms()
+    return values
+
+
 def dead_letter_headers(
     original: Mapping[str, str],
     task_id: str,
@@ -123,15 +138,8 @@ def dead_letter_headers(
     trace: str = "",
     failed_at: int | None = None,
 ) -> HeaderList:
-    """The original headers plus the error, the id and the first-delivery origin (kept if already set)."""
-    values: dict[str, str | int | None] = dict(original)
-    values[names.H_ID] = task_id
-    values.setdefault(names.H_ORIGIN, origin)
-    values[names.H_ERROR_TYPE] = error_type
-    values[names.H_ERROR_MESSAGE] = message[:1000]
-    values[names.H_ERROR_TRACE] = _tail_bytes(trace, TRACE_LIMIT) if trace else None
-    values[names.H_FAILED_AT] = failed_at if failed_at is not None else now_ms()
-    return to_header_list(values)
+    """Headers of a dead letter: the original ones plus the error, the id and the origin."""
+    return to_header_list(_with_error(original, task_id, origin, error_type, message, trace, failed_at))
 
 
 def retry_headers(
@@ -148,19 +156,11 @@ def retry_headers(
     failed_at: int | None = None,
 ) -> HeaderList:
     """Headers of a retry waiting in a delay tier: the next attempt, when, where to, and the last error."""
-    values: dict[str, str | int | None] = dict(original)
-    values.update({
-        names.H_ID: task_id,
-        names.H_ATTEMPT: next_attempt,
-        names.H_MAX_ATTEMPTS: max_attempts,
-        names.H_NOT_BEFORE: not_before,
-        names.H_TARGET: target,
-        names.H_ERROR_TYPE: error_type,
-        names.H_ERROR_MESSAGE: message[:1000],
-        names.H_ERROR_TRACE: _tail_bytes(trace, TRACE_LIMIT) if trace else None,
-        names.H_FAILED_AT: failed_at if failed_at is not None else now_ms(),
-    })
-    values.setdefault(names.H_ORIGIN, origin)
+    values = _with_error(original, task_id, origin, error_type, message, trace, failed_at)
+    values[names.H_ATTEMPT] = next_attempt
+    values[names.H_MAX_ATTEMPTS] = max_attempts
+    values[names.H_NOT_BEFORE] = not_before
+    values[names.H_TARGET] = target
     return to_header_list(values)
 
 

@@ -12,6 +12,17 @@ from kqueue.core.errors import DeliveryError
 from kqueue.transport.config import producer_config
 
 
+def produce_waiting(producer: Producer, topic: str, kwargs: dict[str, Any]) -> None:
+    """Produce, and when librdkafka's local queue is full, serve delivery reports to make room and retry."""
+    while True:
+        try:
+            producer.produce(topic, **kwargs)
+            break
+        except BufferError:
+            producer.poll(0.05)
+    producer.poll(0)
+
+
 class TaskProducer:
     """Wraps Producer: counts delivery failures and raises them on `flush()` or the next produce."""
 
@@ -40,13 +51,7 @@ class TaskProducer:
         kwargs: dict[str, Any] = {"value": value, "key": key, "headers": headers, "on_delivery": self._on_delivery}
         if partition is not None:
             kwargs["partition"] = partition
-        while True:
-            try:
-                self._producer.produce(topic, **kwargs)
-                break
-            except BufferError:  # local queue full: serve delivery reports to make room, then retry
-                self._producer.poll(0.05)
-        self._producer.poll(0)
+        produce_waiting(self._producer, topic, kwargs)
 
     def flush(self, timeout: float = 30.0) -> int:
         """Wait for every record; raises DeliveryError if any was refused. Returns records still queued."""
@@ -95,13 +100,9 @@ class AcknowledgedProducer(TaskProducer):
                 future.set_exception(DeliveryError(f"{msg.topic()}: {err.str()}"))
 
         self._start_poller()
-        kwargs: dict[str, Any] = {"value": value, "key": key, "headers": headers, "on_delivery": on_delivery}
-        while True:
-            try:
-                self._producer.produce(topic, **kwargs)
-                return future
-            except BufferError:
-                self._producer.poll(0.05)
+        produce_waiting(self._producer, topic,
+                        {"value": value, "key": key, "headers": headers, "on_delivery": on_delivery})
+        return future
 
     def _start_poller(self) -> None:
         # Delivery callbacks run inside poll(); a daemon thread serves them so awaiting never stalls.

@@ -8,7 +8,6 @@ re-runs the batch (a retry may then be written twice).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import uuid
 from typing import Any, Protocol
@@ -17,7 +16,7 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from kqueue.core.errors import KqueueError
 from kqueue.transport.config import producer_config
-from kqueue.transport.producer import TaskProducer
+from kqueue.transport.producer import TaskProducer, produce_waiting
 
 # Test-only fault injection: "before-commit" exits the process after the batch's records were
 # produced inside the transaction and before it commits (see tests/chaos).
@@ -26,6 +25,11 @@ _FAULT = os.environ.get("KQUEUE_FAULT", "")
 
 class SettlementError(KqueueError):
     """The batch could not be made durable; the worker must stop so its tasks are redelivered."""
+
+
+class TransactionAborted(SettlementError):
+    """The batch's transaction was aborted cleanly (e.g. the group's generation moved on during a
+    rebalance): nothing of it is visible, and the worker can rewind to the committed offsets."""
 
 
 class Settler(Protocol):
@@ -96,13 +100,7 @@ class TransactionalSettler:
         kwargs: dict[str, Any] = {"value": value, "key": key, "headers": headers}
         if partition is not None:
             kwargs["partition"] = partition
-        while True:
-            try:
-                self._producer.produce(topic, **kwargs)
-                break
-            except BufferError:
-                self._producer.poll(0.05)
-        self._producer.poll(0)
+        produce_waiting(self._producer, topic, kwargs)
         self._routed += 1
 
     def prepare(self) -> None:
@@ -122,17 +120,24 @@ class TransactionalSettler:
                 os._exit(86)
             self._producer.commit_transaction(self._timeout)
         except KafkaException as exc:
-            self._abort_quietly()
+            error = exc.args[0]
+            abortable = hasattr(error, "txn_requires_abort") and error.txn_requires_abort()
+            if abortable and self._abort():
+                raise TransactionAborted(f"batch transaction aborted: {error}") from exc
             raise SettlementError(f"could not commit the batch transaction: {exc}") from exc
         finally:
             self._open = False
             self._routed = 0
 
-    def _abort_quietly(self) -> None:
-        with contextlib.suppress(KafkaException):
+    def _abort(self) -> bool:
+        """Abort the open transaction; False if even that failed (the producer is unusable)."""
+        try:
             self._producer.abort_transaction(self._timeout)
+            return True
+        except KafkaException:
+            return False
 
     def close(self) -> None:
         if self._open:
-            self._abort_quietly()
+            self._abort()
             self._open = False

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from confluent_kafka import KafkaException, TopicPartition
 
 from kqueue.core.watermark import PartitionWatermark
-from kqueue.transport.settle import Settler
+from kqueue.transport.settle import Settler, TransactionAborted
 from kqueue.worker.routing import OutRecord
 from kqueue.worker.work import WorkItem
 
@@ -116,6 +116,8 @@ class Checkpoint:
             return 0
         try:
             return self._commit()
+        except TransactionAborted:
+            raise  # clean abort: the worker rewinds its partitions to the committed offsets
         except BaseException as exc:
             self.failed = exc
             raise

@@ -138,6 +138,13 @@ class Executor:
             finished = sum(1 for item, _ in self._outcomes if which(item))
             return running + finished + self._lanes.count(which)
 
+    def state(self) -> dict[str, int | float]:
+        with self._cond:
+            return {"queued": self._lanes.queued, "ready_sync": self._lanes.ready_count("sync"),
+                    "ready_async": self._lanes.ready_count("async"), "running_keys": len(self._running),
+                    "busy_threads": self._busy_threads, "outcomes": len(self._outcomes),
+                    "ms_per_item": round(self._seconds_per_item * 1000, 3)}
+
     def idle(self) -> bool:
         with self._cond:
             return not self._running and self._lanes.queued == 0 and not self._outcomes

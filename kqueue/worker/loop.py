@@ -15,7 +15,7 @@ from kqueue.core.headers import now_ms
 from kqueue.core.topology import tier_topics, worker_topics
 from kqueue.sdk.app import App
 from kqueue.transport.config import consumer_config
-from kqueue.transport.settle import AtLeastOnceSettler, Settler, TransactionalSettler
+from kqueue.transport.settle import AtLeastOnceSettler, Settler, TransactionAborted, TransactionalSettler
 from kqueue.worker.checkpoint import TP, Checkpoint, SettleCounts
 from kqueue.worker.decode import Decoder
 from kqueue.worker.executor import Executor
@@ -59,6 +59,7 @@ class Worker:
         if options.route_only and not options.route_delays:
             raise ValueError("route_only needs route_delays")
         self._stopping = False
+        self._report_state = False
         self._drain_deadline: float | None = None
         self._paused: set[TP] = set()
         self._inflight = 0
@@ -71,13 +72,33 @@ class Worker:
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
+        signal.signal(signal.SIGUSR1, self._request_state_report)
+
+    def _request_state_report(self, *_: object) -> None:
+        self._report_state = True
+
+    def state(self) -> dict[str, Any]:
+        """What the worker holds right now (SIGUSR1 logs it): for operators chasing a stuck queue."""
+        return {
+            "inflight": self._inflight,
+            "paused": len(self._paused),
+            "assigned": len(self._consumer.assignment()),
+            "executor": self._executor.state(),
+            "router_waiting": len(self._router.waiting),
+            "outstanding": self._checkpoint.outstanding(),
+            "counts": self._checkpoint.counts,
+        }
 
     def run(self, until: Callable[[Worker], bool] | None = None) -> WorkerStats:
         """Consume until stopped (signal, `request_stop`, or `until(worker)` returning True)."""
         opts, app = self.options, self.app
         for queue in self.queues:
             app.ensure_queue(queue)
-        self._consumer = Consumer(consumer_config(app.bootstrap_servers, opts.group, **opts.consumer_overrides))
+        config = consumer_config(app.bootstrap_servers, opts.group, **opts.consumer_overrides)
+        # Cooperative-sticky and KIP-848 hand out partitions incrementally; an eager strategy does not.
+        self._incremental = ("cooperative" in str(config.get("partition.assignment.strategy", ""))
+                             or config.get("group.protocol") == "consumer")
+        self._consumer = Consumer(config)
         self._settler: Settler = (
             TransactionalSettler(self._consumer, app.bootstrap_servers, opts.group) if opts.transactions
             else AtLeastOnceSettler(self._consumer, app.bootstrap_servers)
@@ -122,9 +143,35 @@ class Worker:
             self._hand_out(messages)
         self._router.resume_due()
         self._settle()
+        if self._report_state:
+            self._report_state = False
+            log.warning("worker state: %s", self.state())
         self._apply_backpressure()
         if self._checkpoint.due():
+            self._commit()
+
+    def _commit(self, keep: set[TP] | None = None) -> None:
+        """Commit what is settled; after a clean transaction abort, rewind instead of failing."""
+        try:
             self._checkpoint.commit()
+        except TransactionAborted as exc:
+            log.warning("%s; rewinding to the committed offsets", exc)
+            self._rewind(set(self._checkpoint.watermarks) if keep is None else keep)
+
+    def _rewind(self, partitions: set[TP]) -> None:
+        """Start `partitions` over from their committed offsets: queued work is dropped, late outcomes
+        of running work are ignored (new watermarks), and the records are fetched again."""
+        self._inflight -= self._executor.drop(lambda item: (item.topic, item.partition) in partitions)
+        self._checkpoint.revoke(partitions)
+        self._checkpoint.assign(partitions)
+        self._router.forget(partitions)
+        if not partitions:
+            return
+        committed = self._consumer.committed([TopicPartition(t, p) for t, p in partitions], timeout=10)
+        for tp in committed:
+            if tp.offset < 0:  # nothing committed yet: back to the start, as auto.offset.reset would
+                tp.offset = self._consumer.get_watermark_offsets(tp, timeout=10)[0]
+            self._consumer.seek(tp)
 
     def _hand_out(self, messages: list[Message]) -> None:
         tasks: list[Message] = []
@@ -206,11 +253,19 @@ class Worker:
         self._settle()
         # Past the grace: not started, left uncommitted, so whoever owns the partition next runs them.
         self._inflight -= self._executor.drop(lambda _item: True)
-        self._checkpoint.commit()
+        self._commit()
 
     # -- rebalance -----------------------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._checkpoint.assign((tp.topic, tp.partition) for tp in partitions)
+        if partitions:
+            # librdkafka keeps a partition's pause flag across revoke and re-assign: one we paused
+            # (backpressure, or the router holding a tier) and lost would come back paused forever.
+            if self._incremental:
+                consumer.incremental_assign(partitions)
+            else:
+                consumer.assign(partitions)
+            consumer.resume(partitions)
         self.stats.assigned += len(partitions)
         log.info("assigned %s", [f"{tp.topic}/{tp.partition}" for tp in partitions])
 
@@ -229,10 +284,10 @@ class Worker:
             time.sleep(0.005)
             self._settle()
             if self._checkpoint.due():
-                self._checkpoint.commit()  # keep transactions short while waiting
+                self._commit(keep=set(self._checkpoint.watermarks) - lost)  # keep transactions short
         self._inflight -= self._executor.drop(doomed)
         self._settle()
-        self._checkpoint.commit()
+        self._commit(keep=set(self._checkpoint.watermarks) - lost)
         self._forget(lost)
         log.info("revoked %s", [f"{tp.topic}/{tp.partition}" for tp in partitions])
 
