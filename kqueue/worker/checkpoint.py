@@ -57,6 +57,14 @@ class Checkpoint:
             self.watermarks.pop(tp, None)
             self._committed.pop(tp, None)
 
+    def restart(self, committed: dict[TP, int]) -> None:
+        """Partitions rewound to their committed offsets: fresh watermarks (late outcomes of the
+        abandoned work are ignored), and the committed positions remembered so that committing
+        them again does not count as progress."""
+        for tp, offset in committed.items():
+            self.watermarks[tp] = PartitionWatermark()
+            self._committed[tp] = offset
+
     def owns(self, item: WorkItem) -> bool:
         # Identity, not equality: a partition revoked and assigned again gets a new watermark,
         # so an outcome from the old ownership cannot settle the new one.

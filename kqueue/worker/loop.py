@@ -24,6 +24,7 @@ from kqueue.worker.routing import route_due, route_failure
 from kqueue.worker.work import Outcome, WorkItem
 
 log = logging.getLogger("kqueue.worker")
+MAX_ABORTS_IN_A_ROW = 3
 
 
 @dataclass
@@ -60,6 +61,7 @@ class Worker:
             raise ValueError("route_only needs route_delays")
         self._stopping = False
         self._report_state = False
+        self._aborts_in_a_row = 0
         self._drain_deadline: float | None = None
         self._paused: set[TP] = set()
         self._inflight = 0
@@ -153,8 +155,15 @@ class Worker:
     def _commit(self, keep: set[TP] | None = None) -> None:
         """Commit what is settled; after a clean transaction abort, rewind instead of failing."""
         try:
-            self._checkpoint.commit()
+            if self._checkpoint.commit():
+                self._aborts_in_a_row = 0  # progress: offsets moved
         except TransactionAborted as exc:
+            self._aborts_in_a_row += 1
+            if self._aborts_in_a_row >= MAX_ABORTS_IN_A_ROW:
+                # Not a passing rebalance: the same batch fails every time (e.g. a record too large
+                # for its topic). Stop, so the failure is seen instead of looping silently.
+                self._checkpoint.failed = exc
+                raise
             log.warning("%s; rewinding to the committed offsets", exc)
             self._rewind(set(self._checkpoint.watermarks) if keep is None else keep)
 
@@ -162,8 +171,6 @@ class Worker:
         """Start `partitions` over from their committed offsets: queued work is dropped, late outcomes
         of running work are ignored (new watermarks), and the records are fetched again."""
         self._inflight -= self._executor.drop(lambda item: (item.topic, item.partition) in partitions)
-        self._checkpoint.revoke(partitions)
-        self._checkpoint.assign(partitions)
         self._router.forget(partitions)
         if not partitions:
             return
@@ -172,6 +179,7 @@ class Worker:
             if tp.offset < 0:  # nothing committed yet: back to the start, as auto.offset.reset would
                 tp.offset = self._consumer.get_watermark_offsets(tp, timeout=10)[0]
             self._consumer.seek(tp)
+        self._checkpoint.restart({(tp.topic, tp.partition): tp.offset for tp in committed})
 
     def _hand_out(self, messages: list[Message]) -> None:
         tasks: list[Message] = []
