@@ -79,6 +79,17 @@ class TaskMeta:
         )
 
 
+def fixed_task_headers(task_type: str, content_type: str, max_attempts: int, priority: str) -> HeaderList:
+    """The headers every new task of one type and priority shares (built once, not per task)."""
+    return to_header_list({
+        names.H_TYPE: task_type,
+        names.H_ATTEMPT: 1,
+        names.H_MAX_ATTEMPTS: max_attempts,
+        names.H_CONTENT_TYPE: content_type,
+        names.H_PRIORITY: priority,
+    })
+
+
 def new_task_headers(
     task_id: str,
     task_type: str,
@@ -88,18 +99,16 @@ def new_task_headers(
     idempotency_key: str | None = None,
     enqueued_at: int | None = None,
     extra: Mapping[str, str] | None = None,
+    fixed: HeaderList | None = None,
 ) -> HeaderList:
-    values: dict[str, str | int | None] = {
-        names.H_ID: task_id,
-        names.H_TYPE: task_type,
-        names.H_ATTEMPT: 1,
-        names.H_MAX_ATTEMPTS: max_attempts,
-        names.H_ENQUEUED_AT: enqueued_at if enqueued_at is not None else now_ms(),
-        names.H_CONTENT_TYPE: content_type,
-        names.H_PRIORITY: priority,
-        names.H_IDEMPOTENCY_KEY: idempotency_key,
-    }
-    headers = to_header_list(values)
+    """Headers of a new task; `fixed` (from fixed_task_headers) saves rebuilding the shared part."""
+    headers = [
+        (names.H_ID, task_id.encode()),
+        (names.H_ENQUEUED_AT, str(enqueued_at if enqueued_at is not None else now_ms()).encode()),
+    ]
+    headers += fixed if fixed is not None else fixed_task_headers(task_type, content_type, max_attempts, priority)
+    if idempotency_key is not None:
+        headers.append((names.H_IDEMPOTENCY_KEY, idempotency_key.encode()))
     if extra:
         headers.extend((k, v.encode()) for k, v in extra.items())
     return headers

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from kqueue.core import names
 from kqueue.core.codec import AvroSchema, encode_avro, encode_json
 from kqueue.core.durations import to_seconds
-from kqueue.core.headers import new_task_headers, now_ms
+from kqueue.core.headers import HeaderList, fixed_task_headers, new_task_headers, now_ms
 from kqueue.core.ids import new_task_id
 from kqueue.core.retry import RetryPolicy, ms_not_shorter
 
@@ -66,6 +66,7 @@ class TaskDef:
         self.is_async = inspect.iscoroutinefunction(self.fn)
         self.wants_ctx = _wants_context(self.fn)
         self.content_type = names.CONTENT_AVRO if self.schema is not None else names.CONTENT_JSON
+        self._fixed_headers: dict[str, HeaderList] = {}
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Calling the task runs the handler here and now, like a plain function."""
@@ -88,9 +89,12 @@ class TaskDef:
         task_id = new_task_id()
         raw_key = key.encode() if isinstance(key, str) else key
         now = now_ms()
-        record_headers = new_task_headers(
-            task_id, self.name, self.content_type, self.max_attempts, priority, idempotency_key, now, extra=headers
-        )
+        fixed = self._fixed_headers.get(priority)
+        if fixed is None:
+            fixed = self._fixed_headers[priority] = fixed_task_headers(
+                self.name, self.content_type, self.max_attempts, priority)
+        record_headers = new_task_headers(task_id, self.name, self.content_type, self.max_attempts, priority,
+                                          idempotency_key, now, extra=headers, fixed=fixed)
         not_before = schedule_ms(now, delay, run_at)
         if not_before is None:
             return task_id, target, value, raw_key, record_headers

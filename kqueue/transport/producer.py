@@ -12,15 +12,17 @@ from kqueue.core.errors import DeliveryError
 from kqueue.transport.config import producer_config
 
 
+POLL_EVERY = 64
+
+
 def produce_waiting(producer: Producer, topic: str, kwargs: dict[str, Any]) -> None:
     """Produce, and when librdkafka's local queue is full, serve delivery reports to make room and retry."""
     while True:
         try:
             producer.produce(topic, **kwargs)
-            break
+            return
         except BufferError:
             producer.poll(0.05)
-    producer.poll(0)
 
 
 class TaskProducer:
@@ -31,6 +33,7 @@ class TaskProducer:
         self._lock = threading.Lock()
         self._failures: list[str] = []
         self._delivered = 0
+        self._produced = 0
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is None:
@@ -52,6 +55,9 @@ class TaskProducer:
         if partition is not None:
             kwargs["partition"] = partition
         produce_waiting(self._producer, topic, kwargs)
+        self._produced += 1
+        if self._produced % POLL_EVERY == 0:  # serve delivery reports now and then, not per record
+            self._producer.poll(0)
 
     def flush(self, timeout: float = 30.0) -> int:
         """Wait for every record; raises DeliveryError if any was refused. Returns records still queued."""

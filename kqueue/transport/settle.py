@@ -16,7 +16,7 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from kqueue.core.errors import KqueueError
 from kqueue.transport.config import producer_config
-from kqueue.transport.producer import TaskProducer, produce_waiting
+from kqueue.transport.producer import POLL_EVERY, TaskProducer, produce_waiting
 
 # Test-only fault injection: "before-commit" exits the process after the batch's records were
 # produced inside the transaction and before it commits (see tests/chaos).
@@ -102,6 +102,8 @@ class TransactionalSettler:
             kwargs["partition"] = partition
         produce_waiting(self._producer, topic, kwargs)
         self._routed += 1
+        if self._routed % POLL_EVERY == 0:
+            self._producer.poll(0)
 
     def prepare(self) -> None:
         return None  # records become visible with the offsets, at commit

@@ -238,23 +238,33 @@ class Executor:
         loop = self._async_loop()
         while self._async_active < self.concurrency:
             with self._cond:
-                runs = self._lanes.take("async", 1)
+                # Cheap handlers: several keys per coroutine (one task and one hand-back per group);
+                # slow ones: a key each, so `concurrency` of them really run at once.
+                group_size = self._run_size() if self._seconds_per_item <= CHEAP_ITEM_SECONDS else 1
+                runs = self._lanes.take("async", group_size)
                 for key, items in runs:
                     self._running[key] = items
             if not runs:
                 return
-            for key, items in runs:
-                self._async_active += 1
-                loop.create_task(self._async_run(key, items))
+            self._async_active += 1
+            loop.create_task(self._async_runs(runs))
 
-    async def _async_run(self, key: Hashable, items: list[WorkItem]) -> None:
-        results: list[Outcome] = []
+    async def _async_runs(self, runs: list[tuple[Hashable, list[WorkItem]]]) -> None:
+        finished: list[tuple[Hashable, list[Outcome]]] = []
         try:
-            for item in items:
-                results.append((item, await run_async(item)))
+            for key, items in runs:
+                results: list[Outcome] = []
+                started = time.monotonic()
+                try:
+                    for item in items:
+                        results.append((item, await run_async(item)))
+                finally:
+                    finished.append((key, results))
+                per_item = (time.monotonic() - started) / max(1, len(items))
+                self._seconds_per_item = 0.8 * self._seconds_per_item + 0.2 * per_item
         finally:
             self._async_active -= 1
-            self._finish_runs([(key, results)])
+            self._finish_runs(finished)
             self._start_async_runs()
 
 
