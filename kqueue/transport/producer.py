@@ -11,7 +11,6 @@ from confluent_kafka import KafkaError, Message, Producer
 from kqueue.core.errors import DeliveryError
 from kqueue.transport.config import producer_config
 
-
 POLL_EVERY = 64
 
 
