@@ -190,6 +190,11 @@ class DevCluster:
             )
         state.pids[str(node.node_id)] = proc.pid
         self._save_state(state)
+        # Until the child has exec'd java, /proc/PID/cmdline still shows this Python process (or is
+        # empty): wait for that moment, so every later check can ask "is this pid our node?".
+        deadline = time.monotonic() + 10
+        while not _pid_is_our_node(proc.pid, props) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def _wait_ready(self, state: ClusterState, timeout: float) -> None:
         from kqueue.transport.admin import probe_cluster  # the Kafka edge lives in transport/
@@ -198,7 +203,8 @@ class DevCluster:
         last_error = "no answer"
         while time.monotonic() < deadline:
             for node in self.node_specs(state):
-                if self._alive_pid(state, node) is None and str(node.node_id) in state.pids:
+                pid = state.pids.get(str(node.node_id))
+                if pid is not None and not process_alive(pid):  # exited, not merely still exec'ing
                     tail = self.tail_log(node.node_id, 15)
                     raise ClusterError(f"node {node.node_id} exited during start-up; its log ends:\n{tail}")
             if not all(port_open(n.broker_port) for n in self.node_specs(state)):
