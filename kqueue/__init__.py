@@ -1,10 +1,19 @@
 """kqueue: a distributed task queue for Python services, built on Apache Kafka."""
 
+import logging
+
 from kqueue.core.errors import DeliveryError, KqueueError, Reject, Retry
+from kqueue.core.records import Settlement
 from kqueue.core.retry import RetryPolicy
 from kqueue.sdk.app import App
 from kqueue.sdk.context import TaskContext
+from kqueue.sdk.middleware import CommitEvent, EnqueueEvent, Middleware, PartitionEvent, SettleEvent
 from kqueue.sdk.task import TaskDef
 
-__all__ = ["App", "DeliveryError", "KqueueError", "Reject", "Retry", "RetryPolicy", "TaskContext", "TaskDef"]
+__all__ = ["App", "CommitEvent", "DeliveryError", "EnqueueEvent", "KqueueError", "Middleware", "PartitionEvent",
+           "Reject", "Retry", "RetryPolicy", "SettleEvent", "Settlement", "TaskContext", "TaskDef"]
 __version__ = "0.1.0"
+
+# A library logs, the application decides where to: nothing reaches stderr unless logging is set up
+# (`kqueue consume --log-level` does), so the Kafka client's lines never clutter a one-shot command.
+logging.getLogger("kqueue").addHandler(logging.NullHandler())

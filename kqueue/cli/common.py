@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import typer
 from rich.console import Console
 
-DEFAULT_BOOTSTRAP = "localhost:9092"
+from kqueue.transport.config import resolve_bootstrap
+
+__all__ = ["GlobalOptions", "console", "err_console", "fail", "options", "resolve_bootstrap", "setup_logging"]
+
 console = Console()
 err_console = Console(stderr=True)
 
@@ -17,11 +19,6 @@ err_console = Console(stderr=True)
 class GlobalOptions:
     bootstrap_servers: str | None = None
     topic_prefix: str = ""
-
-
-def resolve_bootstrap(explicit: str | None) -> str:
-    """--bootstrap-servers, else $KQUEUE_BOOTSTRAP_SERVERS, else localhost:9092 (the dev cluster's port)."""
-    return explicit or os.environ.get("KQUEUE_BOOTSTRAP_SERVERS") or DEFAULT_BOOTSTRAP
 
 
 def options(ctx: typer.Context) -> GlobalOptions:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -12,15 +11,11 @@ from kqueue.core.codec import AvroSchema, SchemaStore
 from kqueue.core.names import DEFAULT_DELAY_TIERS
 from kqueue.core.retry import RetryPolicy, Tiers
 from kqueue.core.topology import queue_topic_specs, system_topic_specs
+from kqueue.sdk.middleware import Hooks, Middleware
 from kqueue.sdk.task import Handler, TaskDef
 from kqueue.transport.admin import broker_count, ensure_topics, make_admin
+from kqueue.transport.config import resolve_bootstrap
 from kqueue.transport.producer import AcknowledgedProducer
-
-DEFAULT_BOOTSTRAP = "localhost:9092"
-
-
-def resolve_bootstrap(explicit: str | None) -> str:
-    return explicit or os.environ.get("KQUEUE_BOOTSTRAP_SERVERS") or DEFAULT_BOOTSTRAP
 
 
 class App:
@@ -38,6 +33,7 @@ class App:
         producer_config: dict[str, Any] | None = None,
         delay_tiers: Sequence[str] = DEFAULT_DELAY_TIERS,
         retry_policy: RetryPolicy | None = None,
+        middleware: Sequence[Middleware] = (),
     ) -> None:
         self.name = name
         self.bootstrap_servers = resolve_bootstrap(bootstrap_servers)
@@ -55,6 +51,11 @@ class App:
         self._ensured: set[str] = set()
         self._lock = threading.Lock()
         self.tasks: dict[tuple[str, str], TaskDef] = {}
+        self.hooks = Hooks(middleware)
+
+    def add_middleware(self, middleware: Middleware) -> None:
+        """Add a middleware after the others (workers started later see it)."""
+        self.hooks = Hooks([*self.hooks.middleware, middleware])
 
     # -- registration ------------------------------------------------------------------------------
     @overload

@@ -15,6 +15,7 @@ from kqueue.core.durations import to_seconds
 from kqueue.core.headers import HeaderList, fixed_task_headers, new_task_headers, now_ms
 from kqueue.core.ids import new_task_id
 from kqueue.core.retry import RetryPolicy, ms_not_shorter
+from kqueue.sdk.middleware import EnqueueEvent
 
 if TYPE_CHECKING:
     from kqueue.sdk.app import App
@@ -96,12 +97,18 @@ class TaskDef:
         record_headers = new_task_headers(task_id, self.name, self.content_type, self.max_attempts, priority,
                                           idempotency_key, now, extra=headers, fixed=fixed)
         not_before = schedule_ms(now, delay, run_at)
-        if not_before is None:
-            return task_id, target, value, raw_key, record_headers
-        # Scheduled: wait in the delay tier that fits, the router delivers it to `target` when due.
-        tier = self.app.tiers.for_wait((not_before - now) / 1000)
-        record_headers += [(names.H_NOT_BEFORE, str(not_before).encode()), (names.H_TARGET, target.encode())]
-        return task_id, names.delay_topic(self.queue, tier, self.app.topic_prefix), value, raw_key, record_headers
+        topic = target
+        if not_before is not None:
+            # Scheduled: wait in the delay tier that fits, the router delivers it to `target` when due.
+            tier = self.app.tiers.for_wait((not_before - now) / 1000)
+            record_headers += [(names.H_NOT_BEFORE, str(not_before).encode()), (names.H_TARGET, target.encode())]
+            topic = names.delay_topic(self.queue, tier, self.app.topic_prefix)
+        hooks = self.app.hooks.enqueue
+        if hooks:
+            event = EnqueueEvent(task_id, self.name, self.queue, topic, raw_key, record_headers)
+            for hook in hooks:  # an error here is the caller's: the task is not enqueued
+                hook(event)
+        return task_id, topic, value, raw_key, record_headers
 
     def enqueue(
         self,

@@ -10,11 +10,12 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from kqueue.core.topology import TopicSpec
+from kqueue.transport.config import client_config
 
 
 def make_admin(bootstrap_servers: str, quiet: bool = False) -> AdminClient:
     # quiet: while a cluster is starting, refused connections are expected, not worth a log line.
-    return AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 0 if quiet else 3})
+    return AdminClient({**client_config(bootstrap_servers), "log_level": 0 if quiet else 3})
 
 
 def probe_cluster(bootstrap_servers: str, expected_brokers: int = 1, timeout: float = 10.0) -> None:

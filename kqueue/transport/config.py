@@ -2,12 +2,40 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from typing import Any
+
+DEFAULT_BOOTSTRAP = "localhost:9092"
+_kafka_log = logging.getLogger("kqueue.kafka")
+# librdkafka's own levels are loud for a queue's purposes: its warnings are mostly transient
+# (a coordinator moving, a broker restarting) and the client retries them. One level down each.
+_QUIETER = {logging.CRITICAL: logging.WARNING, logging.ERROR: logging.WARNING, logging.WARNING: logging.INFO}
+
+
+def resolve_bootstrap(explicit: str | None) -> str:
+    """The given servers, else $KQUEUE_BOOTSTRAP_SERVERS, else localhost:9092 (the dev cluster's port)."""
+    return explicit or os.environ.get("KQUEUE_BOOTSTRAP_SERVERS") or DEFAULT_BOOTSTRAP
+
+
+class _ClientLog:
+    """Where confluent-kafka sends librdkafka's log lines (instead of raw `%4|...` lines on stderr)."""
+
+    def log(self, level: int, message: str, *args: object) -> None:
+        _kafka_log.log(_QUIETER.get(level, logging.DEBUG), message, *args)
+
+
+CLIENT_LOG = _ClientLog()
+
+
+def client_config(bootstrap: str) -> dict[str, Any]:
+    """Settings every kqueue client shares."""
+    return {"bootstrap.servers": bootstrap, "logger": CLIENT_LOG}
 
 
 def producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
     config: dict[str, Any] = {
-        "bootstrap.servers": bootstrap,
+        **client_config(bootstrap),
         "acks": "all",
         "enable.idempotence": True,
         # Same key -> same partition as Java's default partitioner, so foreign producers agree.
@@ -21,7 +49,7 @@ def producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
 
 def consumer_config(bootstrap: str, group: str, **overrides: Any) -> dict[str, Any]:
     config: dict[str, Any] = {
-        "bootstrap.servers": bootstrap,
+        **client_config(bootstrap),
         "group.id": group,
         "enable.auto.commit": False,  # we commit only what is settled
         "enable.auto.offset.store": False,

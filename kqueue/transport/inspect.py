@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
+from kqueue.transport.config import client_config
+
 
 @dataclass(frozen=True)
 class PartitionDepth:
@@ -31,7 +33,7 @@ def topic_depths(bootstrap: str, topics: list[str], group: str | None = None,
                  timeout: float = 10.0) -> list[PartitionDepth]:
     """Low/high watermarks of every partition of `topics` (missing topics are skipped)."""
     consumer = Consumer({
-        "bootstrap.servers": bootstrap,
+        **client_config(bootstrap),
         "group.id": group or f"_kqueue.inspect.{uuid.uuid4().hex[:8]}",
         "enable.auto.commit": False,
         "isolation.level": "read_committed",
@@ -56,7 +58,7 @@ def read_records(bootstrap: str, topics: list[str], timeout: float = 10.0) -> li
     """Every committed record in `topics`, partition by partition in offset order (small topics:
     dead letters, status views, demos)."""
     consumer = Consumer({
-        "bootstrap.servers": bootstrap,
+        **client_config(bootstrap),
         "group.id": f"_kqueue.inspect.{uuid.uuid4().hex[:8]}",
         "enable.auto.commit": False,
         "isolation.level": "read_committed",

@@ -1,71 +1,85 @@
-"""Making a batch's routed records and its consumed offsets durable: in one transaction, or in order.
+"""Making a batch durable: its routed records and its consumed offsets, in one transaction or in order.
 
-TransactionalSettler: retry/DLQ/moved records and the offsets commit atomically
-(send_offsets_to_transaction with the consumer's group metadata), so a crash leaves all or none.
-AtLeastOnceSettler: records are flushed first, then offsets are committed; a crash in between
-re-runs the batch (a retry may then be written twice).
+The worker holds each routed record (retry, dead letter, status event, tier move) until its
+partition's commit position has passed it, then hands records and offsets over together:
+TransactionalSettler writes both in one short transaction (begin, produce, send offsets, commit), so
+a crash leaves all or none, and no transaction stays open between commits. AtLeastOnceSettler
+flushes the records, then commits the offsets; a crash in between writes the records twice.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from typing import Any, Protocol
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaException, Producer, TopicPartition
 
-from kqueue.core.errors import KqueueError
+from kqueue.core.errors import DeliveryError, KqueueError
+from kqueue.core.records import TP, OutRecord
 from kqueue.transport.config import producer_config
+from kqueue.transport.consumer import ConsumerEdge
 from kqueue.transport.producer import POLL_EVERY, TaskProducer, produce_waiting
+from kqueue.transport.txn import TxnAction, classify, error_of, is_permanent, retrying
+
+log = logging.getLogger("kqueue.worker")
 
 # Test-only fault injection: "before-commit" exits the process after the batch's records were
-# produced inside the transaction and before it commits (see tests/chaos).
+# produced (inside the transaction) and before it commits (see tests/chaos).
 _FAULT = os.environ.get("KQUEUE_FAULT", "")
 
 
 class SettlementError(KqueueError):
-    """The batch could not be made durable; the worker must stop so its tasks are redelivered."""
+    """The batch could not be made durable and the settler cannot go on: the worker must stop."""
 
 
-class TransactionAborted(SettlementError):
-    """The batch's transaction was aborted cleanly (e.g. the group's generation moved on during a
-    rebalance): nothing of it is visible, and the worker can rewind to the committed offsets."""
+class BatchNotCommitted(SettlementError):
+    """The batch was not committed and nothing of it is visible (its transaction was aborted), or,
+    at least once, its records may be: the worker keeps the batch and commits it again later.
+    `permanent`: Kafka refused the batch's own records, so trying again will not help."""
+
+    def __init__(self, message: str, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 class Settler(Protocol):
     transactional: bool
 
-    def produce(self, topic: str, value: bytes | None, key: bytes | None, headers: list[tuple[str, bytes]],
-                partition: int | None) -> None: ...
-
-    def prepare(self) -> None: ...
-
-    def commit(self, offsets: list[TopicPartition]) -> None: ...
+    def commit(self, records: list[OutRecord], offsets: dict[TP, int]) -> None:
+        """Make `records` and `offsets` durable together; raises BatchNotCommitted or SettlementError."""
+        ...
 
     def close(self) -> None: ...
+
+
+def _fault_point(records: int) -> None:
+    if _FAULT == "before-commit" and records:
+        os._exit(86)
 
 
 class AtLeastOnceSettler:
     transactional = False
 
-    def __init__(self, consumer: Consumer, bootstrap: str) -> None:
+    def __init__(self, consumer: ConsumerEdge, bootstrap: str) -> None:
         self._consumer = consumer
         self._producer = TaskProducer(bootstrap)
 
-    def produce(self, topic: str, value: bytes | None, key: bytes | None, headers: list[tuple[str, bytes]],
-                partition: int | None) -> None:
-        self._producer.produce(topic, value, key, headers, partition=partition)
-
-    def prepare(self) -> None:
-        """Wait until every routed record is in Kafka (raises DeliveryError otherwise)."""
-        if len(self._producer):
-            self._producer.flush()
-
-    def commit(self, offsets: list[TopicPartition]) -> None:
-        if _FAULT == "before-commit" and offsets:
-            os._exit(86)
+    def commit(self, records: list[OutRecord], offsets: dict[TP, int]) -> None:
+        try:
+            for r in records:
+                self._producer.produce(r.topic, r.value, r.key, r.headers, partition=r.partition)
+            if records:
+                self._producer.flush()
+        except DeliveryError as exc:
+            raise BatchNotCommitted(f"routed records were not delivered: {exc}", permanent=True) from exc
+        _fault_point(len(records))
         if offsets:
-            self._consumer.commit(offsets=offsets, asynchronous=False)
+            try:
+                self._consumer.commit(offsets)
+            except KafkaException as exc:  # e.g. a rebalance in progress: committed next time if still ours
+                raise BatchNotCommitted(f"offset commit failed: {error_of(exc)}") from exc
 
     def close(self) -> None:
         self._producer.flush()
@@ -74,72 +88,54 @@ class AtLeastOnceSettler:
 class TransactionalSettler:
     transactional = True
 
-    def __init__(self, consumer: Consumer, bootstrap: str, group: str, timeout: float = 30.0) -> None:
+    def __init__(self, consumer: ConsumerEdge, bootstrap: str, group: str, timeout: float = 30.0) -> None:
         self._consumer = consumer
         self._timeout = timeout
         # With KIP-447 fencing by group metadata a unique id per worker incarnation is enough.
         config: dict[str, Any] = producer_config(bootstrap, **{
             "transactional.id": f"kqueue-{group}-{uuid.uuid4().hex[:12]}",
-            # Short: a crashed worker's open transaction blocks read_committed readers of its
-            # partitions until the coordinator aborts it at this timeout.
+            # A crashed worker's open transaction blocks read_committed readers of its partitions
+            # until the coordinator aborts it at this timeout. Ours stay open for one commit only.
             "transaction.timeout.ms": 10000,
         })
         self._producer = Producer(config)
         self._producer.init_transactions(timeout)
-        self._open = False
-        self._routed = 0
 
-    def _begin(self) -> None:
-        if not self._open:
-            self._producer.begin_transaction()
-            self._open = True
-
-    def produce(self, topic: str, value: bytes | None, key: bytes | None, headers: list[tuple[str, bytes]],
-                partition: int | None) -> None:
-        self._begin()
-        kwargs: dict[str, Any] = {"value": value, "key": key, "headers": headers}
-        if partition is not None:
-            kwargs["partition"] = partition
-        produce_waiting(self._producer, topic, kwargs)
-        self._routed += 1
-        if self._routed % POLL_EVERY == 0:
-            self._producer.poll(0)
-
-    def prepare(self) -> None:
-        return None  # records become visible with the offsets, at commit
-
-    def commit(self, offsets: list[TopicPartition]) -> None:
-        if not offsets and not self._open:
+    def commit(self, records: list[OutRecord], offsets: dict[TP, int]) -> None:
+        if not records and not offsets:
             return
+        producer, timeout = self._producer, self._timeout
         try:
-            self._begin()
+            producer.begin_transaction()
+            for i, r in enumerate(records, 1):
+                kwargs: dict[str, Any] = {"value": r.value, "key": r.key, "headers": r.headers}
+                if r.partition is not None:
+                    kwargs["partition"] = r.partition
+                produce_waiting(producer, r.topic, kwargs)
+                if i % POLL_EVERY == 0:
+                    producer.poll(0)
             if offsets:
-                self._producer.send_offsets_to_transaction(
-                    offsets, self._consumer.consumer_group_metadata(), self._timeout
-                )
-            if _FAULT == "before-commit" and self._routed:
-                self._producer.flush(self._timeout)  # the records reach the log, uncommitted
-                os._exit(86)
-            self._producer.commit_transaction(self._timeout)
+                tps = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+                metadata = self._consumer.group_metadata()
+                retrying(lambda: producer.send_offsets_to_transaction(tps, metadata, timeout), timeout)
+            if _FAULT == "before-commit" and records:
+                producer.flush(timeout)  # the records reach the log, uncommitted
+            _fault_point(len(records))
+            retrying(lambda: producer.commit_transaction(timeout), timeout)
         except KafkaException as exc:
-            error = exc.args[0]
-            abortable = hasattr(error, "txn_requires_abort") and error.txn_requires_abort()
-            if abortable and self._abort():
-                raise TransactionAborted(f"batch transaction aborted: {error}") from exc
-            raise SettlementError(f"could not commit the batch transaction: {exc}") from exc
-        finally:
-            self._open = False
-            self._routed = 0
+            error = error_of(exc)
+            if classify(error) is TxnAction.FATAL or not self._abort():
+                raise SettlementError(f"could not commit the batch transaction: {error}") from exc
+            raise BatchNotCommitted(f"batch transaction aborted: {error}", permanent=is_permanent(error)) from exc
 
     def _abort(self) -> bool:
         """Abort the open transaction; False if even that failed (the producer is unusable)."""
         try:
-            self._producer.abort_transaction(self._timeout)
+            retrying(lambda: self._producer.abort_transaction(self._timeout), self._timeout)
             return True
-        except KafkaException:
+        except KafkaException as exc:
+            log.error("could not abort the batch transaction: %s", exc)
             return False
 
     def close(self) -> None:
-        if self._open:
-            self._abort()
-            self._open = False
+        self._producer.flush(self._timeout)

@@ -1,158 +1,138 @@
-"""What is settled and may be committed: per-partition watermarks, routed records, commits.
+"""What is settled and may be committed: tracking, held routed records, commits.
 
-One object owns "settled". A task is settled when it completed, or when the record that routes it
-on (retry tier, DLQ, delivery to its target) is durable with the offsets: in the same transaction
-(transactional settler), or flushed before the offsets are committed (at-least-once settler).
+A task is settled when it completed, or when its routing (retry, dead letter + status event, a tier
+move) is decided. Routed records are held until the partition's commit position passes their
+offset, and then written with that commit: a routed record is never durable while an earlier
+offset of its partition is not, so a crash can never make a retry or a dead letter happen twice.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from confluent_kafka import KafkaException, TopicPartition
-
-from kqueue.core.watermark import PartitionWatermark
-from kqueue.transport.settle import Settler, TransactionAborted
-from kqueue.worker.routing import OutRecord
+from kqueue.core.records import SETTLEMENT_OF_KIND, TP, OutRecord, Settlement
+from kqueue.transport.settle import BatchNotCommitted, Settler
+from kqueue.worker.partitions import PartitionState, PartitionTable
 from kqueue.worker.work import WorkItem
 
 log = logging.getLogger("kqueue.worker")
-TP = tuple[str, int]
 
 
 @dataclass
 class SettleCounts:
+    """Settled and durable (committed) so far, by outcome; completions count as they finish."""
+
     completed: int = 0
     retried: int = 0
     dead_lettered: int = 0
     delivered: int = 0  # due tier records moved to their target
     re_tiered: int = 0
 
+    def add(self, outcome: Settlement, n: int = 1) -> None:
+        name = outcome.name.lower()
+        setattr(self, name, getattr(self, name) + n)
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    offsets: dict[TP, int]
+    records: int
+    seconds: float
+
 
 class Checkpoint:
-    def __init__(self, settler: Settler, interval: float = 0.5) -> None:
+    def __init__(self, table: PartitionTable, settler: Settler, interval: float = 0.5) -> None:
+        self._table = table
         self._settler = settler
         self.interval = interval
-        self.watermarks: dict[TP, PartitionWatermark] = {}
-        self._committed: dict[TP, int] = {}
-        self._awaiting_delivery: list[tuple[WorkItem, str]] = []
         self._last_commit = time.monotonic()
         self.counts = SettleCounts()
-        # Set by the first settlement error. Some offsets may already count as settled on the
-        # strength of records that never became durable, so from then on nothing is committed:
+        # Set by a settlement error the settler cannot recover from: nothing is committed after it,
         # the worker stops and the tasks are redelivered.
         self.failed: BaseException | None = None
 
-    # -- ownership ---------------------------------------------------------------------------------
-    def assign(self, partitions: Iterable[TP]) -> None:
-        for tp in partitions:
-            self.watermarks[tp] = PartitionWatermark()
-
-    def revoke(self, partitions: Iterable[TP]) -> None:
-        """Forget partitions we no longer own; late outcomes for them will be ignored."""
-        for tp in partitions:
-            self.watermarks.pop(tp, None)
-            self._committed.pop(tp, None)
-
-    def restart(self, committed: dict[TP, int]) -> None:
-        """Partitions rewound to their committed offsets: fresh watermarks (late outcomes of the
-        abandoned work are ignored), and the committed positions remembered so that committing
-        them again does not count as progress."""
-        for tp, offset in committed.items():
-            self.watermarks[tp] = PartitionWatermark()
-            self._committed[tp] = offset
-
-    def owns(self, item: WorkItem) -> bool:
-        # Identity, not equality: a partition revoked and assigned again gets a new watermark,
-        # so an outcome from the old ownership cannot settle the new one.
-        return item.watermark is not None and self.watermarks.get((item.topic, item.partition)) is item.watermark
-
+    # -- tracking ----------------------------------------------------------------------------------
     def track(self, item: WorkItem) -> bool:
-        watermark = self.watermarks.get((item.topic, item.partition))
-        if watermark is None:
+        """Claim `item` for its partition's current owner (in offset order); False if not ours."""
+        state = self._table.get((item.topic, item.partition))
+        if state is None:
             return False
-        watermark.track(item.offset)
-        item.watermark = watermark
+        state.watermark.track(item.offset)
+        item.owner = state
         return True
 
+    @staticmethod
+    def owns(item: WorkItem) -> bool:
+        # A revoked partition's state is dead and a re-assignment gets a new one, so an outcome from
+        # an earlier ownership can never settle the current one.
+        owner = item.owner
+        return owner is not None and owner.live
+
     # -- settlement --------------------------------------------------------------------------------
-    def completed(self, items: Iterable[WorkItem]) -> None:
+    def completed(self, items: Iterable[WorkItem]) -> int:
+        settled = 0
         for item in items:
-            if self.owns(item):
-                assert item.watermark is not None
-                item.watermark.settle(item.offset)
-                self.counts.completed += 1
+            owner = item.owner
+            if owner is not None and owner.live:
+                owner.watermark.settle(item.offset)
+                settled += 1
+        self.counts.completed += settled
+        return settled
 
-    def route(self, item: WorkItem, records: list[OutRecord]) -> None:
-        """Settle `item` by producing `records` (a retry, a dead letter and its status event, a tier move)."""
-        if not self.owns(item):
-            return
-        try:
-            for record in records:
-                self._settler.produce(record.topic, record.value, record.key, record.headers, record.partition)
-        except BaseException as exc:
-            self.failed = exc
-            raise
-        kind = records[0].kind
-        if self._settler.transactional:
-            self._settled(item, kind)  # atomic with the offsets at commit
-        else:
-            self._awaiting_delivery.append((item, kind))
+    def route(self, item: WorkItem, records: list[OutRecord]) -> bool:
+        """Settle `item` by `records`, written when the commit position passes it."""
+        owner = item.owner
+        if owner is None or not owner.live:
+            return False
+        owner.hold_records(item.offset, records)
+        owner.watermark.settle(item.offset)
+        return True
 
-    def _settled(self, item: WorkItem, kind: str) -> None:
-        assert item.watermark is not None
-        item.watermark.settle(item.offset)
-        counts = self.counts
-        if kind == "retry":
-            counts.retried += 1
-        elif kind == "dead-letter":
-            counts.dead_lettered += 1
-        elif kind == "deliver":
-            counts.delivered += 1
-        else:
-            counts.re_tiered += 1
-
+    # -- committing --------------------------------------------------------------------------------
     def due(self) -> bool:
         return time.monotonic() - self._last_commit >= self.interval
 
-    def commit(self) -> int:
-        """Make routed records durable, then commit every partition's settled position."""
-        if self.failed is not None:
-            return 0
-        try:
-            return self._commit()
-        except TransactionAborted:
-            raise  # clean abort: the worker rewinds its partitions to the committed offsets
-        except BaseException as exc:
-            self.failed = exc
-            raise
+    def commit(self) -> CommitResult | None:
+        """Write the records the positions have passed and commit the positions, together.
 
-    def _commit(self) -> int:
-        self._last_commit = time.monotonic()
-        self._settler.prepare()
-        for item, kind in self._awaiting_delivery:
-            if self.owns(item):
-                self._settled(item, kind)
-        self._awaiting_delivery = []
-        offsets = []
-        for tp, watermark in self.watermarks.items():
-            position = watermark.position()
-            if position is not None and position != self._committed.get(tp):
-                offsets.append(TopicPartition(tp[0], tp[1], position))
+        Raises BatchNotCommitted when Kafka refused the batch: it is kept and goes out with the next
+        commit. Other errors are fatal and set `failed`."""
+        if self.failed is not None:
+            return None
+        self._last_commit = started = time.monotonic()
+        offsets: dict[TP, int] = {}
+        moved: list[tuple[PartitionState, int]] = []
+        released: list[tuple[PartitionState, int, list[OutRecord]]] = []
+        for tp, state in self._table.states.items():
+            position = state.watermark.position()
+            if position is None or position == state.committed:
+                continue
+            offsets[tp] = position
+            moved.append((state, position))
+            released += [(state, offset, records) for offset, records in state.release_records(position)]
+        if not offsets:
+            return None
+        records = [r for _, _, batch in released for r in batch]
         try:
-            self._settler.commit(offsets)
-        except KafkaException as exc:
-            if self._settler.transactional:
+            self._settler.commit(records, offsets)
+        except BaseException as exc:
+            if not isinstance(exc, BatchNotCommitted):
+                self.failed = exc
                 raise
-            # e.g. a rebalance in progress: committed next time if still ours, redelivered otherwise.
-            log.warning("offset commit failed, will retry: %s", exc)
-            return 0
-        for tp_obj in offsets:
-            self._committed[(tp_obj.topic, tp_obj.partition)] = tp_obj.offset
-        return len(offsets)
+            for state, offset, batch in released:  # kept for the next commit, if still ours
+                if state.live:
+                    state.hold_records(offset, batch)
+            raise
+        for state, position in moved:
+            state.committed = position
+        kinds = Counter(batch[0].kind for _, _, batch in released)
+        for kind, n in kinds.items():
+            self.counts.add(SETTLEMENT_OF_KIND[kind], n)
+        return CommitResult(offsets, len(records), time.monotonic() - started)
 
     def outstanding(self) -> int:
-        return sum(w.outstanding for w in self.watermarks.values())
+        return sum(s.watermark.outstanding for s in self._table.states.values())

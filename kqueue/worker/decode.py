@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from confluent_kafka import Message
-
 from kqueue.core import names
 from kqueue.core.codec import decode_payload
 from kqueue.core.errors import DecodeError
 from kqueue.sdk.app import App
 from kqueue.sdk.task import TaskDef
+from kqueue.transport.consumer import Record
 from kqueue.worker.work import Failure, WorkItem
 
 
@@ -33,7 +32,7 @@ class Decoder:
             self._tasks[cache_key] = self.app.task_for(queue, type_name)
         return self._tasks[cache_key]
 
-    def decode(self, msg: Message) -> tuple[WorkItem, Failure | None]:
+    def decode(self, msg: Record) -> tuple[WorkItem, Failure | None]:
         try:
             return self._decode(msg)
         except Exception as exc:  # a record must never stop the worker: it becomes a dead letter
@@ -41,7 +40,7 @@ class Decoder:
                             {}, self._queue(msg.topic() or ""))
             return item, Failure.unrunnable("DecodeError", f"cannot read the record: {type(exc).__name__}: {exc}")
 
-    def _decode(self, msg: Message) -> tuple[WorkItem, Failure | None]:
+    def _decode(self, msg: Record) -> tuple[WorkItem, Failure | None]:
         # A consumed (non-error) record always has topic, partition and offset (the stubs allow None).
         topic: str = msg.topic()  # type: ignore[assignment]
         partition: int = msg.partition()  # type: ignore[assignment]
@@ -68,7 +67,7 @@ class Decoder:
             return item, Failure.unrunnable(exc.error_type, str(exc))
         return item, None
 
-    def decode_batch(self, messages: list[Message]) -> list[tuple[WorkItem, Failure | None]]:
+    def decode_batch(self, messages: list[Record]) -> list[tuple[WorkItem, Failure | None]]:
         """Every record as an item, with the Failure that keeps it from running (None if it can run)."""
         decode = self.decode
         return [decode(msg) for msg in messages]

@@ -10,11 +10,10 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable
-from typing import Any
 
 from kqueue.core.lanes import KeyLanes
-from kqueue.sdk.context import TaskContext
-from kqueue.worker.work import Failure, Outcome, WorkItem
+from kqueue.worker.runner import Runner
+from kqueue.worker.work import Outcome, WorkItem
 
 MAX_RUN_ITEMS = 256
 RELEASE_EVERY = 0.002  # seconds a finished key may wait for the keys run after it
@@ -22,76 +21,11 @@ CHEAP_ITEM_SECONDS = 0.0002
 CHEAP_RUN = 128
 
 
-def _context(item: WorkItem) -> TaskContext:
-    task = item.task
-    assert task is not None
-    return TaskContext(
-        task_id=item.task_id, task_type=task.name, queue=item.queue, key=item.key,
-        attempt=item.meta.attempt, max_attempts=item.meta.max_attempts or task.max_attempts,
-        topic=item.topic, partition=item.partition, offset=item.offset,
-        enqueued_at=item.meta.enqueued_at, headers=item.headers,
-    )
-
-
-def run_sync(item: WorkItem) -> Failure | None:
-    task = item.task
-    assert task is not None
-    args = (item.payload, _context(item)) if task.wants_ctx else (item.payload,)
-    if task.timeout is not None:
-        return _run_with_deadline(task.fn, args, task.timeout)
-    try:
-        task.fn(*args)
-    except BaseException as exc:  # even SystemExit from a handler is the task's failure, not the worker's
-        return Failure.from_exception(exc)
-    return None
-
-
-def _run_with_deadline(fn: Callable[..., Any], args: tuple[Any, ...], timeout: float) -> Failure | None:
-    """Run a sync handler on its own thread and stop waiting at the deadline.
-
-    Python cannot stop a thread: past the deadline the attempt is settled as failed and the worker
-    moves on, while the handler's thread runs on to its end and its result is ignored. Only tasks
-    that declare a timeout pay this thread hop.
-    """
-    finished = threading.Event()
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            fn(*args)
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            finished.set()
-
-    threading.Thread(target=target, name="kqueue-timed-task", daemon=True).start()
-    if not finished.wait(timeout):
-        return Failure("TimeoutError", f"task exceeded its {timeout}s time limit")
-    if errors:
-        return Failure.from_exception(errors[0])
-    return None
-
-
-async def run_async(item: WorkItem) -> Failure | None:
-    task = item.task
-    assert task is not None
-    try:
-        coro = task.fn(item.payload, _context(item)) if task.wants_ctx else task.fn(item.payload)
-        if task.timeout is not None:
-            await asyncio.wait_for(coro, task.timeout)
-        else:
-            await coro
-    except TimeoutError:
-        return Failure("TimeoutError", f"task exceeded its {task.timeout}s time limit")
-    except BaseException as exc:  # includes a handler's own CancelledError or SystemExit
-        return Failure.from_exception(exc)
-    return None
-
-
 class Executor:
-    def __init__(self, concurrency: int, run: Callable[[WorkItem], Failure | None] = run_sync) -> None:
+    def __init__(self, concurrency: int, runner: Runner | None = None) -> None:
         self.concurrency = max(1, concurrency)
-        self._run = run
+        self._runner = runner or Runner()
+        self._run = self._runner.run_sync
         self._lanes: KeyLanes[WorkItem] = KeyLanes(lambda item: item.kind)
         self._cond = threading.Condition()
         self._outcomes: list[Outcome] = []
@@ -131,23 +65,12 @@ class Executor:
         with self._cond:
             return len(self._lanes.drop(doomed))
 
-    def pending(self, which: Callable[[WorkItem], bool]) -> int:
-        """Items matching `which` that are queued, running, or finished but not yet drained."""
-        with self._cond:
-            running = sum(1 for run in self._running.values() for item in run if which(item))
-            finished = sum(1 for item, _ in self._outcomes if which(item))
-            return running + finished + self._lanes.count(which)
-
     def state(self) -> dict[str, int | float]:
         with self._cond:
             return {"queued": self._lanes.queued, "ready_sync": self._lanes.ready_count("sync"),
                     "ready_async": self._lanes.ready_count("async"), "running_keys": len(self._running),
                     "busy_threads": self._busy_threads, "outcomes": len(self._outcomes),
                     "ms_per_item": round(self._seconds_per_item * 1000, 3)}
-
-    def idle(self) -> bool:
-        with self._cond:
-            return not self._running and self._lanes.queued == 0 and not self._outcomes
 
     def stop(self) -> None:
         with self._cond:
@@ -257,7 +180,7 @@ class Executor:
                 started = time.monotonic()
                 try:
                     for item in items:
-                        results.append((item, await run_async(item)))
+                        results.append((item, await self._runner.run_async(item)))
                 finally:
                     finished.append((key, results))
                 per_item = (time.monotonic() - started) / max(1, len(items))
@@ -267,8 +190,3 @@ class Executor:
             self._finish_runs(finished)
             self._start_async_runs()
 
-
-def describe(outcomes: list[Outcome]) -> dict[str, Any]:
-    """Counts for logs and tests."""
-    failed = sum(1 for _, f in outcomes if f is not None)
-    return {"completed": len(outcomes) - failed, "failed": failed}

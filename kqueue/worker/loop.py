@@ -5,26 +5,30 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, Message, TopicPartition
-
 from kqueue.core.headers import now_ms
+from kqueue.core.records import SETTLEMENT_OF_KIND, TP, OutRecord, Settlement
 from kqueue.core.topology import tier_topics, worker_topics
 from kqueue.sdk.app import App
-from kqueue.transport.config import consumer_config
-from kqueue.transport.settle import AtLeastOnceSettler, Settler, TransactionAborted, TransactionalSettler
-from kqueue.worker.checkpoint import TP, Checkpoint, SettleCounts
+from kqueue.sdk.middleware import CommitEvent, PartitionEvent, SettleEvent
+from kqueue.transport.consumer import ConsumerEdge, KafkaConsumerEdge, Record
+from kqueue.transport.settle import AtLeastOnceSettler, BatchNotCommitted, Settler, TransactionalSettler
+from kqueue.worker.checkpoint import Checkpoint, SettleCounts
 from kqueue.worker.decode import Decoder
 from kqueue.worker.executor import Executor
-from kqueue.worker.router import DelayRouter
+from kqueue.worker.partitions import PartitionTable, PauseReason
+from kqueue.worker.router import DelayRouter, is_tier_topic
 from kqueue.worker.routing import route_due, route_failure
-from kqueue.worker.work import Outcome, WorkItem
+from kqueue.worker.runner import Runner
+from kqueue.worker.work import Failure, WorkItem
 
 log = logging.getLogger("kqueue.worker")
-MAX_ABORTS_IN_A_ROW = 3
+# A batch Kafka refuses for its own records (e.g. a dead letter over the DLQ's max.message.bytes)
+# fails the same way every time: after this many refusals in a row the worker stops, so it is seen.
+MAX_REFUSALS_IN_A_ROW = 3
 
 
 @dataclass
@@ -48,10 +52,28 @@ class WorkerStats(SettleCounts):
     polled: int = 0
     assigned: int = 0  # partitions assigned over the run (rebalance events show here)
     revoked: int = 0
+    lost: int = 0
+
+
+# How a worker reaches Kafka: a consumer edge and a settler over it (tests pass a scripted one).
+Transport = Callable[[App, "WorkerOptions", list[str]], tuple[ConsumerEdge, Settler]]
+
+
+def kafka_transport(app: App, options: WorkerOptions, queues: list[str]) -> tuple[ConsumerEdge, Settler]:
+    for queue in queues:
+        app.ensure_queue(queue)
+    edge = KafkaConsumerEdge(app.bootstrap_servers, options.group, **options.consumer_overrides)
+    settler: Settler = (TransactionalSettler(edge, app.bootstrap_servers, options.group) if options.transactions
+                        else AtLeastOnceSettler(edge, app.bootstrap_servers))
+    return edge, settler
+
+
+def _summary(partitions: list[TP]) -> str:
+    return f"{len(partitions)} partition(s) of {len({t for t, _ in partitions})} topic(s)"
 
 
 class Worker:
-    def __init__(self, app: App, options: WorkerOptions) -> None:
+    def __init__(self, app: App, options: WorkerOptions, transport: Transport | None = None) -> None:
         self.app = app
         self.options = options
         self.queues = options.queues or app.queues()
@@ -59,12 +81,13 @@ class Worker:
             raise ValueError("the app has no tasks, so there is nothing to consume")
         if options.route_only and not options.route_delays:
             raise ValueError("route_only needs route_delays")
+        self._transport = transport or kafka_transport
+        self._hooks = app.hooks
         self._stopping = False
         self._report_state = False
-        self._aborts_in_a_row = 0
+        self._refusals_in_a_row = 0
         self._drain_deadline: float | None = None
-        self._paused: set[TP] = set()
-        self._inflight = 0
+        self._tier_topic: dict[str, bool] = {}
         self.stats = WorkerStats()
 
     # -- lifecycle -----------------------------------------------------------------------------------
@@ -81,55 +104,50 @@ class Worker:
 
     def state(self) -> dict[str, Any]:
         """What the worker holds right now (SIGUSR1 logs it): for operators chasing a stuck queue."""
+        table = self._table
         return {
-            "inflight": self._inflight,
-            "paused": len(self._paused),
-            "assigned": len(self._consumer.assignment()),
+            "unsettled": table.unsettled(),
+            "assigned": len(table.states),
+            "paused": {f"{t}/{p}": s.describe() for (t, p), s in table.states.items() if s.pauses},
+            "router_holds": {f"{t}/{p}": due for (t, p), due in table.holds().items()},
             "executor": self._executor.state(),
-            "router_waiting": len(self._router.waiting),
-            "outstanding": self._checkpoint.outstanding(),
             "counts": self._checkpoint.counts,
         }
 
     def run(self, until: Callable[[Worker], bool] | None = None) -> WorkerStats:
         """Consume until stopped (signal, `request_stop`, or `until(worker)` returning True)."""
+        if self._stopping:  # asked to stop during start-up: nothing was fetched, nothing to do
+            return self.stats
         opts, app = self.options, self.app
-        for queue in self.queues:
-            app.ensure_queue(queue)
-        config = consumer_config(app.bootstrap_servers, opts.group, **opts.consumer_overrides)
-        # Cooperative-sticky and KIP-848 hand out partitions incrementally; an eager strategy does not.
-        self._incremental = ("cooperative" in str(config.get("partition.assignment.strategy", ""))
-                             or config.get("group.protocol") == "consumer")
-        self._consumer = Consumer(config)
-        self._settler: Settler = (
-            TransactionalSettler(self._consumer, app.bootstrap_servers, opts.group) if opts.transactions
-            else AtLeastOnceSettler(self._consumer, app.bootstrap_servers)
-        )
-        self._checkpoint = Checkpoint(self._settler, opts.commit_interval)
-        self._executor = Executor(opts.concurrency)
+        self._edge, settler = self._transport(app, opts, self.queues)
+        self._table = PartitionTable(self._edge, self._is_tier)
+        self._checkpoint = Checkpoint(self._table, settler, opts.commit_interval)
+        self._executor = Executor(opts.concurrency, Runner(self._hooks))
         self._decoder = Decoder(app)
-        self._router = DelayRouter(self._consumer, app.tiers, app.topic_prefix)
+        self._router = DelayRouter(self._table, app.tiers, app.topic_prefix)
         topics = [] if opts.route_only else [t for q in self.queues for t in worker_topics(q, app.topic_prefix)]
         if opts.route_delays or opts.route_only:
             topics += [t for q in self.queues for t in tier_topics(q, app.tiers.names, app.topic_prefix)]
-        self._consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
-                                 on_lost=self._on_lost)
         try:
+            self._edge.subscribe(topics, self)
             while not self._stopping and not (until is not None and until(self)):
                 self._step()
             self._drain_and_commit()
             if self._checkpoint.failed is not None:
                 raise self._checkpoint.failed
         finally:
-            self._consumer.close()  # leaves the group; the revoke callback commits what is settled
-            self._settler.close()
-            self._executor.stop()
+            try:
+                self._edge.close()  # leaves the group; on_revoke commits what is settled
+            finally:
+                settler.close()
+                self._executor.stop()
         return self._stats()
 
     def _stats(self) -> WorkerStats:
         counts = self._checkpoint.counts
         self.stats = WorkerStats(counts.completed, counts.retried, counts.dead_lettered, counts.delivered,
-                                 counts.re_tiered, self.stats.polled, self.stats.assigned, self.stats.revoked)
+                                 counts.re_tiered, self.stats.polled, self.stats.assigned, self.stats.revoked,
+                                 self.stats.lost)
         return self.stats
 
     @property
@@ -138,12 +156,18 @@ class Worker:
         checkpoint = getattr(self, "_checkpoint", None)
         return checkpoint.counts if checkpoint is not None else SettleCounts()
 
+    def _is_tier(self, topic: str) -> bool:
+        known = self._tier_topic.get(topic)
+        if known is None:
+            known = self._tier_topic[topic] = is_tier_topic(topic)
+        return known
+
     # -- one turn of the loop ------------------------------------------------------------------------
     def _step(self) -> None:
-        messages = self._consumer.consume(self.options.batch_size, timeout=self.options.poll_timeout)
-        if messages:
-            self._hand_out(messages)
-        self._router.resume_due()
+        records = self._edge.poll_batch(self.options.batch_size, self.options.poll_timeout)
+        if records:
+            self._hand_out(records)
+        self._table.wake_due(now_ms())
         self._settle()
         if self._report_state:
             self._report_state = False
@@ -152,50 +176,18 @@ class Worker:
         if self._checkpoint.due():
             self._commit()
 
-    def _commit(self, keep: set[TP] | None = None) -> None:
-        """Commit what is settled; after a clean transaction abort, rewind instead of failing."""
-        try:
-            if self._checkpoint.commit():
-                self._aborts_in_a_row = 0  # progress: offsets moved
-        except TransactionAborted as exc:
-            self._aborts_in_a_row += 1
-            if self._aborts_in_a_row >= MAX_ABORTS_IN_A_ROW:
-                # Not a passing rebalance: the same batch fails every time (e.g. a record too large
-                # for its topic). Stop, so the failure is seen instead of looping silently.
-                self._checkpoint.failed = exc
-                raise
-            log.warning("%s; rewinding to the committed offsets", exc)
-            self._rewind(set(self._checkpoint.watermarks) if keep is None else keep)
-
-    def _rewind(self, partitions: set[TP]) -> None:
-        """Start `partitions` over from their committed offsets: queued work is dropped, late outcomes
-        of running work are ignored (new watermarks), and the records are fetched again."""
-        self._inflight -= self._executor.drop(lambda item: (item.topic, item.partition) in partitions)
-        self._router.forget(partitions)
-        if not partitions:
-            return
-        committed = self._consumer.committed([TopicPartition(t, p) for t, p in partitions], timeout=10)
-        for tp in committed:
-            if tp.offset < 0:  # nothing committed yet: back to the start, as auto.offset.reset would
-                tp.offset = self._consumer.get_watermark_offsets(tp, timeout=10)[0]
-            self._consumer.seek(tp)
-        self._checkpoint.restart({(tp.topic, tp.partition): tp.offset for tp in committed})
-
-    def _hand_out(self, messages: list[Message]) -> None:
-        tasks: list[Message] = []
-        tier_records: list[Message] = []
-        for msg in messages:
-            if msg.error() is not None:
-                log.warning("consumer error: %s", msg.error())
-            elif self._router.is_tier_topic(msg.topic()):  # type: ignore[arg-type]
-                tier_records.append(msg)
-            else:
-                tasks.append(msg)
+    def _hand_out(self, records: list[Record]) -> None:
+        tasks: list[Record] = []
+        tier_records: list[Record] = []
+        for msg in records:
+            (tier_records if self._is_tier(msg.topic()) else tasks).append(msg)  # type: ignore[arg-type]
         self.stats.polled += len(tasks)
-        if tier_records:
-            self._route_tier_records(tier_records)
-        runnable: list[WorkItem] = []
         now = now_ms()
+        if tier_records:
+            for item in self._router.due_items(tier_records, now):
+                if self._checkpoint.track(item):
+                    self._route(item, [route_due(item, self.app.tiers, self.app.topic_prefix, now)])
+        runnable: list[WorkItem] = []
         for item, failure in self._decoder.decode_batch(tasks):
             # Track in offset order (before anything can settle), then split by what to do.
             if not self._checkpoint.track(item):
@@ -203,114 +195,128 @@ class Worker:
             if failure is None:
                 runnable.append(item)
             else:
-                self._checkpoint.route(item, route_failure(item, failure, self.app.tiers, self.app.topic_prefix, now))
-        self._inflight += len(runnable)
+                self._fail(item, failure, now)
         self._executor.submit(runnable)
 
-    def _route_tier_records(self, messages: list[Message]) -> None:
-        now = now_ms()
-        for item in self._router.due_items(messages, now):
-            if self._checkpoint.track(item):
-                self._checkpoint.route(item, [route_due(item, self.app.tiers, self.app.topic_prefix, now)])
-
     def _settle(self) -> None:
-        outcomes: list[Outcome] = self._executor.drain()
+        outcomes = self._executor.drain()
         if not outcomes:
             return
-        self._inflight -= len(outcomes)
         now = now_ms()
         done = []
         for item, failure in outcomes:
             if failure is None:
                 done.append(item)
-            else:
-                self._checkpoint.route(item, route_failure(item, failure, self.app.tiers, self.app.topic_prefix, now))
+            elif self._checkpoint.owns(item):
+                self._fail(item, failure, now)
+        if self._hooks.settle:
+            done = [item for item in done if self._checkpoint.owns(item)]
+            for item in done:
+                self._emit_settled(item, Settlement.COMPLETED, None, now)
         self._checkpoint.completed(done)
+
+    def _fail(self, item: WorkItem, failure: Failure, now: int) -> None:
+        self._route(item, route_failure(item, failure, self.app.tiers, self.app.topic_prefix, now), failure)
+
+    def _route(self, item: WorkItem, records: list[OutRecord], failure: Failure | None = None) -> None:
+        if self._checkpoint.route(item, records) and self._hooks.settle:
+            self._emit_settled(item, SETTLEMENT_OF_KIND[records[0].kind], failure, now_ms())
+
+    def _emit_settled(self, item: WorkItem, outcome: Settlement, failure: Failure | None, now: int) -> None:
+        meta = item.meta
+        event = SettleEvent(outcome, item.task_id, meta.task_type, item.queue, item.topic, item.partition,
+                            item.offset, item.key, meta.attempt, failure.error_type if failure else None,
+                            failure.message if failure else None, meta.enqueued_at, item.started_at or None,
+                            item.run_seconds, now)
+        self._hooks.emit(self._hooks.settle, event)
 
     def _max_inflight(self) -> int:
         return self.options.max_inflight or max(self.options.batch_size * 4, self.options.concurrency * 4)
 
     def _apply_backpressure(self) -> None:
-        """Pause every task partition while too much is unsettled; the loop keeps polling.
+        """Pause every task partition while too much is unsettled; the loop keeps polling."""
+        limit, unsettled = self._max_inflight(), self._table.unsettled()
+        if unsettled >= limit:
+            self._table.set_everywhere(PauseReason.BACKPRESSURE, True)
+        elif unsettled <= limit // 2:
+            self._table.set_everywhere(PauseReason.BACKPRESSURE, False)
 
-        Tier partitions are left to the router: moving due records costs no handler time."""
-        limit = self._max_inflight()
-        if self._inflight >= limit:
-            assignment = {(tp.topic, tp.partition) for tp in self._consumer.assignment()
-                          if not self._router.is_tier_topic(tp.topic)}
-            newly = assignment - self._paused
-            if newly:
-                self._consumer.pause([TopicPartition(t, p) for t, p in newly])
-                self._paused |= newly
-        elif self._paused and self._inflight <= limit // 2:
-            self._consumer.resume([TopicPartition(t, p) for t, p in self._paused])
-            self._paused.clear()
+    def _commit(self) -> None:
+        """Commit what is settled. A batch Kafka refused is kept and goes out with the next commit."""
+        try:
+            result = self._checkpoint.commit()
+        except BatchNotCommitted as exc:
+            if exc.permanent:
+                self._refusals_in_a_row += 1
+                if self._refusals_in_a_row >= MAX_REFUSALS_IN_A_ROW:
+                    self._checkpoint.failed = exc
+                    raise
+            log.warning("%s; the batch is kept and committed again", exc)
+            return
+        if result is not None:
+            self._refusals_in_a_row = 0
+            if self._hooks.commit:
+                self._hooks.emit(self._hooks.commit, CommitEvent(result.offsets, result.records, result.seconds))
 
     # -- shutdown ------------------------------------------------------------------------------------
     def _drain_and_commit(self) -> None:
-        """Stop fetching, let in-flight tasks finish within the grace, settle, commit."""
-        assignment = self._consumer.assignment()
-        if assignment:
-            self._consumer.pause(assignment)
+        """Stop fetching, let fetched tasks finish within the grace, committing as they settle."""
+        self._table.set_everywhere(PauseReason.DRAINING, True)
         # Everything fetched gets the grace to finish: dropping queued work would leave a gap below
         # completed offsets, and those would run again after the restart.
         deadline = self._drain_deadline = time.monotonic() + self.options.grace
-        while self._inflight > 0 and time.monotonic() < deadline:
-            self._consumer.consume(1, timeout=0.05)  # keeps membership; partitions are paused
-            self._settle()
-        self._settle()
+        self._wait_settled(lambda: self._table.unsettled() > 0, deadline, poll=True)
         # Past the grace: not started, left uncommitted, so whoever owns the partition next runs them.
-        self._inflight -= self._executor.drop(lambda _item: True)
+        self._executor.drop(lambda _item: True)
         self._commit()
 
-    # -- rebalance -----------------------------------------------------------------------------------
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._checkpoint.assign((tp.topic, tp.partition) for tp in partitions)
-        if partitions:
-            # librdkafka keeps a partition's pause flag across revoke and re-assign: one we paused
-            # (backpressure, or the router holding a tier) and lost would come back paused forever.
-            if self._incremental:
-                consumer.incremental_assign(partitions)
+    def _wait_settled(self, busy: Callable[[], bool], deadline: float, poll: bool) -> None:
+        """Keep settling (and committing, so no batch waits on a long task) while `busy` and time is left.
+
+        poll: keep polling the (paused) consumer meanwhile; not from inside a rebalance callback."""
+        while busy() and time.monotonic() < deadline:
+            if poll:
+                self._edge.poll_batch(1, 0.02)  # serves the group; records fetched now are not tracked
             else:
-                consumer.assign(partitions)
-            consumer.resume(partitions)
-        self.stats.assigned += len(partitions)
-        log.info("assigned %s", [f"{tp.topic}/{tp.partition}" for tp in partitions])
-
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        lost = {(tp.topic, tp.partition) for tp in partitions}
-        self.stats.revoked += len(partitions)
-
-        def doomed(item: WorkItem) -> bool:
-            return (item.topic, item.partition) in lost
-
-        # Finish what was fetched for these partitions within the grace (fewer re-runs for the new
-        # owner); what is left is dropped uncommitted and redelivered there. When leaving, the drain
-        # already spent the grace.
-        deadline = self._drain_deadline or time.monotonic() + self.options.grace
-        while self._executor.pending(doomed) and time.monotonic() < deadline:
-            time.sleep(0.005)
+                time.sleep(0.005)
             self._settle()
             if self._checkpoint.due():
-                self._commit(keep=set(self._checkpoint.watermarks) - lost)  # keep transactions short
-        self._inflight -= self._executor.drop(doomed)
+                self._commit()
         self._settle()
-        self._commit(keep=set(self._checkpoint.watermarks) - lost)
-        self._forget(lost)
-        log.info("revoked %s", [f"{tp.topic}/{tp.partition}" for tp in partitions])
 
-    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Ownership is already gone: commit nothing for these, just forget them. Records already
-        # routed for them in the open transaction would commit without their offsets (and be written
-        # again by the new owner), so with transactions the worker stops and starts over instead.
-        lost = {(tp.topic, tp.partition) for tp in partitions}
-        if self._settler.transactional and self._checkpoint.failed is None:
-            self._checkpoint.failed = RuntimeError(f"lost {len(lost)} partition(s) with a batch in flight; restarting")
-            self._stopping = True
-        self._inflight -= self._executor.drop(lambda item: (item.topic, item.partition) in lost)
-        self._forget(lost)
+    # -- rebalance (called from inside poll_batch) --------------------------------------------------
+    def on_assign(self, partitions: list[TP]) -> None:
+        self._table.assign(partitions)
+        self.stats.assigned += len(partitions)
+        self._partition_event("assigned", partitions)
 
-    def _forget(self, lost: set[TP]) -> None:
-        self._checkpoint.revoke(lost)
-        self._router.forget(lost)
-        self._paused -= lost
+    def on_revoke(self, partitions: list[TP]) -> None:
+        states = [s for tp in partitions if (s := self._table.get(tp)) is not None]
+        # Fetched tasks of these partitions get the grace to finish (fewer re-runs for the new owner).
+        # When leaving, the drain already spent the grace.
+        deadline = self._drain_deadline or time.monotonic() + self.options.grace
+        self._wait_settled(lambda: any(s.watermark.outstanding for s in states), deadline, poll=False)
+        self._commit()  # still ours until this returns: commit their final positions
+        self._forget(partitions)
+        self.stats.revoked += len(partitions)
+        self._partition_event("revoked", partitions)
+
+    def on_lost(self, partitions: list[TP]) -> None:
+        # Already someone else's: commit nothing for them. Their routed records were held, never
+        # written, so the new owner decides them afresh; no transaction is open to worry about.
+        self._forget(partitions)
+        self.stats.lost += len(partitions)
+        self._partition_event("lost", partitions)
+
+    def _forget(self, partitions: Iterable[TP]) -> None:
+        self._table.remove(partitions)
+        # Queued work of partitions no longer ours is dropped; running work finishes unheeded.
+        self._executor.drop(lambda item: not self._checkpoint.owns(item))
+
+    def _partition_event(self, kind: str, partitions: list[TP]) -> None:
+        if not partitions:
+            return
+        log.info("%s %s", kind, _summary(partitions))
+        log.debug("%s %s", kind, sorted(f"{t}/{p}" for t, p in partitions))
+        if self._hooks.partitions:
+            self._hooks.emit(self._hooks.partitions, PartitionEvent(kind, partitions))  # type: ignore[arg-type]

@@ -3,25 +3,13 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 
 from kqueue.core import names
-from kqueue.core.headers import HeaderList, dead_letter_headers, delivered_headers, retry_headers, to_header_list
+from kqueue.core.headers import dead_letter_headers, delivered_headers, retry_headers, to_header_list
+from kqueue.core.records import OutRecord, RecordKind
 from kqueue.core.retry import GiveUp, Tiers, decide_retry, route_due_record
 from kqueue.core.status import TaskEvent
 from kqueue.worker.work import Failure, WorkItem
-
-
-@dataclass(frozen=True, slots=True)
-class OutRecord:
-    """A record the worker produces as part of settling a batch (same partition number as its source)."""
-
-    kind: str  # "retry", "dead-letter", "deliver", "re-tier"
-    topic: str
-    value: bytes | None
-    key: bytes | None
-    headers: HeaderList
-    partition: int | None  # None: by key (status events)
 
 
 def route_failure(item: WorkItem, failure: Failure, tiers: Tiers, prefix: str, now_ms: int,
@@ -40,7 +28,7 @@ def route_failure(item: WorkItem, failure: Failure, tiers: Tiers, prefix: str, n
                             decision.not_before_ms, item.topic, failure.error_type, failure.message,
                             failure.trace, now_ms)
     topic = names.delay_topic(item.queue, decision.tier, prefix)
-    return [OutRecord("retry", topic, item.value, item.key, headers, item.partition)]
+    return [OutRecord(RecordKind.RETRY, topic, item.value, item.key, headers, item.partition)]
 
 
 def _dead_letter(item: WorkItem, failure: Failure, prefix: str, now_ms: int) -> list[OutRecord]:
@@ -48,7 +36,7 @@ def _dead_letter(item: WorkItem, failure: Failure, prefix: str, now_ms: int) -> 
     (which is how `dlq replay` recognises a dead letter it has not replayed yet)."""
     headers = dead_letter_headers(item.headers, item.task_id, item.origin, failure.error_type, failure.message,
                                   failure.trace, now_ms)
-    letter = OutRecord("dead-letter", names.dlq_topic(item.queue, prefix), item.value, item.key, headers,
+    letter = OutRecord(RecordKind.DEAD_LETTER, names.dlq_topic(item.queue, prefix), item.value, item.key, headers,
                        item.partition)
     event = TaskEvent(item.task_id, item.queue, item.meta.task_type or "", "failed", item.meta.attempt, now_ms,
                       f"{failure.error_type}: {failure.message}"[:1000])
@@ -56,7 +44,7 @@ def _dead_letter(item: WorkItem, failure: Failure, prefix: str, now_ms: int) -> 
 
 
 def status_record(event: TaskEvent, prefix: str) -> OutRecord:
-    return OutRecord("status", names.status_topic(prefix), event.encode(), event.task_id.encode(), [], None)
+    return OutRecord(RecordKind.STATUS, names.status_topic(prefix), event.encode(), event.task_id.encode(), [], None)
 
 
 def route_due(item: WorkItem, tiers: Tiers, prefix: str, now_ms: int) -> OutRecord:
@@ -65,7 +53,8 @@ def route_due(item: WorkItem, tiers: Tiers, prefix: str, now_ms: int) -> OutReco
     move = route_due_record(meta.not_before, now_ms, tiers)
     target = item.headers.get(names.H_TARGET) or names.main_topic(item.queue, prefix)
     if move.topic_kind == "target":
-        return OutRecord("deliver", target, item.value, item.key, delivered_headers(item.headers), item.partition)
+        return OutRecord(RecordKind.DELIVER, target, item.value, item.key, delivered_headers(item.headers),
+                         item.partition)
     assert move.tier is not None
-    return OutRecord("re-tier", names.delay_topic(item.queue, move.tier, prefix), item.value, item.key,
+    return OutRecord(RecordKind.RE_TIER, names.delay_topic(item.queue, move.tier, prefix), item.value, item.key,
                      to_header_list(dict(item.headers)), item.partition)

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 from kqueue.core.errors import Reject, Retry
 from kqueue.core.headers import RawHeaders, TaskMeta, header_map
 from kqueue.core.ids import derived_task_id
-from kqueue.core.watermark import PartitionWatermark
 
 if TYPE_CHECKING:
     from kqueue.sdk.task import TaskDef
+    from kqueue.worker.partitions import PartitionState
 
 
 @dataclass(slots=True, eq=False)
@@ -29,7 +29,9 @@ class WorkItem:
     queue: str
     task: TaskDef | None = None
     payload: Any = None
-    watermark: PartitionWatermark | None = None
+    owner: PartitionState | None = None  # the partition ownership that tracked it
+    started_at: float = 0.0  # time.time() when its handler started (set only when middleware listens)
+    run_seconds: float | None = None
     _headers: dict[str, str] | None = None
     _meta: TaskMeta | None = None
 

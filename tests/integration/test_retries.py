@@ -157,7 +157,7 @@ def test_waiting_tier_partitions_move_with_a_rebalance(kafka: Kafka) -> None:
     with ThreadedWorker(make_app(), group=group) as first:
         wait_for(lambda: first.worker.counts.retried == len(ids), what="all first attempts to fail")
         # The committed retries are fetched and the 5s tier partitions held, waiting for their heads.
-        wait_for(lambda: len(first.worker._router.waiting) >= 2, what="tier partitions to be held")
+        wait_for(lambda: len(first.worker.state()["router_holds"]) >= 2, what="tier partitions to be held")
         with ThreadedWorker(make_app(), group=group) as second:
             wait_for(lambda: sum(completions.values()) >= len(ids), timeout=60, what="all retries to complete")
             time.sleep(1)  # a duplicate would show up here

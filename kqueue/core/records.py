@@ -1,0 +1,48 @@
+"""What settling a task produces, and what became of it. Pure data shared by the worker and the Kafka edge."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from kqueue.core.headers import HeaderList
+
+TP = tuple[str, int]  # (topic, partition): the one partition type of the project
+
+
+class RecordKind(enum.StrEnum):
+    RETRY = "retry"  # to a delay tier
+    DEAD_LETTER = "dead-letter"  # to Q.dlq
+    STATUS = "status"  # a TaskEvent to _kqueue.status
+    DELIVER = "deliver"  # a due tier record to its target
+    RE_TIER = "re-tier"  # a due tier record to a shorter tier
+
+
+class Settlement(enum.StrEnum):
+    """How a task (or a due tier record) was settled."""
+
+    COMPLETED = "completed"
+    RETRIED = "retried"
+    DEAD_LETTERED = "dead-lettered"
+    DELIVERED = "delivered"
+    RE_TIERED = "re-tiered"
+
+
+SETTLEMENT_OF_KIND = {
+    RecordKind.RETRY: Settlement.RETRIED,
+    RecordKind.DEAD_LETTER: Settlement.DEAD_LETTERED,
+    RecordKind.DELIVER: Settlement.DELIVERED,
+    RecordKind.RE_TIER: Settlement.RE_TIERED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class OutRecord:
+    """A record the worker produces as part of settling a batch (same partition number as its source)."""
+
+    kind: RecordKind
+    topic: str
+    value: bytes | None
+    key: bytes | None
+    headers: HeaderList
+    partition: int | None  # None: by key (status events)

@@ -1,0 +1,155 @@
+"""The consuming edge: the worker's only way to a Kafka consumer.
+
+`ConsumerEdge` is what the worker needs from a group consumer; `KafkaConsumerEdge` is it over
+confluent-kafka. Tests of the worker's state machine drive a scripted edge of their own instead.
+Records are handed over as the client's own message objects (no wrapper per record): anything with
+the `Record` methods will do.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE as _NO_TIMESTAMP
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from kqueue.core.records import TP
+from kqueue.transport.config import consumer_config
+
+log = logging.getLogger("kqueue.worker")
+TIMESTAMP_NOT_AVAILABLE: int = _NO_TIMESTAMP
+
+
+class Record(Protocol):
+    """One consumed record (confluent-kafka's Message has exactly these methods)."""
+
+    def topic(self) -> str | None: ...
+    def partition(self) -> int | None: ...
+    def offset(self) -> int | None: ...
+    def key(self) -> bytes | None: ...
+    def value(self) -> bytes | None: ...
+    def headers(self) -> dict[str, str | bytes | None] | list[tuple[str, str | bytes | None]] | None: ...
+    def timestamp(self) -> tuple[int, int]: ...
+
+
+class RebalanceListener(Protocol):
+    """Called from inside `poll_batch`, on the polling thread, as the group hands partitions out."""
+
+    def on_assign(self, partitions: list[TP]) -> None: ...
+    def on_revoke(self, partitions: list[TP]) -> None: ...
+    def on_lost(self, partitions: list[TP]) -> None: ...
+
+
+class ConsumerEdge(Protocol):
+    def subscribe(self, topics: list[str], listener: RebalanceListener) -> None: ...
+
+    def poll_batch(self, max_records: int, timeout: float) -> list[Record]:
+        """Up to `max_records` records: at once if any are fetched, else as soon as the first arrives
+        (never waiting out `timeout` for a full batch)."""
+        ...
+
+    def pause(self, partitions: Iterable[TP]) -> None: ...
+    def resume(self, partitions: Iterable[TP]) -> None: ...
+    def seek(self, partition: TP, offset: int) -> None: ...
+    def commit(self, offsets: dict[TP, int]) -> None: ...
+    def group_metadata(self) -> Any: ...
+    def close(self) -> None: ...
+
+
+def _tps(partitions: Iterable[TP]) -> list[TopicPartition]:
+    return [TopicPartition(topic, partition) for topic, partition in partitions]
+
+
+class KafkaConsumerEdge:
+    """A confluent-kafka consumer in a group: cooperative assignment, read_committed, manual commits."""
+
+    def __init__(self, bootstrap: str, group: str, **overrides: Any) -> None:
+        config = consumer_config(bootstrap, group, **overrides)
+        # Cooperative-sticky and KIP-848 hand out partitions incrementally; an eager strategy does not.
+        self._incremental = ("cooperative" in str(config.get("partition.assignment.strategy", ""))
+                             or config.get("group.protocol") == "consumer")
+        self._consumer = Consumer(config)
+        self._listener: RebalanceListener | None = None
+        self._callback_error: BaseException | None = None
+
+    def subscribe(self, topics: list[str], listener: RebalanceListener) -> None:
+        self._listener = listener
+        self._consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                 on_lost=self._on_lost)
+
+    def poll_batch(self, max_records: int, timeout: float) -> list[Record]:
+        consume = self._consumer.consume
+        messages = consume(max_records, 0)
+        if not messages:
+            # consume(n, t) waits out t whenever fewer than n are there: wait for one record only,
+            # then take whatever else has been fetched meanwhile.
+            messages = consume(1, timeout)
+            if messages and max_records > 1:
+                messages += consume(max_records - 1, 0)
+        self._raise_callback_error()
+        good: list[Record] = []
+        for msg in messages:
+            error = msg.error()
+            if error is None:
+                good.append(msg)
+            else:
+                log.warning("consumer error: %s", error)
+        return good
+
+    def pause(self, partitions: Iterable[TP]) -> None:
+        self._consumer.pause(_tps(partitions))
+
+    def resume(self, partitions: Iterable[TP]) -> None:
+        self._consumer.resume(_tps(partitions))
+
+    def seek(self, partition: TP, offset: int) -> None:
+        self._consumer.seek(TopicPartition(partition[0], partition[1], offset))
+
+    def commit(self, offsets: dict[TP, int]) -> None:
+        tps = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+        self._consumer.commit(offsets=tps, asynchronous=False)
+
+    def group_metadata(self) -> Any:
+        return self._consumer.consumer_group_metadata()
+
+    def close(self) -> None:
+        started = time.monotonic()
+        try:
+            self._consumer.close()  # leaves the group; the revoke callback commits what is settled
+        except KafkaException as exc:
+            log.warning("closing the consumer after %.1fs: %s", time.monotonic() - started, exc)
+        self._raise_callback_error()
+
+    # -- rebalance callbacks: errors are kept and raised on the polling thread, with their traceback --
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if partitions:
+            if self._incremental:
+                consumer.incremental_assign(partitions)
+            else:
+                consumer.assign(partitions)
+            # librdkafka keeps a partition's pause flag across revoke and re-assign: one paused before
+            # it was lost would come back paused for good. The listener pauses again what it must.
+            consumer.resume(partitions)
+        self._call("on_assign", partitions)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._call("on_revoke", partitions)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._call("on_lost", partitions)
+
+    def _call(self, hook: str, partitions: list[TopicPartition]) -> None:
+        if self._listener is None or self._callback_error is not None:
+            return
+        try:
+            getattr(self._listener, hook)([(tp.topic, tp.partition) for tp in partitions])
+        except BaseException as exc:
+            self._callback_error = exc
+
+    def _raise_callback_error(self) -> None:
+        if self._callback_error is not None:
+            error, self._callback_error = self._callback_error, None
+            raise error

@@ -1,0 +1,138 @@
+"""Running one handler: its context, its time limit, and the middleware hooks around it."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kqueue.sdk.context import TaskContext
+from kqueue.sdk.middleware import Hooks
+from kqueue.worker.work import Failure, WorkItem
+
+
+def task_context(item: WorkItem) -> TaskContext:
+    task = item.task
+    assert task is not None
+    return TaskContext(
+        task_id=item.task_id, task_type=task.name, queue=item.queue, key=item.key,
+        attempt=item.meta.attempt, max_attempts=item.meta.max_attempts or task.max_attempts,
+        topic=item.topic, partition=item.partition, offset=item.offset,
+        enqueued_at=item.meta.enqueued_at, headers=item.headers,
+    )
+
+
+class _TimeLimit(TimeoutError):
+    """Our deadline passed (a TimeoutError the handler raises itself is its own failure)."""
+
+
+def _time_limit(timeout: float) -> _TimeLimit:
+    return _TimeLimit(f"task exceeded its {timeout}s time limit")
+
+
+def _call_with_deadline(fn: Callable[..., Any], args: tuple[Any, ...], timeout: float) -> None:
+    """Run a sync handler on its own thread and stop waiting at the deadline.
+
+    Python cannot stop a thread: past the deadline the attempt fails and the worker moves on, while
+    the handler's thread runs on to its end and its result is ignored. Only tasks that declare a
+    timeout pay this thread hop.
+    """
+    finished = threading.Event()
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            fn(*args)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            finished.set()
+
+    threading.Thread(target=target, name="kqueue-timed-task", daemon=True).start()
+    if not finished.wait(timeout):
+        raise _time_limit(timeout)
+    if errors:
+        raise errors[0]
+
+
+def _failure(exc: BaseException) -> Failure:
+    if isinstance(exc, _TimeLimit):
+        return Failure("TimeoutError", str(exc))  # the handler's trace says nothing about our clock
+    return Failure.from_exception(exc)
+
+
+class Runner:
+    """Calls handlers; with middleware, wraps each call in the before/after hooks."""
+
+    def __init__(self, hooks: Hooks | None = None) -> None:
+        self._hooks = hooks if hooks is not None and hooks.around_run else None
+
+    def run_sync(self, item: WorkItem) -> Failure | None:
+        if self._hooks is not None:
+            return self._run_sync_hooked(item, self._hooks)
+        task = item.task
+        assert task is not None
+        try:
+            args = (item.payload, task_context(item)) if task.wants_ctx else (item.payload,)
+            if task.timeout is not None:
+                _call_with_deadline(task.fn, args, task.timeout)
+            else:
+                task.fn(*args)
+        except BaseException as exc:  # even SystemExit from a handler is the task's failure, not the worker's
+            return _failure(exc)
+        return None
+
+    def _run_sync_hooked(self, item: WorkItem, hooks: Hooks) -> Failure | None:
+        task = item.task
+        assert task is not None
+        ctx = task_context(item)
+        error: BaseException | None = None
+        item.started_at = time.time()
+        started = time.perf_counter()
+        try:
+            for before in hooks.before_run:
+                before(ctx)
+            args = (item.payload, ctx) if task.wants_ctx else (item.payload,)
+            if task.timeout is not None:
+                _call_with_deadline(task.fn, args, task.timeout)
+            else:
+                task.fn(*args)
+        except BaseException as exc:
+            error = exc
+        item.run_seconds = time.perf_counter() - started
+        hooks.emit(hooks.after_run, ctx, error, item.run_seconds)
+        return None if error is None else _failure(error)
+
+    async def run_async(self, item: WorkItem) -> Failure | None:
+        task = item.task
+        assert task is not None
+        hooks = self._hooks
+        ctx = task_context(item) if hooks is not None or task.wants_ctx else None
+        error: BaseException | None = None
+        limit: asyncio.Timeout | None = None
+        if hooks is not None:
+            item.started_at = time.time()
+        started = time.perf_counter()
+        try:
+            if hooks is not None:
+                for before in hooks.before_run:
+                    before(ctx)
+            coro = task.fn(item.payload, ctx) if task.wants_ctx else task.fn(item.payload)
+            if task.timeout is None:
+                await coro
+            else:
+                # asyncio.timeout tells our deadline apart from a TimeoutError the handler raised
+                # itself (a socket timeout is the handler's failure, with its own traceback).
+                async with asyncio.timeout(task.timeout) as limit:
+                    await coro
+        except TimeoutError as exc:
+            error = _time_limit(task.timeout or 0) if limit is not None and limit.expired() else exc
+        except BaseException as exc:  # includes a handler's own CancelledError or SystemExit
+            error = exc
+        if hooks is not None:
+            item.run_seconds = time.perf_counter() - started
+            assert ctx is not None
+            hooks.emit(hooks.after_run, ctx, error, item.run_seconds)
+        return None if error is None else _failure(error)
