@@ -12,7 +12,7 @@ from rich.table import Table
 from kqueue.cli.common import console, fail, options, resolve_bootstrap
 from kqueue.control import dlq
 from kqueue.core.codec import SchemaStore, decode_payload
-from kqueue.core.errors import DecodeError
+from kqueue.core.errors import DecodeError, KqueueError
 from kqueue.core.names import H_CONTENT_TYPE, dlq_topic
 from kqueue.transport.admin import existing_topics, make_admin
 
@@ -108,7 +108,10 @@ def replay(
     if not ids and not everything and task_type is None:
         raise fail("say what to replay: --id ID (repeatable), --type T or --all", 2)
     bootstrap, prefix = _context(ctx, queue)
-    report = dlq.replay(bootstrap, queue, ids, task_type, everything, dry_run, prefix)
+    try:
+        report = dlq.replay(bootstrap, queue, ids, task_type, everything, dry_run, prefix)
+    except KqueueError as exc:  # e.g. ReplayConflict: a concurrent replay fenced this one
+        raise fail(str(exc)) from None
     verb = "would replay" if dry_run else "replayed"
     console.print(f"{verb} {len(report.replayed)} dead letter(s) to {queue}; "
                   f"{len(report.skipped)} already replayed", highlight=False)

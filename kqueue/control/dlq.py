@@ -3,18 +3,20 @@
 A dead letter is pending while the task's latest status event is the `failed` event written with
 it (same task id, same time as its kq-failed-at). Replay puts the record back on Q (attempt reset,
 key and id kept) and records a `queued` event in the same transaction, so replaying the same dead
-letters twice enqueues them once.
+letters twice enqueues them once. Replays of one queue share a transactional.id and fence it before
+reading, so two concurrent runs cannot both replay a letter: the fenced one fails and writes nothing.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from confluent_kafka import Message, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from kqueue.core import names
+from kqueue.core.errors import KqueueError
 from kqueue.core.headers import header_map, now_ms, replay_headers
 from kqueue.core.status import TaskEvent
 from kqueue.transport.config import producer_config
@@ -125,27 +127,70 @@ class ReplayReport:
     skipped: list[DeadLetter]  # selected but already replayed (or superseded by a newer dead letter)
 
 
-def replay(bootstrap: str, queue: str, ids: Iterable[str] = (), task_type: str | None = None,
-           everything: bool = False, dry_run: bool = False, prefix: str = "") -> ReplayReport:
-    letters = dead_letters(bootstrap, queue, prefix)
-    chosen = select(letters, ids, task_type, everything)
+class ReplayConflict(KqueueError):
+    """Another replay of the same queue fenced this run before it committed; this run wrote nothing."""
+
+
+# Fencing errors: another producer with this transactional.id ran init_transactions after this one.
+_FENCED = {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
+
+
+def replay_transactional_id(queue: str, prefix: str = "") -> str:
+    """One transactional.id per queue, so concurrent replays of a queue fence each other (a lock)."""
+    return f"kqueue-replay-{names.main_topic(queue, prefix)}"
+
+
+def _plan(bootstrap: str, queue: str, ids: Iterable[str], task_type: str | None, everything: bool,
+          prefix: str) -> ReplayReport:
+    chosen = select(dead_letters(bootstrap, queue, prefix), ids, task_type, everything)
     pending_ids = {letter.position for letter in pending_dead_letters(bootstrap, queue, prefix)}
-    todo = [letter for letter in chosen if letter.position in pending_ids]
-    skipped = [letter for letter in chosen if letter.position not in pending_ids]
-    if dry_run or not todo:
-        return ReplayReport(todo, skipped)
-    producer = Producer(producer_config(bootstrap, **{"transactional.id": f"kqueue-replay-{uuid.uuid4().hex[:12]}"}))
+    return ReplayReport([letter for letter in chosen if letter.position in pending_ids],
+                        [letter for letter in chosen if letter.position not in pending_ids])
+
+
+def replay(bootstrap: str, queue: str, ids: Iterable[str] = (), task_type: str | None = None,
+           everything: bool = False, dry_run: bool = False, prefix: str = "", *,
+           on_selected: Callable[[list[DeadLetter]], None] | None = None) -> ReplayReport:
+    """Replay the selected pending dead letters; raises ReplayConflict if a concurrent replay of the
+    queue fenced this run. `on_selected` (a test seam) sees the letters to replay before any is written."""
+    if dry_run:  # no transactional producer: a dry run must not fence a real one
+        report = _plan(bootstrap, queue, ids, task_type, everything, prefix)
+        if on_selected is not None:
+            on_selected(report.replayed)
+        return report
+    producer = Producer(producer_config(bootstrap, **{"transactional.id": replay_transactional_id(queue, prefix)}))
+    # Fence before reading: a run still open is aborted (its commit fails), and a run that committed
+    # earlier has its `queued` events visible to the read_committed read below.
     producer.init_transactions(30)
-    producer.begin_transaction()
+    report = _plan(bootstrap, queue, ids, task_type, everything, prefix)
+    if on_selected is not None:
+        on_selected(report.replayed)
+    if not report.replayed:
+        return report
     target = names.main_topic(queue, prefix)
     at = now_ms()
-    for letter in todo:
-        producer.produce(target, value=letter.value, key=letter.key, partition=letter.partition,
-                         headers=replay_headers(letter.headers, letter.position))  # type: ignore[arg-type]
-        event = TaskEvent(letter.task_id, queue, letter.task_type, "queued", 1, at)
-        producer.produce(names.status_topic(prefix), value=event.encode(), key=letter.task_id.encode())
-    producer.commit_transaction(30)
-    return ReplayReport(todo, skipped)
+    try:
+        producer.begin_transaction()
+        try:
+            for letter in report.replayed:
+                producer.produce(target, value=letter.value, key=letter.key, partition=letter.partition,
+                                 headers=replay_headers(letter.headers, letter.position))  # type: ignore[arg-type]
+                event = TaskEvent(letter.task_id, queue, letter.task_type, "queued", 1, at)
+                producer.produce(names.status_topic(prefix), value=event.encode(), key=letter.task_id.encode())
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError._FATAL:
+                raise
+            # produce() only says "fatal error"; commit_transaction below raises the cause (e.g. fenced)
+        producer.commit_transaction(30)
+    except KafkaException as exc:
+        error: KafkaError = exc.args[0]
+        if error.code() in _FENCED:
+            raise ReplayConflict(f"another replay of queue {queue!r} ran at the same time; this run replayed "
+                                 "nothing (run it again)") from None
+        if not error.fatal():  # don't hold read_committed readers of Q until the transaction times out
+            producer.abort_transaction(30)
+        raise
+    return report
 
 
 def purge(bootstrap: str, queue: str, before_ms: int | None = None, prefix: str = "") -> int:

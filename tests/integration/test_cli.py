@@ -108,3 +108,11 @@ def test_demo_runs_tasks_through_kqueue_consume(kafka: Kafka) -> None:
     enqueued, completed, retried, dead = (int(c) for c in all_row[1:5])
     assert enqueued == 200 and completed + dead == 200  # every task counted, read back from Kafka
     assert retried > 0 and dead > 0  # some recovered through the delay tiers, some ended in the DLQ
+
+
+def test_produce_help_does_not_promise_deduplication() -> None:
+    result = kq("localhost:9", "produce", "--help")  # help only: no broker is contacted
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.replace("│", " ").split())  # undo rich's box and line wrapping
+    assert "Dedup" not in text and "not deduplicated" in text
+    assert "--idempotency-key" in text and "kq-idempotency-key header" in text
