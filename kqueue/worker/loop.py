@@ -104,6 +104,8 @@ class Worker:
 
     def state(self) -> dict[str, Any]:
         """What the worker holds right now (SIGUSR1 logs it): for operators chasing a stuck queue."""
+        if not hasattr(self, "_executor"):
+            return {"unsettled": 0, "assigned": 0, "started": False}
         table = self._table
         return {
             "unsettled": table.unsettled(),

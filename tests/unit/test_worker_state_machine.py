@@ -1,0 +1,326 @@
+"""The worker's state machine, driven through a scripted consumer edge: rebalances, lost partitions,
+refused commits, drains and out-of-order outcomes on demand. Each behaviour here is also exercised
+through a real broker in tests/integration or tests/chaos."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+import kqueue
+from kqueue.core import names
+from kqueue.core.records import RecordKind
+from kqueue.transport.settle import BatchNotCommitted
+from kqueue.worker.loop import Worker, WorkerOptions
+from kqueue.worker.partitions import PauseReason
+from tests.support.scripted_edge import ScriptedEdge, ScriptedSettler, scripted_transport
+from tests.support.worker import ThreadedWorker, wait_for
+
+Q = "jobs"
+P0, P1 = (Q, 0), (Q, 1)
+TIER = (names.delay_topic(Q, "1s"), 0)
+
+
+@dataclass
+class Rig:
+    app: kqueue.App
+    edge: ScriptedEdge
+    settler: ScriptedSettler
+    gates: dict[str, threading.Event] = field(default_factory=dict)
+    ran: list[int] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def gate(self, name: str) -> threading.Event:
+        return self.gates.setdefault(name, threading.Event())
+
+    def task(self, tp: tuple[str, int], n: int, key: str | None = None, attempt: int = 1, **payload: Any) -> int:
+        body = json.dumps({"n": n, **payload}).encode()
+        headers = [(names.H_TYPE, b"job"), (names.H_CONTENT_TYPE, b"json"), (names.H_ID, f"task-{n}".encode()),
+                   (names.H_ATTEMPT, str(attempt).encode())]
+        return self.edge.append(tp[0], tp[1], body, key.encode() if key else None, headers)
+
+    def worker(self, **options: Any) -> ThreadedWorker:
+        settings: dict[str, Any] = {"group": "g", "queues": [Q], "commit_interval": 0.0, "grace": 1.0,
+                                    "poll_timeout": 0.01, **options}
+        return ThreadedWorker(self.app, scripted_transport(self.edge, self.settler), **settings)
+
+
+@pytest.fixture()
+def rig() -> Iterator[Rig]:
+    app = kqueue.App("state-machine", "127.0.0.1:1")  # never contacted: the transport is scripted
+    edge = ScriptedEdge()
+    r = Rig(app, edge, ScriptedSettler(edge))
+
+    @app.task(queue=Q, name="job", max_attempts=2)
+    def job(payload: dict[str, Any]) -> None:
+        if payload.get("gate"):
+            assert r.gate(payload["gate"]).wait(10), "gate never opened"
+        if payload.get("sleep"):
+            time.sleep(payload["sleep"])
+        if payload.get("raise") == "base":
+            raise KeyboardInterrupt("a handler's BaseException")
+        if payload.get("fail"):
+            raise RuntimeError(f"asked to fail {payload['n']}")
+        with r.lock:
+            r.ran.append(payload["n"])
+
+    yield r
+    for gate in r.gates.values():
+        gate.set()
+
+
+def test_completions_commit_up_to_the_oldest_unsettled_task(rig: Rig) -> None:
+    rig.edge.assign(P0)
+    rig.task(P0, 0, "a", gate="first")
+    rig.task(P0, 1, "b")
+    rig.task(P0, 2, "c")
+    with rig.worker() as w:
+        wait_for(lambda: sorted(rig.ran) == [1, 2], timeout=5, what="the later tasks")
+        time.sleep(0.05)
+        assert rig.edge.committed.get(P0, 0) == 0  # offset 0 still runs: nothing past it
+        rig.gate("first").set()
+        wait_for(lambda: rig.edge.committed.get(P0) == 3, timeout=5, what="the commit to pass all three")
+        w.stop()
+
+
+def test_a_later_failure_is_written_only_with_the_commit_that_passes_it(rig: Rig) -> None:
+    """Out-of-order outcomes: offset 1 is dead-lettered while offset 0 still runs. Its dead letter may
+    not be durable before offset 0 is, or a crash would redeliver offset 1 and dead-letter it twice."""
+    rig.edge.assign(P0)
+    rig.task(P0, 0, "a", gate="first")
+    rig.task(P0, 1, "b", attempt=2, fail=True)  # its last attempt: a dead letter
+    with rig.worker() as w:
+        wait_for(lambda: w.worker.state()["unsettled"] == 1, timeout=5, what="offset 1 to fail")
+        time.sleep(0.1)  # several commit rounds pass
+        assert rig.settler.written == []
+        assert rig.edge.committed.get(P0, 0) == 0
+        rig.gate("first").set()
+        wait_for(lambda: rig.edge.committed.get(P0) == 2, timeout=5, what="the commit past both")
+        w.stop()
+    [(records, offsets)] = [c for c in rig.settler.commits if c[0]]
+    assert [r.kind for r in records] == [RecordKind.DEAD_LETTER, RecordKind.STATUS]
+    assert offsets == {P0: 2}  # in the very commit that moved the position past offset 1
+
+
+def test_revoke_mid_batch_commits_what_settled_and_ignores_late_outcomes(rig: Rig) -> None:
+    rig.edge.assign(P0, P1)
+    rig.task(P0, 0, "a")
+    rig.task(P0, 1, "b", gate="stuck")
+    rig.task(P0, 2, "c")
+    with rig.worker(grace=0.2) as w:
+        wait_for(lambda: sorted(rig.ran) == [0, 2], timeout=5, what="the free tasks")
+        rig.edge.revoke(P0)
+        wait_for(lambda: P0 not in rig.edge.assigned, timeout=5, what="the revoke")
+        assert rig.edge.committed[P0] == 1  # up to the stuck task, never past it
+        rig.gate("stuck").set()
+        rig.task(P1, 3, "d")
+        wait_for(lambda: rig.edge.committed.get(P1) == 1, timeout=5, what="the other partition to go on")
+        time.sleep(0.05)
+        stats = w.stop()
+    assert rig.edge.committed[P0] == 1  # the stuck task finished after the revoke: not ours to commit
+    assert stats.completed == 3 and stats.revoked >= 1  # 0, 2 and 3; not the late one
+
+
+def test_lost_partitions_drop_their_held_records_and_the_worker_goes_on(rig: Rig) -> None:
+    rig.edge.assign(P0)
+    rig.task(P0, 0, "a", gate="slow")
+    rig.task(P0, 1, "b", fail=True)  # attempt 1 of 2: a retry, held behind offset 0
+    with rig.worker() as w:
+        wait_for(lambda: w.worker.state()["unsettled"] == 1, timeout=5, what="the retry decision")
+        rig.edge.lose(P0)
+        wait_for(lambda: w.worker.stats.lost == 1, timeout=5, what="the loss")
+        assert rig.settler.written == []  # nothing of a lost partition is written
+        rig.gate("slow").set()
+        time.sleep(0.05)
+        assert w.worker.state()["assigned"] == 0 and rig.edge.committed.get(P0, 0) == 0
+        rig.edge.assign(P0)  # it comes back: from the committed offset, decided afresh
+        wait_for(lambda: rig.edge.committed.get(P0) == 2, timeout=5, what="the re-run to commit")
+        w.stop()
+    retries = [r for r in rig.settler.written if r.kind == RecordKind.RETRY]
+    assert len(retries) == 1  # written once, by the ownership that committed it
+    assert rig.ran.count(0) == 2  # offset 0 ran in both ownerships: at least once, as documented
+
+
+def test_an_aborted_batch_is_kept_and_a_held_tier_partition_still_wakes(rig: Rig) -> None:
+    rig.edge.assign(P0, TIER)
+    now = int(time.time() * 1000)
+    rig.edge.append(TIER[0], 0, b"{}", b"k", [(names.H_TYPE, b"job"), (names.H_ID, b"scheduled"),
+                                              (names.H_TARGET, Q.encode())], timestamp_ms=now - 700)
+    rig.task(P0, 1, "b", fail=True)
+    rig.settler.fail_next(BatchNotCommitted("batch transaction aborted: rebalance"),
+                          BatchNotCommitted("batch transaction aborted: rebalance"))
+    with rig.worker() as w:
+        wait_for(lambda: TIER in rig.edge.paused, timeout=5, what="the tier partition to be held")
+        wait_for(lambda: any(r.kind == RecordKind.RETRY for r in rig.settler.written), timeout=5,
+                 what="the retry, after two aborts")
+        wait_for(lambda: any(r.kind == RecordKind.DELIVER for r in rig.settler.written), timeout=5,
+                 what="the held tier record to be delivered when due")
+        assert TIER not in rig.edge.paused
+        w.stop()
+    kinds = [r.kind for r in rig.settler.written]
+    assert kinds.count(RecordKind.RETRY) == 1 and kinds.count(RecordKind.DELIVER) == 1
+
+
+def test_aborts_caused_by_rebalances_never_stop_a_worker(rig: Rig) -> None:
+    rig.edge.assign(P0)
+    rig.settler.fail_next(*[BatchNotCommitted("aborted: generation moved") for _ in range(5)])
+    with rig.worker(commit_interval=0.02) as w:
+        for n in range(5):  # five aborts, each with idle time around it
+            rig.task(P0, n, f"k{n}")
+            time.sleep(0.1)
+        wait_for(lambda: rig.edge.committed.get(P0) == 5, timeout=5, what="the batch to commit at last")
+        assert w.worker.stats is not None
+        w.stop()
+
+
+def test_a_batch_kafka_refuses_three_times_in_a_row_stops_the_worker(rig: Rig) -> None:
+    rig.edge.assign(P0)
+    rig.task(P0, 0, "a", fail=True)
+    rig.settler.fail_next(*[BatchNotCommitted("MSG_SIZE_TOO_LARGE", permanent=True) for _ in range(3)])
+    worker = rig.worker()
+    worker.__enter__()
+    wait_for(lambda: not worker._thread.is_alive(), timeout=10, what="the worker to stop")
+    assert isinstance(worker.error, BatchNotCommitted) and worker.error.permanent
+    assert rig.edge.committed.get(P0) is None and rig.settler.written == []
+
+
+def test_refusals_with_a_commit_between_do_not_add_up(rig: Rig) -> None:
+    rig.edge.assign(P0)
+    refused = [BatchNotCommitted("MSG_SIZE_TOO_LARGE", permanent=True) for _ in range(2)]
+    with rig.worker() as w:
+        for n in range(3):
+            rig.settler.fail_next(*refused)
+            rig.task(P0, n, f"k{n}")
+            wait_for(lambda n=n: rig.edge.committed.get(P0) == n + 1, timeout=5, what="a commit")  # type: ignore[misc]
+        w.stop()
+
+
+def test_the_drain_commits_while_a_long_task_runs(rig: Rig) -> None:
+    rig.edge.assign(P0, P1)
+    rig.task(P0, 0, "quick", fail=True)  # a retry decided early in the drain
+    rig.task(P1, 1, "slow", sleep=0.6)
+    commit_times: list[float] = []
+    real_commit = rig.settler.commit
+
+    def timed_commit(records: list[Any], offsets: dict[Any, int]) -> None:
+        real_commit(records, offsets)
+        commit_times.append(time.monotonic())
+
+    rig.settler.commit = timed_commit  # type: ignore[method-assign]
+    with rig.worker(grace=5.0, commit_interval=0.05) as w:
+        wait_for(lambda: w.worker.state()["unsettled"] == 1, timeout=5, what="the quick failure")
+        stop_at = time.monotonic()
+        w.stop()
+        stopped = time.monotonic()
+    retry_commit = next(t for (records, _), t in zip(rig.settler.commits, commit_times, strict=True) if records)
+    assert retry_commit < stopped - 0.2  # the retry went out while the slow task still ran
+    assert rig.edge.committed == {P0: 1, P1: 1} and stopped - stop_at >= 0.4
+
+
+def test_the_drain_leaves_what_did_not_start_within_the_grace_uncommitted(rig: Rig) -> None:
+    rig.edge.assign(P0)
+    rig.task(P0, 0, "k", gate="never")
+    rig.task(P0, 1, "k")
+    rig.task(P0, 2, "k")
+    with rig.worker(grace=0.3, concurrency=1) as w:
+        wait_for(lambda: w.worker.state()["unsettled"] == 3, timeout=5, what="the batch")
+        started = time.monotonic()
+        w.stop()
+        assert time.monotonic() - started < 2
+    assert rig.ran == [] and rig.edge.committed.get(P0, 0) == 0  # all three are redelivered
+
+
+def test_a_handlers_base_exception_is_its_failure_and_the_key_moves_on(rig: Rig) -> None:
+    rig.edge.assign(P0)
+    rig.task(P0, 0, "k", **{"raise": "base"})
+    rig.task(P0, 1, "k")
+    with rig.worker(concurrency=1) as w:
+        wait_for(lambda: rig.edge.committed.get(P0) == 2, timeout=5, what="both settled")
+        stats = w.stop()
+    assert rig.ran == [1] and stats.retried == 1
+    [retry] = [r for r in rig.settler.written if r.kind == RecordKind.RETRY]
+    assert dict(retry.headers)[names.H_ERROR_TYPE] == b"KeyboardInterrupt"
+
+
+def test_releasing_backpressure_never_resumes_a_partition_held_for_another_reason(rig: Rig) -> None:
+    rig.edge.assign(P0, TIER)
+    now = int(time.time() * 1000)
+    rig.edge.append(TIER[0], 0, b"{}", None, [(names.H_TYPE, b"job"), (names.H_TARGET, Q.encode())],
+                    timestamp_ms=now + 60_000)  # due in a minute: held
+    for n in range(4):
+        rig.task(P0, n, f"k{n}", gate="open")
+    with rig.worker(max_inflight=2, concurrency=4) as w:
+        wait_for(lambda: P0 in rig.edge.paused and TIER in rig.edge.paused, timeout=5, what="both paused")
+        table = w.worker._table
+        assert table.get(P0).pauses == {PauseReason.BACKPRESSURE}  # type: ignore[union-attr]
+        assert table.get(TIER).pauses == {PauseReason.ROUTER_HOLD}  # type: ignore[union-attr]
+        rig.gate("open").set()
+        wait_for(lambda: P0 not in rig.edge.paused, timeout=5, what="backpressure to lift")
+        assert TIER in rig.edge.paused  # still held: backpressure was never its reason
+        w.stop()
+
+
+class Recorder(kqueue.Middleware):
+    def __init__(self, name: str, calls: list[str], reject: bool = False) -> None:
+        self.name, self.calls, self.reject = name, calls, reject
+
+    def before_run(self, ctx: kqueue.TaskContext) -> None:
+        self.calls.append(f"{self.name}.before:{ctx.offset}")
+        if self.reject and ctx.offset == 1:
+            raise kqueue.Reject("refused by middleware")
+
+    def after_run(self, ctx: kqueue.TaskContext, error: BaseException | None, seconds: float) -> None:
+        self.calls.append(f"{self.name}.after:{ctx.offset}:{type(error).__name__ if error else 'ok'}")
+
+    def on_settle(self, event: kqueue.SettleEvent) -> None:
+        self.calls.append(f"{self.name}.settle:{event.offset}:{event.outcome}")
+        assert event.run_seconds is not None and event.started_at is not None
+
+    def on_commit(self, event: kqueue.CommitEvent) -> None:
+        self.calls.append(f"{self.name}.commit:{sorted(event.offsets.values())}")
+
+    def on_partitions(self, event: kqueue.PartitionEvent) -> None:
+        self.calls.append(f"{self.name}.{event.kind}:{len(event.partitions)}")
+
+
+class Broken(kqueue.Middleware):
+    def on_settle(self, event: kqueue.SettleEvent) -> None:
+        raise RuntimeError("a buggy metrics hook")
+
+
+def test_middleware_hooks_run_in_order_and_a_broken_one_changes_nothing(rig: Rig) -> None:
+    calls: list[str] = []
+    rig.app.add_middleware(Recorder("outer", calls))
+    rig.app.add_middleware(Broken())
+    rig.app.add_middleware(Recorder("inner", calls, reject=True))
+    rig.edge.assign(P0)
+    rig.task(P0, 0, "k")
+    rig.task(P0, 1, "k")  # refused by a before_run hook: dead-lettered without running
+    with rig.worker(concurrency=1) as w:
+        wait_for(lambda: rig.edge.committed.get(P0) == 2, timeout=5, what="both settled")
+        w.stop()
+    assert rig.ran == [0]
+    run_calls = [c for c in calls if ".before" in c or ".after" in c]
+    assert run_calls == ["outer.before:0", "inner.before:0", "inner.after:0:ok", "outer.after:0:ok",
+                         "outer.before:1", "inner.before:1", "inner.after:1:Reject", "outer.after:1:Reject"]
+    assert "outer.settle:0:completed" in calls and "inner.settle:1:dead-lettered" in calls
+    assert calls.index("outer.settle:1:dead-lettered") < calls.index("outer.commit:[2]")
+    assert calls[0] == "outer.assigned:1" and calls[-2:] == ["outer.revoked:1", "inner.revoked:1"]
+
+
+def test_a_stop_asked_for_during_start_up_ends_the_run_before_it_reaches_kafka(rig: Rig) -> None:
+    reached: list[str] = []
+
+    def transport(*_: Any) -> Any:
+        reached.append("kafka")
+        raise AssertionError("must not connect")
+
+    w = Worker(rig.app, WorkerOptions(group="g"), transport)
+    w.request_stop()
+    assert w.run() == w.stats and reached == []
