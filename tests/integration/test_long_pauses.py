@@ -1,0 +1,76 @@
+"""Long waits a worker must outlast: a shutdown drain longer than a transaction may stay open, and
+a process stopped past its group session (a GC pause, SIGSTOP, a slow node)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import kqueue
+from kqueue.core import names
+from kqueue.core.headers import header_map
+from tests.support.kafka import Kafka, unique
+from tests.support.worker import consume_process, recorded, wait_for
+
+
+def _producer(bootstrap: str, queue: str) -> kqueue.TaskDef:
+    app = kqueue.App("producer", bootstrap, partitions=2)
+
+    @app.task(queue=queue, name="record")
+    def record(payload: dict[str, object]) -> None: ...
+
+    return record
+
+
+def test_a_drain_longer_than_the_transaction_timeout_exits_cleanly(kafka: Kafka, tmp_path: Path) -> None:
+    """A retry decided 2 s into a 14 s drain: the transaction timeout is 10 s, so a transaction opened
+    for it and held through the drain would be aborted by the coordinator."""
+    queue, group, log = unique("drain"), unique("g"), tmp_path / "done.log"
+    record = _producer(kafka.bootstrap, queue)
+    slow = record.enqueue({"n": 0, "sleep": 14}, key="a")
+    flaky = record.enqueue({"n": 1, "sleep": 2, "fail_attempts": 1}, key="b")
+    marker = record.enqueue({"n": 2}, key="c")
+    record.app.flush()
+
+    worker = consume_process(kafka.bootstrap, queue, group, log, "--grace", "30")
+    wait_for(lambda: marker in recorded(log), timeout=60, what="the batch to run")
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=60) == 0
+    assert Counter(recorded(log)) == Counter({slow: 1, marker: 1})  # the drain let the slow one finish
+
+    survivor = consume_process(kafka.bootstrap, queue, group, log)
+    try:
+        wait_for(lambda: flaky in recorded(log), timeout=60, what="the retry to run")
+        time.sleep(1.5)  # anything re-run from an uncommitted drain would show up now
+    finally:
+        survivor.send_signal(signal.SIGTERM)
+        assert survivor.wait(timeout=60) == 0
+    assert Counter(recorded(log)) == Counter({slow: 1, marker: 1, flaky: 1})
+    tiered = {header_map(m.headers())[names.H_ID] for m in kafka.read_all(names.delay_topic(queue, "1s"), timeout=5)}
+    assert tiered == {flaky}
+
+
+def test_a_worker_stopped_past_its_session_rejoins_and_goes_on(kafka: Kafka, tmp_path: Path) -> None:
+    queue, group, log = unique("sigstop"), unique("g"), tmp_path / "done.log"
+    record = _producer(kafka.bootstrap, queue)
+    before = [record.enqueue({"n": i}, key=f"k{i}") for i in range(20)]
+    record.app.flush()
+    worker = consume_process(kafka.bootstrap, queue, group, log)
+    try:
+        wait_for(lambda: set(before) <= set(recorded(log)), timeout=60, what="the first tasks")
+        time.sleep(1.0)  # committed (every 0.5 s); completions not yet committed would rightly re-run
+        os.kill(worker.pid, signal.SIGSTOP)
+        time.sleep(13)  # past session.timeout.ms (10 s): the group drops it, its partitions are lost
+        os.kill(worker.pid, signal.SIGCONT)
+        after = [record.enqueue({"n": 100 + i}, key=f"k{i}") for i in range(20)]
+        record.app.flush()
+        wait_for(lambda: set(after) <= set(recorded(log)), timeout=90, what="tasks enqueued after the pause")
+        assert worker.poll() is None  # the same process: it rejoined, it did not exit
+    finally:
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=60) == 0
+    assert Counter(recorded(log)) == Counter({task_id: 1 for task_id in before + after})
