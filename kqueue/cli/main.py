@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 import typer
@@ -35,8 +36,17 @@ def _register_commands() -> None:
     register.add_all(app)
 
 
+def _stop_quietly(signum: int, _frame: object) -> None:
+    raise SystemExit(0)
+
+
 def run() -> None:
     """Console-script entry: unexpected errors become one line unless KQUEUE_DEBUG is set."""
+    if {"consume", "router"} & set(sys.argv[1:]):
+        # Until the worker takes over SIGTERM/SIGINT (to drain), a stop during start-up (loading the
+        # app, creating topics) ends the process cleanly: exit 0, no traceback.
+        signal.signal(signal.SIGTERM, _stop_quietly)
+        signal.signal(signal.SIGINT, _stop_quietly)
     _register_commands()
     try:
         app(standalone_mode=True)

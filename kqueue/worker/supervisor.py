@@ -60,4 +60,6 @@ def supervise(child_command: list[str], processes: int, grace: float) -> int:
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
-    return next((c.returncode for c in running if c.returncode), 0)
+    # A child that SIGTERM reached before it could install its own handler simply stopped: that is
+    # what we asked for, not a failure.
+    return next((c.returncode for c in running if c.returncode and c.returncode != -signal.SIGTERM), 0)

@@ -15,6 +15,9 @@ from kqueue import App, TaskContext
 QUEUE = os.environ.get("KQ_TEST_QUEUE", "recorder")
 LOG = os.environ.get("KQ_TEST_LOG", "/tmp/kqueue-recorder.log")
 
+if os.environ.get("KQ_TEST_IMPORT_DELAY"):  # a slow app import, to stop a worker during its start-up
+    time.sleep(float(os.environ["KQ_TEST_IMPORT_DELAY"]))
+
 app = App("recorder")
 
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import signal
+import subprocess
+import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 import kqueue
-from tests.support.kafka import unique
+from tests.support.kafka import Kafka, unique
 from tests.support.worker import consume_process, recorded, wait_for
 
 
@@ -105,3 +109,17 @@ def test_processes_flag_runs_a_supervised_group(bootstrap: str, tmp_path: Path) 
     workers = {line.split()[1] for line in log.read_text().splitlines()}
     assert str(parent.pid) not in workers  # the supervisor only supervises
     assert len(workers) >= 1 and set(recorded(log)) == set(ids)
+
+
+@pytest.mark.parametrize(("after", "processes"), [(1.0, 1), (1.0, 2), (4.0, 1)])
+def test_sigterm_during_start_up_exits_0_without_a_traceback(kafka: Kafka, tmp_path: Path, after: float,
+                                                            processes: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the app is imported (it takes 2 s here) or the worker joins the group: a clean exit."""
+    monkeypatch.setenv("KQ_TEST_IMPORT_DELAY", "2")
+    worker = consume_process(kafka.bootstrap, unique("early"), unique("g"), tmp_path / "done.log",
+                             "--processes", str(processes), stderr=subprocess.PIPE)
+    time.sleep(after)
+    worker.send_signal(signal.SIGTERM)
+    _, err = worker.communicate(timeout=90)
+    assert worker.returncode == 0, err.decode()
+    assert b"Traceback" not in err

@@ -56,13 +56,14 @@ def wait_for(condition: Callable[[], bool], timeout: float = 60.0, what: str = "
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def consume_process(bootstrap: str, queue: str, group: str, log: Path, *extra: str) -> subprocess.Popen[bytes]:
-    """`kqueue consume --app tests.apps.recorder:app` as a user would start it."""
+def consume_process(bootstrap: str, queue: str, group: str, log: Path, *extra: str,
+                    stderr: int | None = None) -> subprocess.Popen[bytes]:
+    """`kqueue consume --app tests.apps.recorder:app` as a user would start it (stderr=PIPE to read it)."""
     env = {**os.environ, "KQUEUE_BOOTSTRAP_SERVERS": bootstrap, "KQ_TEST_QUEUE": queue, "KQ_TEST_LOG": str(log)}
     return subprocess.Popen(
         [sys.executable, "-m", "kqueue", "consume", "--app", "tests.apps.recorder:app", "--group", group,
          "--log-level", "WARNING", *extra],
-        env=env, cwd=Path(__file__).resolve().parents[2],
+        env=env, cwd=Path(__file__).resolve().parents[2], stderr=stderr,
     )
 
 

@@ -1,0 +1,97 @@
+"""Handler invocation (time limits vs a handler's own TimeoutError) and transaction error sorting."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+
+import kqueue
+from kqueue.transport.txn import TxnAction, classify, is_permanent, retrying
+from kqueue.worker.runner import Runner
+from kqueue.worker.work import WorkItem
+
+
+def _item(app: kqueue.App, name: str) -> WorkItem:
+    item = WorkItem("q", 0, 7, b"k", b"{}", {}, "q")
+    item.task = app.tasks[("q", name)]
+    item.payload = {}
+    return item
+
+
+def test_an_async_handlers_own_timeout_error_keeps_its_message_and_traceback() -> None:
+    app = kqueue.App("runner", "127.0.0.1:1")
+
+    @app.task(queue="q", timeout=5)
+    async def talks_to_a_socket(payload: Any) -> None:
+        raise TimeoutError("socket read timed out")
+
+    @app.task(queue="q", timeout=0.05)
+    async def too_slow(payload: Any) -> None:
+        await asyncio.sleep(5)
+
+    runner = Runner()
+    own = asyncio.run(runner.run_async(_item(app, "talks_to_a_socket")))
+    assert own is not None and own.error_type == "TimeoutError" and own.message == "socket read timed out"
+    assert "talks_to_a_socket" in own.trace
+    limit = asyncio.run(runner.run_async(_item(app, "too_slow")))
+    assert limit is not None and limit.error_type == "TimeoutError" and "0.05s time limit" in limit.message
+
+
+def test_a_sync_handlers_own_timeout_error_is_its_failure_too() -> None:
+    app = kqueue.App("runner", "127.0.0.1:1")
+
+    @app.task(queue="q", timeout=5)
+    def connect(payload: Any) -> None:
+        raise TimeoutError("connect timed out")
+
+    failure = Runner().run_sync(_item(app, "connect"))
+    assert failure is not None and failure.message == "connect timed out" and "connect" in failure.trace
+
+
+@pytest.mark.parametrize(("error", "action"), [
+    (KafkaError(KafkaError._TIMED_OUT, "coordinator moving", retriable=True), TxnAction.RETRY),
+    (KafkaError(KafkaError._STATE, "needs abort", txn_requires_abort=True), TxnAction.ABORT),
+    (KafkaError(KafkaError._FENCED, "fenced", fatal=True), TxnAction.FATAL),
+    (KafkaError(KafkaError.ILLEGAL_GENERATION, "rebalance"), TxnAction.ABORT),
+    (KafkaError(KafkaError.MSG_SIZE_TOO_LARGE, "too large"), TxnAction.ABORT),
+])
+def test_transaction_errors_sort_into_retry_abort_fatal(error: KafkaError, action: TxnAction) -> None:
+    assert classify(error) is action
+
+
+def test_only_errors_about_the_batchs_own_records_are_permanent() -> None:
+    assert is_permanent(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
+    assert not is_permanent(KafkaError(KafkaError.ILLEGAL_GENERATION))
+    assert not is_permanent(KafkaError(KafkaError._TIMED_OUT, retriable=True))
+
+
+def test_a_retriable_step_is_called_again_and_others_are_not() -> None:
+    calls: list[int] = []
+
+    def flaky_commit() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "timed out", retriable=True))
+        return "committed"
+
+    assert retrying(flaky_commit, budget=5, sleep=lambda _s: None) == "committed" and len(calls) == 3
+
+    def needs_abort() -> None:
+        calls.append(1)
+        raise KafkaException(KafkaError(KafkaError._STATE, "abort", txn_requires_abort=True))
+
+    calls.clear()
+    with pytest.raises(KafkaException):
+        retrying(needs_abort, budget=5, sleep=lambda _s: None)
+    assert len(calls) == 1
+
+
+def test_retrying_gives_up_when_the_budget_is_spent() -> None:
+    def always_retriable() -> None:
+        raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "timed out", retriable=True))
+
+    with pytest.raises(KafkaException):
+        retrying(always_retriable, budget=0.3, pause=0.1)
