@@ -9,18 +9,18 @@ reading, so two concurrent runs cannot both replay a letter: the fenced one fail
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-
-from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from kqueue.core import names
 from kqueue.core.errors import KqueueError
 from kqueue.core.headers import header_map, now_ms, replay_headers
+from kqueue.core.records import OutRecord, RecordKind, status_record
 from kqueue.core.status import TaskEvent
-from kqueue.transport.config import producer_config
-from kqueue.transport.inspect import read_records, topic_depths
+from kqueue.transport.admin import delete_records
+from kqueue.transport.consumer import Record
+from kqueue.transport.fenced import Fenced, FencedWriter
+from kqueue.transport.inspect import offsets_for_time, read_records, topic_depths
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class DeadLetter:
         return f"{kind}: {message}" if kind else message
 
     @classmethod
-    def from_message(cls, msg: Message) -> DeadLetter:
+    def from_message(cls, msg: Record) -> DeadLetter:
         return cls(msg.topic() or "", msg.partition() or 0, msg.offset() or 0, msg.key(), msg.value(),
                    header_map(msg.headers()))
 
@@ -131,10 +131,6 @@ class ReplayConflict(KqueueError):
     """Another replay of the same queue fenced this run before it committed; this run wrote nothing."""
 
 
-# Fencing errors: another producer with this transactional.id ran init_transactions after this one.
-_FENCED = {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
-
-
 def replay_transactional_id(queue: str, prefix: str = "") -> str:
     """One transactional.id per queue, so concurrent replays of a queue fence each other (a lock)."""
     return f"kqueue-replay-{names.main_topic(queue, prefix)}"
@@ -158,10 +154,9 @@ def replay(bootstrap: str, queue: str, ids: Iterable[str] = (), task_type: str |
         if on_selected is not None:
             on_selected(report.replayed)
         return report
-    producer = Producer(producer_config(bootstrap, **{"transactional.id": replay_transactional_id(queue, prefix)}))
     # Fence before reading: a run still open is aborted (its commit fails), and a run that committed
     # earlier has its `queued` events visible to the read_committed read below.
-    producer.init_transactions(30)
+    writer = FencedWriter(bootstrap, replay_transactional_id(queue, prefix))
     report = _plan(bootstrap, queue, ids, task_type, everything, prefix)
     if on_selected is not None:
         on_selected(report.replayed)
@@ -169,51 +164,29 @@ def replay(bootstrap: str, queue: str, ids: Iterable[str] = (), task_type: str |
         return report
     target = names.main_topic(queue, prefix)
     at = now_ms()
+    records: list[OutRecord] = []
+    for letter in report.replayed:
+        records.append(OutRecord(RecordKind.DELIVER, target, letter.value, letter.key,
+                                 replay_headers(letter.headers, letter.position), letter.partition))
+        event = TaskEvent(letter.task_id, queue, letter.task_type, "queued", 1, at)
+        records.append(status_record(event, prefix))
     try:
-        producer.begin_transaction()
-        try:
-            for letter in report.replayed:
-                producer.produce(target, value=letter.value, key=letter.key, partition=letter.partition,
-                                 headers=replay_headers(letter.headers, letter.position))  # type: ignore[arg-type]
-                event = TaskEvent(letter.task_id, queue, letter.task_type, "queued", 1, at)
-                producer.produce(names.status_topic(prefix), value=event.encode(), key=letter.task_id.encode())
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError._FATAL:
-                raise
-            # produce() only says "fatal error"; commit_transaction below raises the cause (e.g. fenced)
-        producer.commit_transaction(30)
-    except KafkaException as exc:
-        error: KafkaError = exc.args[0]
-        if error.code() in _FENCED:
-            raise ReplayConflict(f"another replay of queue {queue!r} ran at the same time; this run replayed "
-                                 "nothing (run it again)") from None
-        if not error.fatal():  # don't hold read_committed readers of Q until the transaction times out
-            producer.abort_transaction(30)
-        raise
+        writer.commit(records)
+    except Fenced:
+        raise ReplayConflict(f"another replay of queue {queue!r} ran at the same time; this run replayed "
+                             "nothing (run it again)") from None
     return report
 
 
 def purge(bootstrap: str, queue: str, before_ms: int | None = None, prefix: str = "") -> int:
     """Delete dead letters (all, or those appended before `before_ms`); returns how many were removed."""
-    from confluent_kafka import Consumer
-
-    from kqueue.transport.admin import make_admin
-
     topic = names.dlq_topic(queue, prefix)
     depths = topic_depths(bootstrap, [topic])
     cut: dict[int, int] = {d.partition: d.high for d in depths}
     if before_ms is not None:
-        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"_kqueue.purge.{uuid.uuid4().hex[:8]}"})
-        try:
-            found = consumer.offsets_for_times([TopicPartition(topic, d.partition, before_ms) for d in depths],
-                                               timeout=10)
-        finally:
-            consumer.close()
-        cut = {tp.partition: (tp.offset if tp.offset >= 0 else cut[tp.partition]) for tp in found}
-    targets = [TopicPartition(topic, p, offset) for p, offset in cut.items()]
+        found = offsets_for_time(bootstrap, topic, list(cut), before_ms)
+        cut = {p: (offset if offset >= 0 else cut[p]) for p, offset in found.items()}
     removed = sum(1 for letter in dead_letters(bootstrap, queue, prefix) if letter.offset < cut[letter.partition])
     if removed:
-        admin = make_admin(bootstrap)
-        for future in admin.delete_records(targets, operation_timeout=30).values():
-            future.result(timeout=30)
+        delete_records(bootstrap, topic, cut)
     return removed

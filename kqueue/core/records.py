@@ -5,7 +5,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from kqueue.core import names
 from kqueue.core.headers import HeaderList
+from kqueue.core.status import TaskEvent
 
 TP = tuple[str, int]  # (topic, partition): the one partition type of the project
 
@@ -46,3 +48,8 @@ class OutRecord:
     key: bytes | None
     headers: HeaderList
     partition: int | None  # None: by key (status events)
+
+
+def status_record(event: TaskEvent, prefix: str) -> OutRecord:
+    """A lifecycle event for _kqueue.status, keyed by task id (the topic is compacted)."""
+    return OutRecord(RecordKind.STATUS, names.status_topic(prefix), event.encode(), event.task_id.encode(), [], None)

@@ -67,3 +67,13 @@ def delete_topics(admin: AdminClient, names: list[str], timeout: float = 30.0) -
         return
     for future in admin.delete_topics(names, operation_timeout=timeout).values():
         future.result(timeout=timeout)
+
+
+def delete_records(bootstrap: str, topic: str, before: dict[int, int], timeout: float = 30.0) -> None:
+    """Delete the records of `topic` below `before[partition]`."""
+    from confluent_kafka import TopicPartition
+
+    admin = make_admin(bootstrap)
+    targets = [TopicPartition(topic, p, offset) for p, offset in before.items()]
+    for future in admin.delete_records(targets, operation_timeout=timeout).values():
+        future.result(timeout=timeout)

@@ -91,3 +91,14 @@ def read_headers(bootstrap: str, topics: list[str], timeout: float = 10.0) -> li
     from kqueue.core.headers import header_map
 
     return [header_map(m.headers()) for m in read_records(bootstrap, topics, timeout)]
+
+
+def offsets_for_time(bootstrap: str, topic: str, partitions: list[int], at_ms: int,
+                     timeout: float = 10.0) -> dict[int, int]:
+    """Per partition, the first offset appended at or after `at_ms` (-1: none)."""
+    consumer = Consumer({**client_config(bootstrap), "group.id": f"_kqueue.inspect.{uuid.uuid4().hex[:8]}"})
+    try:
+        found = consumer.offsets_for_times([TopicPartition(topic, p, at_ms) for p in partitions], timeout=timeout)
+    finally:
+        consumer.close()
+    return {tp.partition: tp.offset for tp in found}

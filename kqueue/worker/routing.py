@@ -6,7 +6,7 @@ import random
 
 from kqueue.core import names
 from kqueue.core.headers import dead_letter_headers, delivered_headers, retry_headers, to_header_list
-from kqueue.core.records import OutRecord, RecordKind
+from kqueue.core.records import OutRecord, RecordKind, status_record
 from kqueue.core.retry import GiveUp, Tiers, decide_retry, route_due_record
 from kqueue.core.status import TaskEvent
 from kqueue.worker.work import Failure, WorkItem
@@ -41,10 +41,6 @@ def _dead_letter(item: WorkItem, failure: Failure, prefix: str, now_ms: int) -> 
     event = TaskEvent(item.task_id, item.queue, item.meta.task_type or "", "failed", item.meta.attempt, now_ms,
                       f"{failure.error_type}: {failure.message}"[:1000])
     return [letter, status_record(event, prefix)]
-
-
-def status_record(event: TaskEvent, prefix: str) -> OutRecord:
-    return OutRecord(RecordKind.STATUS, names.status_topic(prefix), event.encode(), event.task_id.encode(), [], None)
 
 
 def route_due(item: WorkItem, tiers: Tiers, prefix: str, now_ms: int) -> OutRecord:
