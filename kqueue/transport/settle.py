@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
 from typing import Any, Protocol
 
@@ -47,8 +48,11 @@ class BatchNotCommitted(SettlementError):
 class Settler(Protocol):
     transactional: bool
 
-    def commit(self, records: list[OutRecord], offsets: dict[TP, int]) -> None:
-        """Make `records` and `offsets` durable together; raises BatchNotCommitted or SettlementError."""
+    def commit(self, records: list[OutRecord], offsets: dict[TP, int], group_metadata: Any) -> None:
+        """Make `records` and `offsets` durable together; raises BatchNotCommitted or SettlementError.
+
+        `group_metadata` is the consumer's, taken on the polling thread (the client blocks a call for
+        it from another thread while that one polls)."""
         ...
 
     def close(self) -> None: ...
@@ -66,7 +70,7 @@ class AtLeastOnceSettler:
         self._consumer = consumer
         self._producer = TaskProducer(bootstrap)
 
-    def commit(self, records: list[OutRecord], offsets: dict[TP, int]) -> None:
+    def commit(self, records: list[OutRecord], offsets: dict[TP, int], group_metadata: Any) -> None:
         try:
             for r in records:
                 self._producer.produce(r.topic, r.value, r.key, r.headers, partition=r.partition)
@@ -85,26 +89,36 @@ class AtLeastOnceSettler:
         self._producer.flush()
 
 
+# A crashed worker's open transaction blocks read_committed readers of its partitions until the
+# coordinator aborts it at this timeout, so it is short. Ours stay open for one commit only, and
+# never longer than TXN_BUDGET: past the timeout the coordinator would abort it and fence the
+# producer for good.
+TXN_TIMEOUT_MS = 10_000
+TXN_BUDGET = 6.0
+
+
 class TransactionalSettler:
     transactional = True
 
-    def __init__(self, consumer: ConsumerEdge, bootstrap: str, group: str, timeout: float = 30.0) -> None:
-        self._consumer = consumer
+    def __init__(self, bootstrap: str, group: str, timeout: float = 30.0) -> None:
         self._timeout = timeout
         # With KIP-447 fencing by group metadata a unique id per worker incarnation is enough.
         config: dict[str, Any] = producer_config(bootstrap, **{
             "transactional.id": f"kqueue-{group}-{uuid.uuid4().hex[:12]}",
-            # A crashed worker's open transaction blocks read_committed readers of its partitions
-            # until the coordinator aborts it at this timeout. Ours stay open for one commit only.
-            "transaction.timeout.ms": 10000,
+            "transaction.timeout.ms": TXN_TIMEOUT_MS,
         })
         self._producer = Producer(config)
         self._producer.init_transactions(timeout)
 
-    def commit(self, records: list[OutRecord], offsets: dict[TP, int]) -> None:
+    def commit(self, records: list[OutRecord], offsets: dict[TP, int], group_metadata: Any) -> None:
         if not records and not offsets:
             return
-        producer, timeout = self._producer, self._timeout
+        producer = self._producer
+        deadline = time.monotonic() + TXN_BUDGET
+
+        def left() -> float:
+            return max(0.1, deadline - time.monotonic())
+
         try:
             producer.begin_transaction()
             for i, r in enumerate(records, 1):
@@ -116,12 +130,13 @@ class TransactionalSettler:
                     producer.poll(0)
             if offsets:
                 tps = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
-                metadata = self._consumer.group_metadata()
-                retrying(lambda: producer.send_offsets_to_transaction(tps, metadata, timeout), timeout)
+                retrying(lambda: producer.send_offsets_to_transaction(tps, group_metadata, left()), left())
             if _FAULT == "before-commit" and records:
-                producer.flush(timeout)  # the records reach the log, uncommitted
+                producer.flush(left())  # the records reach the log, uncommitted
             _fault_point(len(records))
-            retrying(lambda: producer.commit_transaction(timeout), timeout)
+            # A commit that cannot finish within the budget is aborted and tried again later in a
+            # new transaction (e.g. while a crashed worker's transaction still holds the offsets).
+            retrying(lambda: producer.commit_transaction(left()), left())
         except KafkaException as exc:
             error = error_of(exc)
             if classify(error) is TxnAction.FATAL or not self._abort():

@@ -12,7 +12,8 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from kqueue.core.records import SETTLEMENT_OF_KIND, TP, OutRecord, Settlement
 from kqueue.transport.settle import BatchNotCommitted, Settler
@@ -35,6 +36,17 @@ class SettleCounts:
     def add(self, outcome: Settlement, n: int = 1) -> None:
         name = outcome.name.lower()
         setattr(self, name, getattr(self, name) + n)
+
+
+@dataclass
+class CommitBatch:
+    offsets: dict[TP, int] = field(default_factory=dict)
+    moved: list[tuple[PartitionState, int]] = field(default_factory=list)
+    released: list[tuple[PartitionState, int, list[OutRecord]]] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+
+    def records(self) -> list[OutRecord]:
+        return [r for _, _, records in self.released for r in records]
 
 
 @dataclass(frozen=True)
@@ -96,43 +108,53 @@ class Checkpoint:
     def due(self) -> bool:
         return time.monotonic() - self._last_commit >= self.interval
 
-    def commit(self) -> CommitResult | None:
-        """Write the records the positions have passed and commit the positions, together.
+    def prepare(self) -> CommitBatch | None:
+        """What the next commit writes: records the positions have passed, and those positions.
 
-        Raises BatchNotCommitted when Kafka refused the batch: it is kept and goes out with the next
-        commit. Other errors are fatal and set `failed`."""
+        The records leave their partitions' holds; `finish` puts them back if the commit fails."""
         if self.failed is not None:
             return None
-        self._last_commit = started = time.monotonic()
-        offsets: dict[TP, int] = {}
-        moved: list[tuple[PartitionState, int]] = []
-        released: list[tuple[PartitionState, int, list[OutRecord]]] = []
+        self._last_commit = time.monotonic()
+        batch = CommitBatch()
         for tp, state in self._table.states.items():
             position = state.watermark.position()
             if position is None or position == state.committed:
                 continue
-            offsets[tp] = position
-            moved.append((state, position))
-            released += [(state, offset, records) for offset, records in state.release_records(position)]
-        if not offsets:
-            return None
-        records = [r for _, _, batch in released for r in batch]
-        try:
-            self._settler.commit(records, offsets)
-        except BaseException as exc:
-            if not isinstance(exc, BatchNotCommitted):
-                self.failed = exc
-                raise
-            for state, offset, batch in released:  # kept for the next commit, if still ours
+            batch.offsets[tp] = position
+            batch.moved.append((state, position))
+            batch.released += [(state, offset, records) for offset, records in state.release_records(position)]
+        return batch if batch.offsets else None
+
+    def finish(self, batch: CommitBatch, error: BaseException | None) -> CommitResult:
+        """Account for a commit of `batch` that succeeded (error None) or failed (re-raised here).
+
+        BatchNotCommitted: the records go back to their holds (if the partition is still ours) and out
+        with the next commit. Any other error is fatal: `failed` is set and nothing is committed after."""
+        if error is not None:
+            if not isinstance(error, BatchNotCommitted):
+                self.failed = error
+                raise error
+            for state, offset, records in batch.released:
                 if state.live:
-                    state.hold_records(offset, batch)
-            raise
-        for state, position in moved:
+                    state.hold_records(offset, records)
+            raise error
+        for state, position in batch.moved:
             state.committed = position
-        kinds = Counter(batch[0].kind for _, _, batch in released)
+        kinds = Counter(records[0].kind for _, _, records in batch.released)
         for kind, n in kinds.items():
             self.counts.add(SETTLEMENT_OF_KIND[kind], n)
-        return CommitResult(offsets, len(records), time.monotonic() - started)
+        return CommitResult(batch.offsets, len(batch.records()), time.monotonic() - batch.started)
+
+    def commit(self, group_metadata: Any) -> CommitResult | None:
+        """Prepare, write and finish a commit on this thread (see `prepare` and `finish`)."""
+        batch = self.prepare()
+        if batch is None:
+            return None
+        try:
+            self._settler.commit(batch.records(), batch.offsets, group_metadata)
+        except BaseException as exc:
+            self.finish(batch, exc)
+        return self.finish(batch, None)
 
     def outstanding(self) -> int:
         return sum(s.watermark.outstanding for s in self._table.states.values())

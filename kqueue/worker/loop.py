@@ -16,7 +16,8 @@ from kqueue.sdk.app import App
 from kqueue.sdk.middleware import CommitEvent, PartitionEvent, SettleEvent
 from kqueue.transport.consumer import ConsumerEdge, KafkaConsumerEdge, Record
 from kqueue.transport.settle import AtLeastOnceSettler, BatchNotCommitted, Settler, TransactionalSettler
-from kqueue.worker.checkpoint import Checkpoint, SettleCounts
+from kqueue.worker.checkpoint import Checkpoint, CommitResult, SettleCounts
+from kqueue.worker.committer import BackgroundCommitter
 from kqueue.worker.decode import Decoder
 from kqueue.worker.executor import Executor
 from kqueue.worker.partitions import PartitionTable, PauseReason
@@ -63,7 +64,7 @@ def kafka_transport(app: App, options: WorkerOptions, queues: list[str]) -> tupl
     for queue in queues:
         app.ensure_queue(queue)
     edge = KafkaConsumerEdge(app.bootstrap_servers, options.group, **options.consumer_overrides)
-    settler: Settler = (TransactionalSettler(edge, app.bootstrap_servers, options.group) if options.transactions
+    settler: Settler = (TransactionalSettler(app.bootstrap_servers, options.group) if options.transactions
                         else AtLeastOnceSettler(edge, app.bootstrap_servers))
     return edge, settler
 
@@ -124,6 +125,7 @@ class Worker:
         self._edge, settler = self._transport(app, opts, self.queues)
         self._table = PartitionTable(self._edge, self._is_tier)
         self._checkpoint = Checkpoint(self._table, settler, opts.commit_interval)
+        self._committer = BackgroundCommitter(settler)
         self._executor = Executor(opts.concurrency, Runner(self._hooks))
         self._decoder = Decoder(app)
         self._router = DelayRouter(self._table, app.tiers, app.topic_prefix)
@@ -141,6 +143,7 @@ class Worker:
             try:
                 self._edge.close()  # leaves the group; on_revoke commits what is settled
             finally:
+                self._committer.close()
                 settler.close()
                 self._executor.stop()
         return self._stats()
@@ -175,8 +178,11 @@ class Worker:
             self._report_state = False
             log.warning("worker state: %s", self.state())
         self._apply_backpressure()
-        if self._checkpoint.due():
-            self._commit()
+        self._land_commit()
+        if not self._committer.busy and self._checkpoint.due():
+            batch = self._checkpoint.prepare()
+            if batch is not None:
+                self._committer.start(batch, self._edge.group_metadata())
 
     def _hand_out(self, records: list[Record]) -> None:
         tasks: list[Record] = []
@@ -243,10 +249,21 @@ class Worker:
         elif unsettled <= limit // 2:
             self._table.set_everywhere(PauseReason.BACKPRESSURE, False)
 
+    def _land_commit(self, wait: bool = False) -> None:
+        """Account for the background commit once it has landed (wait: until it has)."""
+        landed = self._committer.landed(wait)
+        if landed is not None:
+            self._account(lambda: self._checkpoint.finish(*landed))
+
     def _commit(self) -> None:
-        """Commit what is settled. A batch Kafka refused is kept and goes out with the next commit."""
+        """Commit what is settled now, on this thread (revoke, drain): after the flight, if any."""
+        self._land_commit(wait=True)
+        self._account(lambda: self._checkpoint.commit(self._edge.group_metadata()))
+
+    def _account(self, commit: Callable[[], CommitResult | None]) -> None:
+        """Run `commit`; a batch Kafka refused is kept and goes out with the next commit."""
         try:
-            result = self._checkpoint.commit()
+            result = commit()
         except BatchNotCommitted as exc:
             if exc.permanent:
                 self._refusals_in_a_row += 1

@@ -166,7 +166,8 @@ class ScriptedSettler:
     def fail_next(self, *errors: BaseException) -> None:
         self.failures.extend(errors)
 
-    def commit(self, records: list[OutRecord], offsets: dict[TP, int]) -> None:
+    def commit(self, records: list[OutRecord], offsets: dict[TP, int], group_metadata: Any) -> None:
+        assert group_metadata == "scripted-group"
         if self.failures:
             raise self.failures.popleft()
         self.written.extend(records)

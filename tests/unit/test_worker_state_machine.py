@@ -208,8 +208,8 @@ def test_the_drain_commits_while_a_long_task_runs(rig: Rig) -> None:
     commit_times: list[float] = []
     real_commit = rig.settler.commit
 
-    def timed_commit(records: list[Any], offsets: dict[Any, int]) -> None:
-        real_commit(records, offsets)
+    def timed_commit(records: list[Any], offsets: dict[Any, int], group_metadata: Any) -> None:
+        real_commit(records, offsets, group_metadata)
         commit_times.append(time.monotonic())
 
     rig.settler.commit = timed_commit  # type: ignore[method-assign]
