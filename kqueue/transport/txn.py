@@ -31,7 +31,6 @@ _PERMANENT_CODES = frozenset({
     KafkaError.INVALID_MSG,
     KafkaError.TOPIC_AUTHORIZATION_FAILED,
     KafkaError.TOPIC_EXCEPTION,
-    KafkaError._MSG_TIMED_OUT,  # a record that could not be delivered within delivery.timeout.ms
 })
 
 

@@ -67,9 +67,6 @@ class PartitionTable:
     def get(self, tp: TP) -> PartitionState | None:
         return self.states.get(tp)
 
-    def task_states(self) -> list[PartitionState]:
-        return [s for s in self.states.values() if not s.is_tier]
-
     def unsettled(self) -> int:
         """Tasks handed out and not settled yet, over every owned task partition."""
         return sum(s.watermark.outstanding for s in self.states.values() if not s.is_tier)
@@ -139,9 +136,6 @@ class PartitionTable:
             self._edge.pause(newly_paused)
         if resumed:
             self._edge.resume(resumed)
-
-    def is_set(self, reason: PauseReason) -> bool:
-        return reason in self._global
 
     # -- the delay router's holds --------------------------------------------------------------------
     def hold(self, state: PartitionState, offset: int, due_at: int) -> None:
