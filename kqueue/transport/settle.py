@@ -15,7 +15,7 @@ import time
 import uuid
 from typing import Any, Protocol
 
-from confluent_kafka import KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
 from kqueue.core.errors import DeliveryError, KqueueError
 from kqueue.core.records import TP, OutRecord
@@ -26,8 +26,9 @@ from kqueue.transport.txn import TxnAction, classify, error_of, is_permanent, re
 
 log = logging.getLogger("kqueue.worker")
 
-# Test-only fault injection: "before-commit" exits the process after the batch's records were
-# produced (inside the transaction) and before it commits (see tests/chaos).
+# Test-only fault injection (see tests/chaos): "before-commit" exits the process after the batch's
+# records were produced (inside the transaction) and before it commits; "abort-first" makes the
+# first transaction with records fail as one the broker aborts would.
 _FAULT = os.environ.get("KQUEUE_FAULT", "")
 
 
@@ -109,6 +110,7 @@ class TransactionalSettler:
         })
         self._producer = Producer(config)
         self._producer.init_transactions(timeout)
+        self._aborted_on_purpose = False
 
     def commit(self, records: list[OutRecord], offsets: dict[TP, int], group_metadata: Any) -> None:
         if not records and not offsets:
@@ -131,6 +133,9 @@ class TransactionalSettler:
             if offsets:
                 tps = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
                 retrying(lambda: producer.send_offsets_to_transaction(tps, group_metadata, left()), left())
+            if _FAULT == "abort-first" and records and not self._aborted_on_purpose:
+                self._aborted_on_purpose = True
+                raise KafkaException(KafkaError(KafkaError._STATE, "injected abort", txn_requires_abort=True))
             if _FAULT == "before-commit" and records:
                 producer.flush(left())  # the records reach the log, uncommitted
             _fault_point(len(records))

@@ -116,3 +116,10 @@ def test_produce_help_does_not_promise_deduplication() -> None:
     text = " ".join(result.stdout.replace("│", " ").split())  # undo rich's box and line wrapping
     assert "Dedup" not in text and "not deduplicated" in text
     assert "--idempotency-key" in text and "kq-idempotency-key header" in text
+
+
+def test_an_unreachable_broker_is_one_line_without_the_clients_log_lines() -> None:
+    result = kq("127.0.0.1:1", "produce", "q", "--type", "t", "--json", "{}", timeout=60)
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr  # no raw librdkafka lines
+    assert result.stderr.startswith("error:") and "rdkafka" not in result.stderr

@@ -74,3 +74,27 @@ def test_a_worker_stopped_past_its_session_rejoins_and_goes_on(kafka: Kafka, tmp
             worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=60) == 0
     assert Counter(recorded(log)) == Counter({task_id: 1 for task_id in before + after})
+
+
+def test_what_did_not_start_within_the_grace_is_left_for_the_next_worker(kafka: Kafka, tmp_path: Path) -> None:
+    queue, group, log = unique("grace"), unique("g"), tmp_path / "done.log"
+    record = _producer(kafka.bootstrap, queue)
+    marker = record.enqueue({"n": 0}, key="m")
+    line = [record.enqueue({"n": i, "sleep": 2}, key="same") for i in range(1, 6)]  # 10 s of work, one key
+    record.app.flush()
+    worker = consume_process(kafka.bootstrap, queue, group, log, "--grace", "1")
+    wait_for(lambda: marker in recorded(log), timeout=60, what="the batch to start")
+    stopped_at = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0
+    assert time.monotonic() - stopped_at < 8  # the grace, then a commit and leaving the group
+    assert set(recorded(log)) <= {marker, line[0]}  # nothing after the first one started
+
+    survivor = consume_process(kafka.bootstrap, queue, group, log)
+    try:
+        wait_for(lambda: set(line) <= set(recorded(log)), timeout=60, what="the rest of the line")
+    finally:
+        survivor.send_signal(signal.SIGTERM)
+        assert survivor.wait(timeout=60) == 0
+    counts = Counter(recorded(log))
+    assert all(counts[task_id] == 1 for task_id in line[1:]) and counts[marker] == 1
