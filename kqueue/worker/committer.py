@@ -25,6 +25,11 @@ class BackgroundCommitter:
     def busy(self) -> bool:
         return self._flight is not None
 
+    @property
+    def tasks_in_flight(self) -> int:
+        """Settled tasks whose routed records ride the commit in flight (out of their holds meanwhile)."""
+        return len(self._flight[0].released) if self._flight is not None else 0
+
     def start(self, batch: CommitBatch, group_metadata: Any) -> None:
         """Write `batch` on the commit thread; `group_metadata` is taken by the caller on the polling thread."""
         assert self._flight is None, "one commit at a time"

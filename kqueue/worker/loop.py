@@ -106,10 +106,11 @@ class Worker:
     def state(self) -> dict[str, Any]:
         """What the worker holds right now (SIGUSR1 logs it): for operators chasing a stuck queue."""
         if not hasattr(self, "_executor"):
-            return {"unsettled": 0, "assigned": 0, "started": False}
+            return {"unsettled": 0, "held_for_commit": 0, "assigned": 0, "started": False}
         table = self._table
         return {
             "unsettled": table.unsettled(),
+            "held_for_commit": table.held(),
             "assigned": len(table.states),
             "paused": {f"{t}/{p}": s.describe() for (t, p), s in table.states.items() if s.pauses},
             "router_holds": {f"{t}/{p}": due for (t, p), due in table.holds().items()},
@@ -243,7 +244,9 @@ class Worker:
 
     def _apply_backpressure(self) -> None:
         """Pause every task partition while too much is unsettled; the loop keeps polling."""
-        limit, unsettled = self._max_inflight(), self._table.unsettled()
+        # Held records count too: while commits fail (an outage) they must not pile up without bound.
+        unsettled = self._table.unsettled() + self._table.held() + self._committer.tasks_in_flight
+        limit = self._max_inflight()
         if unsettled >= limit:
             self._table.set_everywhere(PauseReason.BACKPRESSURE, True)
         elif unsettled <= limit // 2:

@@ -71,6 +71,10 @@ class PartitionTable:
         """Tasks handed out and not settled yet, over every owned task partition."""
         return sum(s.watermark.outstanding for s in self.states.values() if not s.is_tier)
 
+    def held(self) -> int:
+        """Settled tasks whose routed records wait for a commit, over every owned task partition."""
+        return sum(len(s.held) for s in self.states.values() if not s.is_tier)
+
     # -- ownership -----------------------------------------------------------------------------------
     def assign(self, partitions: Iterable[TP]) -> list[PartitionState]:
         added = []
