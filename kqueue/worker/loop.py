@@ -30,6 +30,8 @@ log = logging.getLogger("kqueue.worker")
 # A batch Kafka refuses for its own records (e.g. a dead letter over the DLQ's max.message.bytes)
 # fails the same way every time: after this many refusals in a row the worker stops, so it is seen.
 MAX_REFUSALS_IN_A_ROW = 3
+# Routed records held for the next commit, per allowed unsettled task, before fetching pauses.
+HELD_PER_INFLIGHT = 8
 
 
 @dataclass
@@ -110,7 +112,7 @@ class Worker:
         table = self._table
         return {
             "unsettled": table.unsettled(),
-            "held_for_commit": table.held(),
+            "held_for_commit": table.held() + self._committer.tasks_in_flight,
             "assigned": len(table.states),
             "paused": {f"{t}/{p}": s.describe() for (t, p), s in table.states.items() if s.pauses},
             "router_holds": {f"{t}/{p}": due for (t, p), due in table.holds().items()},
@@ -243,13 +245,16 @@ class Worker:
         return self.options.max_inflight or max(self.options.batch_size * 4, self.options.concurrency * 4)
 
     def _apply_backpressure(self) -> None:
-        """Pause every task partition while too much is unsettled; the loop keeps polling."""
-        # Held records count too: while commits fail (an outage) they must not pile up without bound.
-        unsettled = self._table.unsettled() + self._table.held() + self._committer.tasks_in_flight
+        """Pause every task partition while too much is unsettled; the loop keeps polling.
+
+        Routed records waiting for a commit are bounded too, more loosely (they cost memory, not
+        handler time): while commits fail, e.g. in an outage, they must not pile up without bound."""
         limit = self._max_inflight()
-        if unsettled >= limit:
+        unsettled = self._table.unsettled()
+        waiting = self._table.held() + self._committer.tasks_in_flight
+        if unsettled >= limit or waiting >= limit * HELD_PER_INFLIGHT:
             self._table.set_everywhere(PauseReason.BACKPRESSURE, True)
-        elif unsettled <= limit // 2:
+        elif unsettled <= limit // 2 and waiting <= limit * HELD_PER_INFLIGHT // 2:
             self._table.set_everywhere(PauseReason.BACKPRESSURE, False)
 
     def _land_commit(self, wait: bool = False) -> None:

@@ -328,15 +328,15 @@ def test_a_stop_asked_for_during_start_up_ends_the_run_before_it_reaches_kafka(r
 
 def test_records_held_while_commits_fail_count_towards_backpressure(rig: Rig) -> None:
     rig.edge.assign(P0)
-    for n in range(12):
+    for n in range(40):
         rig.task(P0, n, f"k{n}", fail=True)  # every one routes a retry, held until a commit succeeds
     rig.settler.fail_next(*[BatchNotCommitted("coordinator not available") for _ in range(10_000)])
-    with rig.worker(max_inflight=4, batch_size=2, commit_interval=0.01) as w:
-        wait_for(lambda: w.worker.state()["held_for_commit"] >= 4, timeout=5, what="held retries")
-        time.sleep(0.1)  # many commit rounds, all failing
-        assert P0 in rig.edge.paused and w.worker.state()["held_for_commit"] < 12
+    with rig.worker(max_inflight=2, batch_size=2, commit_interval=0.01) as w:
+        wait_for(lambda: w.worker.state()["held_for_commit"] >= 8, timeout=5, what="held retries")
+        time.sleep(0.3)  # many commit rounds, all failing
+        assert P0 in rig.edge.paused and w.worker.state()["held_for_commit"] <= 16 + 2  # bound + a batch
         assert rig.settler.written == []
         rig.settler.failures.clear()  # the outage ends
-        wait_for(lambda: rig.edge.committed.get(P0) == 12, timeout=5, what="everything to commit")
+        wait_for(lambda: rig.edge.committed.get(P0) == 40, timeout=5, what="everything to commit")
         w.stop()
-    assert [r.kind for r in rig.settler.written].count(RecordKind.RETRY) == 12
+    assert [r.kind for r in rig.settler.written].count(RecordKind.RETRY) == 40
