@@ -9,6 +9,7 @@ import typer
 from kqueue.cli.common import console, fail, options, setup_logging
 from kqueue.core.errors import KqueueError
 from kqueue.sdk.loader import load_app
+from kqueue.transport.config import GROUP_PROTOCOLS
 from kqueue.worker.loop import Worker, WorkerOptions
 from kqueue.worker.supervisor import supervise
 
@@ -27,9 +28,14 @@ def consume(
                                       help="Settle each batch in one Kafka transaction (exactly-once routing)"),
     route_delays: bool = typer.Option(True, "--router/--no-router",
                                       help="Also move due retries and scheduled tasks (see `kqueue router`)"),
+    group_protocol: str = typer.Option("consumer", "--group-protocol",
+                                       help="consumer (KIP-848, Kafka 4.0+: every lane balanced per topic) "
+                                            "or classic (older brokers)"),
 ) -> None:
     """Run workers: fetch, run handlers in key order, commit only what is settled."""
     setup_logging(log_level)
+    if group_protocol not in GROUP_PROTOCOLS:
+        raise fail(f"--group-protocol must be consumer or classic, not {group_protocol!r}", 2)
     opts = options(ctx)
     if processes > 1:
         child = [sys.executable, "-m", "kqueue"]
@@ -40,7 +46,7 @@ def consume(
         child += ["consume", "--app", app_spec, "--group", group, "--concurrency", str(concurrency),
                   "--batch-size", str(batch_size), "--grace", str(grace), "--log-level", log_level,
                   "--transactions" if transactions else "--no-transactions",
-                  "--router" if route_delays else "--no-router"]
+                  "--router" if route_delays else "--no-router", "--group-protocol", group_protocol]
         for q in queue:
             child += ["--queue", q]
         raise typer.Exit(supervise(child, processes, grace))
@@ -59,7 +65,7 @@ def consume(
     try:
         worker = Worker(app, WorkerOptions(group=group, queues=list(queue), concurrency=concurrency,
                                            batch_size=batch_size, grace=grace, transactions=transactions,
-                                           route_delays=route_delays))
+                                           route_delays=route_delays, group_protocol=group_protocol))
     except ValueError as exc:
         raise fail(str(exc), 2) from None
     worker.install_signal_handlers()

@@ -63,6 +63,12 @@ def render_properties(node: NodeSpec, all_nodes: list[NodeSpec]) -> str:
         "share.coordinator.state.topic.replication.factor": str(replicas),
         "share.coordinator.state.topic.min.isr": str(min_isr),
         "group.initial.rebalance.delay.ms": "0",
+        # KIP-848 groups (kqueue's default): a member silent for 10 s is dropped, like the classic
+        # protocol's session.timeout.ms that kqueue used to set (the broker's default is 45 s).
+        "group.consumer.session.timeout.ms": "10000",
+        "group.consumer.min.session.timeout.ms": "6000",
+        "group.consumer.heartbeat.interval.ms": "1000",
+        "group.consumer.min.heartbeat.interval.ms": "1000",
         "unclean.leader.election.enable": "false",
         "log.retention.hours": "24",
     }

@@ -47,7 +47,20 @@ def producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
     return config
 
 
-def consumer_config(bootstrap: str, group: str, **overrides: Any) -> dict[str, Any]:
+GROUP_PROTOCOLS = ("consumer", "classic")
+
+
+def consumer_config(bootstrap: str, group: str, protocol: str = "consumer", **overrides: Any) -> dict[str, Any]:
+    """A group consumer that commits only what is settled and reads only committed records.
+
+    protocol "consumer" (KIP-848, Kafka 4.0+): the broker assigns with its range assignor, which
+    spreads every topic's partitions over the members on its own and gives partition i of every
+    topic to the same member, so each member holds its share of every lane, with the key's lanes
+    and tiers together; rebalances are incremental. Session and heartbeat are the broker's
+    (group.consumer.session.timeout.ms). "classic": cooperative-sticky, for older brokers; it
+    balances the total count only, so a queue's lanes may all land on one member."""
+    if protocol not in GROUP_PROTOCOLS:
+        raise ValueError(f"group protocol must be one of {', '.join(GROUP_PROTOCOLS)}, not {protocol!r}")
     config: dict[str, Any] = {
         **client_config(bootstrap),
         "group.id": group,
@@ -55,12 +68,14 @@ def consumer_config(bootstrap: str, group: str, **overrides: Any) -> dict[str, A
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
         "isolation.level": "read_committed",
-        "partition.assignment.strategy": "cooperative-sticky",
-        "session.timeout.ms": 10000,
-        "heartbeat.interval.ms": 1000,
         "max.poll.interval.ms": 300000,
         "fetch.min.bytes": 1,
         "fetch.wait.max.ms": 100,
     }
+    if protocol == "consumer":
+        config.update({"group.protocol": "consumer", "group.remote.assignor": "range"})
+    else:
+        config.update({"partition.assignment.strategy": "cooperative-sticky", "session.timeout.ms": 10000,
+                       "heartbeat.interval.ms": 1000})
     config.update(overrides)
     return config

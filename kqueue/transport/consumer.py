@@ -64,10 +64,10 @@ def _tps(partitions: Iterable[TP]) -> list[TopicPartition]:
 
 
 class KafkaConsumerEdge:
-    """A confluent-kafka consumer in a group: cooperative assignment, read_committed, manual commits."""
+    """A confluent-kafka consumer in a group: incremental assignment, read_committed, manual commits."""
 
-    def __init__(self, bootstrap: str, group: str, **overrides: Any) -> None:
-        config = consumer_config(bootstrap, group, **overrides)
+    def __init__(self, bootstrap: str, group: str, protocol: str = "consumer", **overrides: Any) -> None:
+        config = consumer_config(bootstrap, group, protocol, **overrides)
         # Cooperative-sticky and KIP-848 hand out partitions incrementally; an eager strategy does not.
         self._incremental = ("cooperative" in str(config.get("partition.assignment.strategy", ""))
                              or config.get("group.protocol") == "consumer")

@@ -47,6 +47,7 @@ class WorkerOptions:
     transactions: bool = True  # settle each batch in one Kafka transaction (exactly-once routing)
     route_delays: bool = True  # run the delay router for the queues' tiers
     route_only: bool = False  # `kqueue router`: move due tier records, run no handlers
+    group_protocol: str = "consumer"  # KIP-848 with the broker's range assignor; "classic" for old brokers
     consumer_overrides: dict[str, Any] = field(default_factory=dict)
 
 
@@ -65,7 +66,8 @@ Transport = Callable[[App, "WorkerOptions", list[str]], tuple[ConsumerEdge, Sett
 def kafka_transport(app: App, options: WorkerOptions, queues: list[str]) -> tuple[ConsumerEdge, Settler]:
     for queue in queues:
         app.ensure_queue(queue)
-    edge = KafkaConsumerEdge(app.bootstrap_servers, options.group, **options.consumer_overrides)
+    edge = KafkaConsumerEdge(app.bootstrap_servers, options.group, options.group_protocol,
+                             **options.consumer_overrides)
     settler: Settler = (TransactionalSettler(app.bootstrap_servers, options.group) if options.transactions
                         else AtLeastOnceSettler(edge, app.bootstrap_servers))
     return edge, settler
@@ -157,6 +159,11 @@ class Worker:
                                  counts.re_tiered, self.stats.polled, self.stats.assigned, self.stats.revoked,
                                  self.stats.lost)
         return self.stats
+
+    def assignment(self) -> list[TP]:
+        """The partitions this worker owns right now."""
+        table = getattr(self, "_table", None)
+        return sorted(table.states) if table is not None else []
 
     @property
     def counts(self) -> SettleCounts:

@@ -63,7 +63,7 @@ def test_a_worker_stopped_past_its_session_rejoins_and_goes_on(kafka: Kafka, tmp
         wait_for(lambda: set(before) <= set(recorded(log)), timeout=60, what="the first tasks")
         time.sleep(1.0)  # committed (every 0.5 s); completions not yet committed would rightly re-run
         os.kill(worker.pid, signal.SIGSTOP)
-        time.sleep(13)  # past session.timeout.ms (10 s): the group drops it, its partitions are lost
+        time.sleep(13)  # past the group session (10 s on the dev broker): the group drops it, its partitions are lost
         os.kill(worker.pid, signal.SIGCONT)
         after = [record.enqueue({"n": 100 + i}, key=f"k{i}") for i in range(20)]
         record.app.flush()

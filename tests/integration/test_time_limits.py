@@ -81,7 +81,7 @@ def test_task_longer_than_max_poll_interval_runs_once_without_rebalance(kafka: K
     for i in range(20):
         crunch.enqueue({"seconds": 0}, key=f"small-{i}")  # other keys keep flowing meanwhile
     app.flush()
-    overrides = {"max.poll.interval.ms": 10000, "session.timeout.ms": 6000}
+    overrides = {"max.poll.interval.ms": 10000}
     caplog.set_level(logging.INFO, logger="kqueue.worker")
     with ThreadedWorker(app, group=unique("g"), consumer_overrides=overrides) as worker:
         wait_for(lambda: worker.worker.counts.completed == 21, timeout=90, what="the long task")

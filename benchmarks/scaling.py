@@ -1,0 +1,119 @@
+"""Scaling out: one, two and three `kqueue consume` processes on one queue, I/O-bound tasks.
+
+    python benchmarks/scaling.py [--tasks 6000] [--sleep-ms 10] [--concurrency 8] [--partitions 6]
+
+Each level starts N workers as real `kqueue consume` processes in one group, waits until every one
+holds partitions (steady state, not the joining), then enqueues --tasks tasks (keys spread over
+600) whose handler sleeps --sleep-ms (an I/O-bound task) and times first completion to last. Rate
+ratios are against one worker, in the same run.
+Goal: three workers >= 2.5x one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import kqueue  # noqa: E402
+from benchmarks.common import Row, broker, console, report  # noqa: E402
+from kqueue.transport.admin import make_admin  # noqa: E402
+
+QUEUE = os.environ.get("KQ_BENCH_QUEUE", "scaling")
+LOG = os.environ.get("KQ_BENCH_LOG", "")
+SLEEP = float(os.environ.get("KQ_BENCH_SLEEP", "0.01"))
+
+app = kqueue.App("bench-scaling")
+
+
+@app.task(queue=QUEUE, name="io")
+def io_task(payload: dict[str, Any]) -> None:
+    time.sleep(SLEEP)  # an HTTP call, a database write...
+    with open(LOG, "a") as log:
+        log.write(f"{time.time()}\n")
+
+
+def run_level(bootstrap: str, members: int, args: argparse.Namespace, progress: Progress) -> float:
+    queue = f"scaling-{uuid.uuid4().hex[:6]}"
+    producer = kqueue.App("bench-producer", bootstrap, partitions=args.partitions)
+    task = producer.task(queue=queue, name="io")(lambda payload: None)
+    producer.ensure_queue(queue)
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "done.log"
+        env = {**os.environ, "KQUEUE_BOOTSTRAP_SERVERS": bootstrap, "KQ_BENCH_QUEUE": queue,
+               "KQ_BENCH_LOG": str(log), "KQ_BENCH_SLEEP": str(args.sleep_ms / 1000)}
+        group = f"bench-{uuid.uuid4().hex[:6]}"
+        workers = [subprocess.Popen([sys.executable, "-m", "kqueue", "consume", "--app", "benchmarks.scaling:app",
+                                     "--group", group, "--concurrency", str(args.concurrency),
+                                     "--log-level", "WARNING"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+                   for _ in range(members)]
+        bar = progress.add_task(f"{members} worker(s)", total=args.tasks)
+        deadline = time.monotonic() + 600
+        try:
+            _wait_for_members(bootstrap, group, members)
+            for i in range(args.tasks):
+                task.enqueue({"n": i}, key=f"key-{i % 600}")
+            producer.flush(60)
+            done: list[float] = []
+            while len(done) < args.tasks and time.monotonic() < deadline:
+                time.sleep(0.2)
+                done = [float(line) for line in log.read_text().split()] if log.exists() else []
+                progress.update(bar, completed=len(done))
+        finally:
+            for w in workers:
+                w.send_signal(signal.SIGTERM)
+            for w in workers:
+                w.wait(timeout=120)
+        if len(done) < args.tasks:
+            raise SystemExit(f"{members} worker(s) completed {len(done)} of {args.tasks} tasks in time")
+        return max(done) - min(done)
+
+
+def _wait_for_members(bootstrap: str, group: str, members: int, timeout: float = 90.0) -> None:
+    """Until the group has `members` members, each holding partitions."""
+    admin = make_admin(bootstrap)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        try:
+            description = admin.describe_consumer_groups([group])[group].result(timeout=5)
+        except Exception:  # the group does not exist until the first worker joins
+            continue
+        held = [m for m in description.members if m.assignment and m.assignment.topic_partitions]
+        if len(description.members) == members and len(held) == members:
+            return
+    raise SystemExit(f"the group did not reach {members} member(s) with partitions in {timeout:.0f}s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", type=int, default=6000)
+    parser.add_argument("--sleep-ms", type=float, default=10.0)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--partitions", type=int, default=6)
+    args = parser.parse_args()
+    with broker() as bootstrap, Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                         console=console, transient=True) as progress:
+        seconds = {n: run_level(bootstrap, n, args, progress) for n in (1, 2, 3)}
+    one = seconds[1]
+    rows = [Row(f"{n} worker(s)", args.tasks, s, "1 worker" if n > 1 else "", one / s if n > 1 else None)
+            for n, s in seconds.items()]
+    report(f"scaling out, {args.tasks:,} tasks of {args.sleep_ms:g} ms, concurrency {args.concurrency} each, "
+           f"{args.partitions} partitions", rows, "scaling",
+           {"goals": {"3 workers / 1": 2.5}, "sleep_ms": args.sleep_ms, "concurrency": args.concurrency})
+
+
+if __name__ == "__main__":
+    main()
