@@ -1,25 +1,33 @@
 """Commits in the background: a transaction's round trips (tens of ms on a busy broker) never hold
 up the poll loop, so a task enqueued during a commit still starts within milliseconds.
 
-At most one commit is in flight. The loop prepares a batch (its own state, its own thread), the
-committer thread writes it, and the loop accounts for the outcome on a later turn. Whoever needs
-the committed state now (a revoke, the drain) waits for the flight to land first.
+At most one commit is in flight. The loop prepares a batch (its own state, its own thread), a commit
+thread writes it, and the loop accounts for the outcome on a later turn. Whoever needs the committed
+state now (a revoke, the drain) waits for the flight to land first.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
+import contextlib
+import threading
+import time
+from concurrent.futures import Future
 from typing import Any
 
-from kqueue.transport.settle import Settler
+from kqueue.transport.settle import SettlementError, Settler
 from kqueue.worker.checkpoint import CommitBatch
+
+# A commit bounds its own steps (transport/settle.py), but the client has been seen to block in
+# send_offsets_to_transaction for good after a broker restart. A flight this old means the settler
+# is stuck: the worker stops, loudly, rather than stall in silence (a supervisor restarts it).
+STUCK_AFTER = 60.0
 
 
 class BackgroundCommitter:
-    def __init__(self, settler: Settler) -> None:
+    def __init__(self, settler: Settler, stuck_after: float = STUCK_AFTER) -> None:
         self._settler = settler
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kqueue-commit")
-        self._flight: tuple[CommitBatch, Future[None]] | None = None
+        self._stuck_after = stuck_after
+        self._flight: tuple[CommitBatch, Future[None], float] | None = None
 
     @property
     def busy(self) -> bool:
@@ -31,20 +39,36 @@ class BackgroundCommitter:
         return len(self._flight[0].released) if self._flight is not None else 0
 
     def start(self, batch: CommitBatch, group_metadata: Any) -> None:
-        """Write `batch` on the commit thread; `group_metadata` is taken by the caller on the polling thread."""
+        """Write `batch` on a commit thread; `group_metadata` is taken by the caller on the polling thread."""
         assert self._flight is None, "one commit at a time"
-        self._flight = (batch, self._pool.submit(self._settler.commit, batch.records(), batch.offsets,
-                                                 group_metadata))
+        future: Future[None] = Future()
+
+        def commit() -> None:
+            try:
+                self._settler.commit(batch.records(), batch.offsets, group_metadata)
+                future.set_result(None)
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        # A daemon thread: one stuck inside the client must not keep the process from exiting.
+        threading.Thread(target=commit, name="kqueue-commit", daemon=True).start()
+        self._flight = (batch, future, time.monotonic())
 
     def landed(self, wait: bool = False) -> tuple[CommitBatch, BaseException | None] | None:
-        """The batch in flight and its error (None: committed) once it has landed; None while flying."""
+        """The batch in flight and its error (None: committed) once it has landed; None while it flies.
+
+        wait: block until it lands. A flight older than `stuck_after` lands as a SettlementError."""
         if self._flight is None:
             return None
-        batch, future = self._flight
-        if not wait and not future.done():
-            return None
+        batch, future, started = self._flight
+        left = self._stuck_after - (time.monotonic() - started)
+        if not future.done() and left > 0:
+            if not wait:
+                return None
+            with contextlib.suppress(TimeoutError):
+                future.exception(timeout=left)
         self._flight = None
+        if not future.done():
+            return batch, SettlementError(f"a commit has not returned for {self._stuck_after:.0f}s: the Kafka "
+                                          "client is stuck; stopping so the worker can start afresh")
         return batch, future.exception()
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True)

@@ -148,7 +148,6 @@ class Worker:
             try:
                 self._edge.close()  # leaves the group; on_revoke commits what is settled
             finally:
-                self._committer.close()
                 settler.close()
                 self._executor.stop()
         return self._stats()

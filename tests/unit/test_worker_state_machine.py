@@ -340,3 +340,28 @@ def test_records_held_while_commits_fail_count_towards_backpressure(rig: Rig) ->
         wait_for(lambda: rig.edge.committed.get(P0) == 40, timeout=5, what="everything to commit")
         w.stop()
     assert [r.kind for r in rig.settler.written].count(RecordKind.RETRY) == 40
+
+
+def test_a_commit_stuck_inside_the_client_lands_as_a_settlement_error() -> None:
+    from kqueue.transport.settle import SettlementError
+    from kqueue.worker.checkpoint import CommitBatch
+    from kqueue.worker.committer import BackgroundCommitter
+
+    release = threading.Event()
+
+    class StuckSettler:
+        transactional = True
+
+        def commit(self, records: Any, offsets: Any, group_metadata: Any) -> None:
+            release.wait(10)
+
+        def close(self) -> None: ...
+
+    committer = BackgroundCommitter(StuckSettler(), stuck_after=0.3)
+    committer.start(CommitBatch(), "metadata")
+    assert committer.landed() is None and committer.busy  # still flying
+    started = time.monotonic()
+    landed = committer.landed(wait=True)
+    assert landed is not None and isinstance(landed[1], SettlementError)
+    assert 0.2 < time.monotonic() - started < 2 and not committer.busy
+    release.set()

@@ -1,0 +1,53 @@
+"""A worker rides through the loss of one broker of three: it keeps polling, re-commits its batch
+when a transaction times out, never exits, and nothing is lost."""
+
+from __future__ import annotations
+
+import signal
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+import kqueue
+from kqueue.dev.cluster import DevCluster
+from tests.support.kafka import unique
+from tests.support.worker import consume_process, recorded, wait_for
+
+
+def _enqueue(bootstrap: str, queue: str, n: int, start: int = 0) -> list[str]:
+    app = kqueue.App("producer", bootstrap, partitions=6)
+
+    @app.task(queue=queue, name="record")
+    def record(payload: dict[str, object]) -> None: ...
+
+    ids = [record.enqueue({"n": i, "sleep": 0.005}, key=f"k{i % 50}") for i in range(start, start + n)]
+    app.flush(60)
+    return ids
+
+
+@pytest.mark.cluster3
+def test_losing_one_broker_of_three_does_not_stop_the_worker(cluster3: DevCluster, tmp_path: Path) -> None:
+    state = cluster3.load_state()
+    assert state is not None
+    queue, group, log = unique("brokerloss"), unique("g"), tmp_path / "done.log"
+    first = _enqueue(state.bootstrap_servers, queue, 400)
+    worker = consume_process(state.bootstrap_servers, queue, group, log)
+    try:
+        wait_for(lambda: len(set(recorded(log))) >= 100, timeout=90, what="progress before the fault")
+        cluster3.stop_node(2, hard=True)
+        wait_for(lambda: set(first) <= set(recorded(log)), timeout=120, what="the first tasks, one broker down")
+        survivors = ",".join(f"127.0.0.1:{state.base_port + i}" for i in (0, 2))
+        during = _enqueue(survivors, queue, 200, start=1000)
+        wait_for(lambda: set(during) <= set(recorded(log)), timeout=120, what="tasks enqueued during the fault")
+        assert worker.poll() is None  # still the same process
+        cluster3.start_node(2)
+        after = _enqueue(state.bootstrap_servers, queue, 200, start=2000)
+        wait_for(lambda: set(after) <= set(recorded(log)), timeout=120, what="tasks after the broker is back")
+        assert worker.poll() is None
+    finally:
+        worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=60) == 0
+    counts = Counter(recorded(log))
+    assert set(counts) >= set(first + during + after)  # nothing lost
+    print(f"one broker of three lost: {sum(n - 1 for n in counts.values())} duplicate runs of {len(counts)}")
