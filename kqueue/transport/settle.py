@@ -13,7 +13,7 @@ import logging
 import os
 import time
 import uuid
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
@@ -95,7 +95,9 @@ class AtLeastOnceSettler:
 # never longer than TXN_BUDGET: past the timeout the coordinator would abort it and fence the
 # producer for good.
 TXN_TIMEOUT_MS = 10_000
-TXN_BUDGET = 6.0
+TXN_BUDGET = 6.0  # for everything before the commit is sent
+COMMIT_STEP = 5.0
+COMMIT_BUDGET = 45.0  # retrying a sent commit (below the committer's 60 s stuck watchdog)
 
 
 class TransactionalSettler:
@@ -108,19 +110,31 @@ class TransactionalSettler:
             "transactional.id": f"kqueue-{group}-{uuid.uuid4().hex[:12]}",
             "transaction.timeout.ms": TXN_TIMEOUT_MS,
         })
-        self._producer = Producer(config)
+        self._config = config
+        self._producer: Producer | None = Producer(config)
         self._producer.init_transactions(timeout)
         self._aborted_on_purpose = False
+
+    def _ready_producer(self, timeout: float) -> Producer:
+        """The transactional producer, a fresh one if the last became unusable."""
+        if self._producer is None:
+            producer = Producer(self._config)
+            try:
+                producer.init_transactions(timeout)
+            except KafkaException as exc:
+                raise BatchNotCommitted(f"no transactional producer yet: {error_of(exc)}") from exc
+            self._producer = producer
+        return self._producer
 
     def commit(self, records: list[OutRecord], offsets: dict[TP, int], group_metadata: Any) -> None:
         if not records and not offsets:
             return
-        producer = self._producer
         deadline = time.monotonic() + TXN_BUDGET
 
         def left() -> float:
             return max(0.1, deadline - time.monotonic())
 
+        producer = self._ready_producer(left())
         try:
             producer.begin_transaction()
             for i, r in enumerate(records, 1):
@@ -139,23 +153,42 @@ class TransactionalSettler:
             if _FAULT == "before-commit" and records:
                 producer.flush(left())  # the records reach the log, uncommitted
             _fault_point(len(records))
-            # A commit that cannot finish within the budget is aborted and tried again later in a
-            # new transaction (e.g. while a crashed worker's transaction still holds the offsets).
-            retrying(lambda: producer.commit_transaction(left()), left())
+        except KafkaException as exc:
+            self._give_up(exc)
+        # Once the commit is sent the coordinator may already be completing it, and an abort would
+        # be refused (INVALID_TXN_STATE, fatal). So a retriable failure is retried (librdkafka resumes
+        # the same commit) for up to COMMIT_BUDGET; past that its outcome is unknown, which is fatal.
+        try:
+            retrying(lambda: producer.commit_transaction(COMMIT_STEP), COMMIT_BUDGET)
         except KafkaException as exc:
             error = error_of(exc)
-            if classify(error) is TxnAction.FATAL or not self._abort():
-                raise SettlementError(f"could not commit the batch transaction: {error}") from exc
+            if error.txn_requires_abort() and not error.fatal():
+                self._give_up(exc)  # e.g. a record was refused: nothing of the batch became visible
+            raise SettlementError(f"the batch transaction's commit did not complete: {error}") from exc
+
+    def _give_up(self, exc: KafkaException) -> NoReturn:
+        """Before its commit was sent, abandon the transaction: the batch is kept for the next one."""
+        error = error_of(exc)
+        if classify(error) is not TxnAction.FATAL and self._abort():
             raise BatchNotCommitted(f"batch transaction aborted: {error}", permanent=is_permanent(error)) from exc
+        # The producer is unusable (fenced, or an abort the coordinator refused while it moved), but
+        # no commit of this transaction was ever sent: the coordinator aborts it at its timeout. A
+        # fresh producer carries the batch next time.
+        log.warning("replacing the transactional producer after: %s", error)
+        self._producer = None
+        raise BatchNotCommitted(f"batch transaction abandoned: {error}", permanent=is_permanent(error)) from exc
 
     def _abort(self) -> bool:
         """Abort the open transaction; False if even that failed (the producer is unusable)."""
+        producer = self._producer
+        assert producer is not None
         try:
-            retrying(lambda: self._producer.abort_transaction(self._timeout), self._timeout)
+            retrying(lambda: producer.abort_transaction(self._timeout), self._timeout)
             return True
         except KafkaException as exc:
             log.error("could not abort the batch transaction: %s", exc)
             return False
 
     def close(self) -> None:
-        self._producer.flush(self._timeout)
+        if self._producer is not None:
+            self._producer.flush(self._timeout)
