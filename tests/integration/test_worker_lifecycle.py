@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import kqueue
-from tests.support.kafka import Kafka, unique
+from tests.support.kafka import Kafka, unique, wait_for_members
 from tests.support.worker import consume_process, recorded, wait_for
 
 
@@ -71,10 +71,12 @@ def test_sigkill_mid_batch_loses_nothing(bootstrap: str, tmp_path: Path) -> None
 
 def test_two_workers_split_partitions_and_survive_one_leaving(bootstrap: str, tmp_path: Path) -> None:
     queue, group, log = unique("pair"), unique("g"), tmp_path / "done.log"
-    ids = _enqueue(bootstrap, queue, 3000, sleep=0.003, keys=500)
     one = consume_process(bootstrap, queue, group, log, "--concurrency", "4")
     two = consume_process(bootstrap, queue, group, log, "--concurrency", "4")
     try:
+        # Split first: a member that joins while the other drains everything would find no work.
+        wait_for_members(bootstrap, group, 2)
+        ids = _enqueue(bootstrap, queue, 3000, sleep=0.003, keys=500)
         def pids() -> set[str]:
             return {line.split()[1] for line in log.read_text().splitlines()} if log.exists() else set()
 
