@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 import kqueue  # noqa: E402
 from benchmarks.common import Row, broker, console, report  # noqa: E402
-from kqueue.transport.admin import make_admin  # noqa: E402
+from kqueue.transport.inspect import group_split  # noqa: E402
 
 QUEUE = os.environ.get("KQ_BENCH_QUEUE", "scaling")
 LOG = os.environ.get("KQ_BENCH_LOG", "")
@@ -83,16 +83,10 @@ def run_level(bootstrap: str, members: int, args: argparse.Namespace, progress: 
 
 def _wait_for_members(bootstrap: str, group: str, members: int, timeout: float = 90.0) -> None:
     """Until the group has `members` members, each holding partitions."""
-    admin = make_admin(bootstrap)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         time.sleep(0.5)
-        try:
-            description = admin.describe_consumer_groups([group])[group].result(timeout=5)
-        except Exception:  # the group does not exist until the first worker joins
-            continue
-        held = [m for m in description.members if m.assignment and m.assignment.topic_partitions]
-        if len(description.members) == members and len(held) == members:
+        if group_split(bootstrap, group) == (members, members):
             return
     raise SystemExit(f"the group did not reach {members} member(s) with partitions in {timeout:.0f}s")
 

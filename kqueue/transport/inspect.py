@@ -102,3 +102,16 @@ def offsets_for_time(bootstrap: str, topic: str, partitions: list[int], at_ms: i
     finally:
         consumer.close()
     return {tp.partition: tp.offset for tp in found}
+
+
+def group_split(bootstrap: str, group: str, timeout: float = 5.0) -> tuple[int, int] | None:
+    """(members, members holding partitions) of a consumer group; None while it does not exist."""
+    from kqueue.transport.admin import make_admin
+
+    admin = make_admin(bootstrap)
+    try:
+        description = admin.describe_consumer_groups([group])[group].result(timeout=timeout)
+    except Exception:  # no such group yet (or no answer): the caller asks again
+        return None
+    holding = [m for m in description.members if m.assignment and m.assignment.topic_partitions]
+    return len(description.members), len(holding)

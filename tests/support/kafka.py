@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from kqueue.transport.inspect import group_split
+
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
@@ -61,17 +63,12 @@ class Kafka:
         return out
 
 
+
 def wait_for_members(bootstrap: str, group: str, members: int, timeout: float = 90.0) -> None:
     """Until `group` has `members` members, each holding partitions (a stable split to test against)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         time.sleep(0.3)
-        try:
-            description = admin.describe_consumer_groups([group])[group].result(timeout=5)
-        except Exception:  # the group does not exist until its first member joins
-            continue
-        holding = [m for m in description.members if m.assignment and m.assignment.topic_partitions]
-        if len(description.members) == members and len(holding) == members:
+        if group_split(bootstrap, group) == (members, members):
             return
     raise AssertionError(f"group {group} did not reach {members} member(s) holding partitions in {timeout:.0f}s")
