@@ -155,6 +155,3 @@ class Checkpoint:
         except BaseException as exc:
             self.finish(batch, exc)
         return self.finish(batch, None)
-
-    def outstanding(self) -> int:
-        return sum(s.watermark.outstanding for s in self._table.states.values())
