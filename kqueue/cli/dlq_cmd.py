@@ -13,7 +13,7 @@ from kqueue.cli.common import console, fail, options, resolve_bootstrap
 from kqueue.control import dlq
 from kqueue.core.codec import SchemaStore, decode_payload
 from kqueue.core.errors import DecodeError, KqueueError
-from kqueue.core.names import H_CONTENT_TYPE, dlq_topic
+from kqueue.core.names import H_CONTENT_TYPE, H_PAYLOAD_AT, dlq_topic
 from kqueue.transport.admin import existing_topics, make_admin
 
 app = typer.Typer(help="Inspect and act on dead letters (Q.dlq).", no_args_is_help=True)
@@ -83,15 +83,25 @@ def show(
     for name, value in sorted(letter.headers.items()):
         table.add_row(name, value)
     console.print(table)
+    body = letter.value
+    if letter.payload_at is not None:  # a dead letter by reference: the payload is where it says
+        payload_record = dlq.payload_of(bootstrap, letter)
+        where = letter.headers.get(H_PAYLOAD_AT)
+        if payload_record is None:
+            console.print(f"payload: by reference at {where}, which is gone (retention or deleted records)",
+                          highlight=False)
+            return
+        console.print(f"payload: by reference, read from {where}", highlight=False)
+        body = payload_record.value
     store = SchemaStore()
     local = schemas_dir or (Path("schemas") if Path("schemas").is_dir() else None)
     if local is not None:
         store.load_dir(local)
     try:
-        payload = decode_payload(letter.value, letter.headers.get(H_CONTENT_TYPE), None, store)
+        payload = decode_payload(body, letter.headers.get(H_CONTENT_TYPE), None, store)
         console.print_json(json.dumps(payload, default=str))
     except DecodeError as exc:
-        console.print(f"payload ({len(letter.value or b'')} bytes, {exc}): {(letter.value or b'').hex()[:400]}",
+        console.print(f"payload ({len(body or b'')} bytes, {exc}): {(body or b'').hex()[:400]}",
                       highlight=False)
 
 
@@ -117,9 +127,14 @@ def replay(
                   f"{len(report.skipped)} already replayed", highlight=False)
     for letter in report.replayed:
         console.print(f"  {letter.task_id}  {letter.task_type}  {letter.error[:60]}", highlight=False)
-    missing = set(ids) - {letter.task_id for letter in report.replayed + report.skipped}
-    if missing:
-        raise fail(f"no dead letter with id {', '.join(sorted(missing))}")
+    unknown = set(ids) - {letter.task_id for letter in report.replayed + report.skipped + report.missing}
+    if unknown:
+        raise fail(f"no dead letter with id {', '.join(sorted(unknown))}")
+    if report.missing:
+        gone = ", ".join(f"{letter.task_id} (payload was at {letter.headers.get(H_PAYLOAD_AT)})"
+                         for letter in report.missing)
+        raise fail(f"could not replay {len(report.missing)} dead letter(s) by reference, their payload is gone "
+                   f"(retention or deleted records): {gone}")
 
 
 @app.command()

@@ -5,10 +5,15 @@ it (same task id, same time as its kq-failed-at). Replay puts the record back on
 key and id kept) and records a `queued` event in the same transaction, so replaying the same dead
 letters twice enqueues them once. Replays of one queue share a transactional.id and fence it before
 reading, so two concurrent runs cannot both replay a letter: the fenced one fails and writes nothing.
+
+A dead letter *by reference* (a record too large to copy, see core/oversize.py) has no value and a
+`kq-payload-at` header: its payload and headers are read from that position to show or replay it.
+If retention has removed that record, the letter cannot be replayed and is reported as missing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -20,7 +25,7 @@ from kqueue.core.status import TaskEvent
 from kqueue.transport.admin import delete_records
 from kqueue.transport.consumer import Record
 from kqueue.transport.fenced import Fenced, FencedWriter
-from kqueue.transport.inspect import offsets_for_time, read_records, topic_depths
+from kqueue.transport.inspect import offsets_for_time, read_record_at, read_records, topic_depths
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,15 @@ class DeadLetter:
         kind = self.headers.get(names.H_ERROR_TYPE, "")
         message = self.headers.get(names.H_ERROR_MESSAGE, "")
         return f"{kind}: {message}" if kind else message
+
+    @property
+    def payload_at(self) -> tuple[str, int, int] | None:
+        """Where the payload is, for a dead letter by reference (else None: it is the letter's value)."""
+        where = self.headers.get(names.H_PAYLOAD_AT)
+        if where is None:
+            return None
+        topic, partition, offset = where.rsplit("/", 2)
+        return topic, int(partition), int(offset)
 
     @classmethod
     def from_message(cls, msg: Record) -> DeadLetter:
@@ -120,11 +134,35 @@ def pending_dead_letters(bootstrap: str, queue: str, prefix: str = "") -> list[D
             if latest_letter[letter.task_id] is letter and is_pending(letter, events.get(letter.task_id))]
 
 
+@dataclass(frozen=True)
+class Payload:
+    """What a replay puts back: the letter's own record, or the one a reference points at."""
+
+    value: bytes | None
+    key: bytes | None
+    headers: dict[str, str]
+
+
+def payload_of(bootstrap: str, letter: DeadLetter) -> Payload | None:
+    """The letter's payload; for a reference, read from its position (None if that record is gone)."""
+    where = letter.payload_at
+    if where is None:
+        return Payload(letter.value, letter.key, letter.headers)
+    original = read_record_at(bootstrap, *where)
+    if original is None:
+        return None
+    # The original's own headers (user headers too) under the letter's: the id, attempts and error.
+    headers = {**header_map(original.headers()), **letter.headers}
+    headers.pop(names.H_PAYLOAD_AT)
+    return Payload(original.value(), original.key(), headers)
+
+
 # -- acting ------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ReplayReport:
     replayed: list[DeadLetter]
     skipped: list[DeadLetter]  # selected but already replayed (or superseded by a newer dead letter)
+    missing: list[DeadLetter] = dataclasses.field(default_factory=list)  # by reference, payload gone
 
 
 class ReplayConflict(KqueueError):
@@ -165,11 +203,21 @@ def replay(bootstrap: str, queue: str, ids: Iterable[str] = (), task_type: str |
     target = names.main_topic(queue, prefix)
     at = now_ms()
     records: list[OutRecord] = []
+    replayed: list[DeadLetter] = []
+    missing: list[DeadLetter] = []
     for letter in report.replayed:
-        records.append(OutRecord(RecordKind.DELIVER, target, letter.value, letter.key,
-                                 replay_headers(letter.headers, letter.position), letter.partition))
+        payload = payload_of(bootstrap, letter)
+        if payload is None:
+            missing.append(letter)
+            continue
+        replayed.append(letter)
+        records.append(OutRecord(RecordKind.DELIVER, target, payload.value, payload.key,
+                                 replay_headers(payload.headers, letter.position), letter.partition))
         event = TaskEvent(letter.task_id, queue, letter.task_type, "queued", 1, at)
         records.append(status_record(event, prefix))
+    report = ReplayReport(replayed, report.skipped, missing)
+    if not records:
+        return report
     try:
         writer.commit(records)
     except Fenced:

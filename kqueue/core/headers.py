@@ -181,7 +181,7 @@ def delivered_headers(original: Mapping[str, str]) -> HeaderList:
 def replay_headers(original: Mapping[str, str], dead_letter_position: str) -> HeaderList:
     """A dead letter put back on its queue: a fresh first attempt, same id and key, errors dropped."""
     dropped = {names.H_ERROR_TYPE, names.H_ERROR_MESSAGE, names.H_ERROR_TRACE, names.H_FAILED_AT,
-               names.H_NOT_BEFORE, names.H_TARGET}
+               names.H_NOT_BEFORE, names.H_TARGET, names.H_PAYLOAD_AT}
     values: dict[str, str | int | None] = {k: v for k, v in original.items() if k not in dropped}
     values[names.H_ATTEMPT] = 1
     values[names.H_REPLAY_OF] = dead_letter_position

@@ -22,6 +22,7 @@ H_FAILED_AT: Final = "kq-failed-at"
 H_CONTENT_TYPE: Final = "kq-content-type"
 H_TRACEPARENT: Final = "traceparent"
 H_TRACESTATE: Final = "tracestate"
+H_PAYLOAD_AT: Final = "kq-payload-at"  # on a dead letter by reference: topic/partition/offset of the payload
 H_REPLAY_OF: Final = "kq-replay-of"  # set on a task put back on Q by `kqueue dlq replay`: the dead letter's position
 
 CONTENT_AVRO: Final = "avro"

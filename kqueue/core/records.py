@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from kqueue.core import names
 from kqueue.core.headers import HeaderList
@@ -48,6 +49,9 @@ class OutRecord:
     key: bytes | None
     headers: HeaderList
     partition: int | None  # None: by key (status events)
+    # What to write instead if Kafka refuses this record as too large (a dead letter by reference,
+    # see core/oversize.py); built only if needed.
+    fallback: Callable[[], tuple[OutRecord, ...]] | None = field(default=None, compare=False, repr=False)
 
 
 def status_record(event: TaskEvent, prefix: str) -> OutRecord:

@@ -6,6 +6,8 @@ import logging
 import os
 from typing import Any
 
+from kqueue.core.oversize import MAX_RECORD_BYTES
+
 DEFAULT_BOOTSTRAP = "localhost:9092"
 _kafka_log = logging.getLogger("kqueue.kafka")
 # librdkafka's own levels are loud for a queue's purposes: its warnings are mostly transient
@@ -42,6 +44,8 @@ def producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
         "partitioner": "murmur2_random",
         "linger.ms": 5,
         "compression.type": "lz4",
+        # Routed records are fitted to this (core/oversize.py): keep the two the same.
+        "message.max.bytes": MAX_RECORD_BYTES,
     }
     config.update(overrides)
     return config

@@ -115,3 +115,32 @@ def group_split(bootstrap: str, group: str, timeout: float = 5.0) -> tuple[int, 
         return None
     holding = [m for m in description.members if m.assignment and m.assignment.topic_partitions]
     return len(description.members), len(holding)
+
+
+def read_record_at(bootstrap: str, topic: str, partition: int, offset: int,
+                   timeout: float = 10.0) -> Message | None:
+    """The record at one position, or None if it is gone (retention, deleted records) or not there."""
+    consumer = Consumer({
+        **client_config(bootstrap),
+        "group.id": f"_kqueue.inspect.{uuid.uuid4().hex[:8]}",
+        "enable.auto.commit": False,
+        "isolation.level": "read_committed",
+        "auto.offset.reset": "latest",  # a position below the log start must not read something else
+        "enable.partition.eof": True,
+    })
+    try:
+        consumer.assign([TopicPartition(topic, partition, offset)])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is None:
+                continue
+            error = msg.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    return None
+                continue
+            return msg if msg.offset() == offset else None
+        return None
+    finally:
+        consumer.close()

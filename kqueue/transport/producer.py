@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
@@ -34,12 +36,15 @@ class TaskProducer:
         self._delivered = 0
         self._produced = 0
 
-    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+    def _on_delivery(self, err: KafkaError | None, msg: Message,
+                     on_error: Callable[[KafkaError], None] | None = None) -> None:
         if err is None:
             self._delivered += 1
             return
         with self._lock:
             self._failures.append(f"{msg.topic()}: {err.str()}")
+        if on_error is not None:
+            on_error(err)
 
     def produce(
         self,
@@ -48,9 +53,12 @@ class TaskProducer:
         key: bytes | None = None,
         headers: list[tuple[str, bytes]] | None = None,
         partition: int | None = None,
+        on_error: Callable[[KafkaError], None] | None = None,
     ) -> None:
+        """Queue one record; `on_error` also hears of its delivery failure (the next call raises it too)."""
         self._raise_failures()
-        kwargs: dict[str, Any] = {"value": value, "key": key, "headers": headers, "on_delivery": self._on_delivery}
+        callback = self._on_delivery if on_error is None else functools.partial(self._on_delivery, on_error=on_error)
+        kwargs: dict[str, Any] = {"value": value, "key": key, "headers": headers, "on_delivery": callback}
         if partition is not None:
             kwargs["partition"] = partition
         produce_waiting(self._producer, topic, kwargs)

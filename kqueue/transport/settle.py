@@ -9,6 +9,7 @@ flushes the records, then commits the offsets; a crash in between writes the rec
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -39,11 +40,13 @@ class SettlementError(KqueueError):
 class BatchNotCommitted(SettlementError):
     """The batch was not committed and nothing of it is visible (its transaction was aborted), or,
     at least once, its records may be: the worker keeps the batch and commits it again later.
-    `permanent`: Kafka refused the batch's own records, so trying again will not help."""
+    `permanent`: Kafka refused the batch's own records, so trying again will not help.
+    `too_large`: the positions (in the records given) of those it refused for their size."""
 
-    def __init__(self, message: str, permanent: bool = False) -> None:
+    def __init__(self, message: str, permanent: bool = False, too_large: frozenset[int] = frozenset()) -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.too_large = too_large
 
 
 class Settler(Protocol):
@@ -64,6 +67,16 @@ def _fault_point(records: int) -> None:
         os._exit(86)
 
 
+def _note_too_large(refused: set[int], index: int, err: KafkaError | None, _msg: object = None) -> None:
+    """Delivery callback: remember which records the broker refused for their size."""
+    if err is not None and err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+        refused.add(index)
+
+
+def _too_large(exc: KafkaException) -> bool:
+    return error_of(exc).code() == KafkaError.MSG_SIZE_TOO_LARGE
+
+
 class AtLeastOnceSettler:
     transactional = False
 
@@ -72,13 +85,24 @@ class AtLeastOnceSettler:
         self._producer = TaskProducer(bootstrap)
 
     def commit(self, records: list[OutRecord], offsets: dict[TP, int], group_metadata: Any) -> None:
+        refused: set[int] = set()
         try:
-            for r in records:
-                self._producer.produce(r.topic, r.value, r.key, r.headers, partition=r.partition)
+            for i, r in enumerate(records):
+                try:
+                    self._producer.produce(r.topic, r.value, r.key, r.headers, partition=r.partition,
+                                           on_error=functools.partial(_note_too_large, refused, i))
+                except KafkaException as exc:  # refused before it was queued (librdkafka's own size check)
+                    if not _too_large(exc):
+                        raise
+                    refused.add(i)
             if records:
                 self._producer.flush()
-        except DeliveryError as exc:
-            raise BatchNotCommitted(f"routed records were not delivered: {exc}", permanent=True) from exc
+        except (DeliveryError, KafkaException) as exc:
+            raise BatchNotCommitted(f"routed records were not delivered: {exc}", permanent=True,
+                                    too_large=frozenset(refused)) from exc
+        if refused:
+            raise BatchNotCommitted(f"{len(refused)} routed record(s) too large to write", permanent=True,
+                                    too_large=frozenset(refused))
         _fault_point(len(records))
         if offsets:
             try:
@@ -135,15 +159,25 @@ class TransactionalSettler:
             return max(0.1, deadline - time.monotonic())
 
         producer = self._ready_producer(left())
+        refused: set[int] = set()  # records refused for their size, by position in `records`
         try:
             producer.begin_transaction()
-            for i, r in enumerate(records, 1):
-                kwargs: dict[str, Any] = {"value": r.value, "key": r.key, "headers": r.headers}
+            for i, r in enumerate(records):
+                kwargs: dict[str, Any] = {"value": r.value, "key": r.key, "headers": r.headers,
+                                          "on_delivery": functools.partial(_note_too_large, refused, i)}
                 if r.partition is not None:
                     kwargs["partition"] = r.partition
-                produce_waiting(producer, r.topic, kwargs)
-                if i % POLL_EVERY == 0:
+                try:
+                    produce_waiting(producer, r.topic, kwargs)
+                except KafkaException as exc:  # refused before it was queued (librdkafka's own size check)
+                    if not _too_large(exc):
+                        raise
+                    refused.add(i)
+                if (i + 1) % POLL_EVERY == 0:
                     producer.poll(0)
+            if refused:
+                raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE,
+                                                f"{len(refused)} routed record(s) too large to write"))
             if offsets:
                 tps = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
                 retrying(lambda: producer.send_offsets_to_transaction(tps, group_metadata, left()), left())
@@ -154,7 +188,7 @@ class TransactionalSettler:
                 producer.flush(left())  # the records reach the log, uncommitted
             _fault_point(len(records))
         except KafkaException as exc:
-            self._give_up(exc)
+            self._give_up(exc, refused)
         # Once the commit is sent the coordinator may already be completing it, and an abort would
         # be refused (INVALID_TXN_STATE, fatal). So a retriable failure is retried (librdkafka resumes
         # the same commit) for up to COMMIT_BUDGET; past that its outcome is unknown, which is fatal.
@@ -163,20 +197,23 @@ class TransactionalSettler:
         except KafkaException as exc:
             error = error_of(exc)
             if error.txn_requires_abort() and not error.fatal():
-                self._give_up(exc)  # e.g. a record was refused: nothing of the batch became visible
+                producer.poll(0)  # serve the delivery reports that say which records were refused
+                self._give_up(exc, refused)  # nothing of the batch became visible
             raise SettlementError(f"the batch transaction's commit did not complete: {error}") from exc
 
-    def _give_up(self, exc: KafkaException) -> NoReturn:
+    def _give_up(self, exc: KafkaException, too_large: set[int]) -> NoReturn:
         """Before its commit was sent, abandon the transaction: the batch is kept for the next one."""
         error = error_of(exc)
+        permanent = is_permanent(error) or bool(too_large)
         if classify(error) is not TxnAction.FATAL and self._abort():
-            raise BatchNotCommitted(f"batch transaction aborted: {error}", permanent=is_permanent(error)) from exc
+            raise BatchNotCommitted(f"batch transaction aborted: {error}", permanent,
+                                    frozenset(too_large)) from exc
         # The producer is unusable (fenced, or an abort the coordinator refused while it moved), but
         # no commit of this transaction was ever sent: the coordinator aborts it at its timeout. A
         # fresh producer carries the batch next time.
         log.warning("replacing the transactional producer after: %s", error)
         self._producer = None
-        raise BatchNotCommitted(f"batch transaction abandoned: {error}", permanent=is_permanent(error)) from exc
+        raise BatchNotCommitted(f"batch transaction abandoned: {error}", permanent, frozenset(too_large)) from exc
 
     def _abort(self) -> bool:
         """Abort the open transaction; False if even that failed (the producer is unusable)."""

@@ -66,6 +66,7 @@ class Checkpoint:
         # Set by a settlement error the settler cannot recover from: nothing is committed after it,
         # the worker stops and the tasks are redelivered.
         self.failed: BaseException | None = None
+        self.shrunk = 0  # refused records replaced by their dead letters by reference, over the run
 
     # -- tracking ----------------------------------------------------------------------------------
     def track(self, item: WorkItem) -> bool:
@@ -129,12 +130,18 @@ class Checkpoint:
         """Account for a commit of `batch` that succeeded (error None) or failed (re-raised here).
 
         BatchNotCommitted: the records go back to their holds (if the partition is still ours) and out
-        with the next commit. Any other error is fatal: `failed` is set and nothing is committed after."""
+        with the next commit; those Kafka refused as too large go back as their fallbacks (dead letters
+        by reference), and `shrunk` counts them. Any other error is fatal: `failed` is set and nothing
+        is committed after."""
         if error is not None:
             if not isinstance(error, BatchNotCommitted):
                 self.failed = error
                 raise error
+            index = 0
             for state, offset, records in batch.released:
+                first, index = index, index + len(records)
+                if not error.too_large.isdisjoint(range(first, index)):
+                    records = self._shrunk(records, error.too_large, first)
                 if state.live:
                     state.hold_records(offset, records)
             raise error
@@ -144,6 +151,19 @@ class Checkpoint:
         for kind, n in kinds.items():
             self.counts.add(SETTLEMENT_OF_KIND[kind], n)
         return CommitResult(batch.offsets, len(batch.records()), time.monotonic() - batch.started)
+
+    def _shrunk(self, records: list[OutRecord], too_large: frozenset[int], first: int) -> list[OutRecord]:
+        """`records` (positions first, first+1, ... of the batch) with the refused ones replaced."""
+        out: list[OutRecord] = []
+        for i, record in enumerate(records, first):
+            if i in too_large and record.fallback is not None:
+                out += record.fallback()
+                self.shrunk += 1
+                log.warning("a %s record for %s was too large for Kafka; dead-lettering it by reference",
+                            record.kind.value, record.topic)
+            else:
+                out.append(record)
+        return out
 
     def commit(self, group_metadata: Any) -> CommitResult | None:
         """Prepare, write and finish a commit on this thread (see `prepare` and `finish`)."""

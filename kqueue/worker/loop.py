@@ -131,6 +131,9 @@ class Worker:
         self._table = PartitionTable(self._edge, self._is_tier)
         self._checkpoint = Checkpoint(self._table, settler, opts.commit_interval)
         self._committer = BackgroundCommitter(settler)
+        # At least once, the offsets go through the consumer, which serves one thread at a time (a
+        # commit from another thread waits while this one polls): such commits stay on this thread.
+        self._background_commits = settler.transactional
         self._executor = Executor(opts.concurrency, Runner(self._hooks))
         self._decoder = Decoder(app)
         self._router = DelayRouter(self._table, app.tiers, app.topic_prefix)
@@ -189,6 +192,9 @@ class Worker:
         self._apply_backpressure()
         self._land_commit()
         if not self._committer.busy and self._checkpoint.due():
+            if not self._background_commits:
+                self._commit()
+                return
             batch = self._checkpoint.prepare()
             if batch is not None:
                 self._committer.start(batch, self._edge.group_metadata())
@@ -203,7 +209,7 @@ class Worker:
         if tier_records:
             for item in self._router.due_items(tier_records, now):
                 if self._checkpoint.track(item):
-                    self._route(item, [route_due(item, self.app.tiers, self.app.topic_prefix, now)])
+                    self._route(item, route_due(item, self.app.tiers, self.app.topic_prefix, now))
         runnable: list[WorkItem] = []
         for item, failure in self._decoder.decode_batch(tasks):
             # Track in offset order (before anything can settle), then split by what to do.
@@ -276,9 +282,12 @@ class Worker:
 
     def _account(self, commit: Callable[[], CommitResult | None]) -> None:
         """Run `commit`; a batch Kafka refused is kept and goes out with the next commit."""
+        shrunk = self._checkpoint.shrunk
         try:
             result = commit()
         except BatchNotCommitted as exc:
+            if self._checkpoint.shrunk > shrunk:  # its too-large records became dead letters by reference
+                return
             if exc.permanent:
                 self._refusals_in_a_row += 1
                 if self._refusals_in_a_row >= MAX_REFUSALS_IN_A_ROW:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 from kqueue.core import names
 from kqueue.core.headers import dead_letter_headers, delivered_headers, retry_headers, to_header_list
+from kqueue.core.oversize import MAX_RECORD_BYTES, reference_letter, too_large_reason, trimmed
 from kqueue.core.records import OutRecord, RecordKind, status_record
 from kqueue.core.retry import GiveUp, Tiers, decide_retry, route_due_record
 from kqueue.core.status import TaskEvent
@@ -13,25 +15,26 @@ from kqueue.worker.work import Failure, WorkItem
 
 
 def route_failure(item: WorkItem, failure: Failure, tiers: Tiers, prefix: str, now_ms: int,
-                  rng: random.Random | None = None) -> list[OutRecord]:
+                  rng: random.Random | None = None, limit: int = MAX_RECORD_BYTES) -> list[OutRecord]:
     """A failed attempt: to the delay tier that fits its backoff, or to the DLQ when it is over."""
     task = item.task
     meta = item.meta
     max_attempts = meta.max_attempts or (task.max_attempts if task is not None else 1)
     if task is None or not failure.retryable:
-        return _dead_letter(item, failure, prefix, now_ms)
+        return _dead_letter(item, failure, prefix, now_ms, limit)
     decision = decide_retry(meta.attempt, max_attempts, now_ms, tiers, task.retry_policy,
                             failure.requested_delay, failure.reject, rng)
     if isinstance(decision, GiveUp):
-        return _dead_letter(item, failure, prefix, now_ms)
+        return _dead_letter(item, failure, prefix, now_ms, limit)
     headers = retry_headers(item.headers, item.task_id, item.origin, decision.attempt, max_attempts,
                             decision.not_before_ms, item.topic, failure.error_type, failure.message,
                             failure.trace, now_ms)
     topic = names.delay_topic(item.queue, decision.tier, prefix)
-    return [OutRecord(RecordKind.RETRY, topic, item.value, item.key, headers, item.partition)]
+    retry = OutRecord(RecordKind.RETRY, topic, item.value, item.key, headers, item.partition)
+    return _fitted(retry, item, prefix, now_ms, limit, f"{failure.error_type}: {failure.message}")
 
 
-def _dead_letter(item: WorkItem, failure: Failure, prefix: str, now_ms: int) -> list[OutRecord]:
+def _dead_letter(item: WorkItem, failure: Failure, prefix: str, now_ms: int, limit: int) -> list[OutRecord]:
     """The dead letter, and a `failed` status event stamped with the same time as its kq-failed-at
     (which is how `dlq replay` recognises a dead letter it has not replayed yet)."""
     headers = dead_letter_headers(item.headers, item.task_id, item.origin, failure.error_type, failure.message,
@@ -40,17 +43,47 @@ def _dead_letter(item: WorkItem, failure: Failure, prefix: str, now_ms: int) -> 
                        item.partition)
     event = TaskEvent(item.task_id, item.queue, item.meta.task_type or "", "failed", item.meta.attempt, now_ms,
                       f"{failure.error_type}: {failure.message}"[:1000])
-    return [letter, status_record(event, prefix)]
+    return [*_fitted(letter, item, prefix, now_ms, limit), status_record(event, prefix)]
 
 
-def route_due(item: WorkItem, tiers: Tiers, prefix: str, now_ms: int) -> OutRecord:
+def _fitted(record: OutRecord, item: WorkItem, prefix: str, now_ms: int, limit: int,
+            last_error: str | None = None) -> list[OutRecord]:
+    """`record` with its error headers trimmed to fit `limit`, carrying the dead letter by reference
+    to write if Kafka refuses it anyway (a topic with a lower max.message.bytes); or, when it cannot
+    fit, that dead letter now."""
+    fitting = trimmed(record, limit)
+    if fitting is None:
+        return list(_by_reference(record, item, prefix, now_ms, too_large_reason(record, limit), last_error))
+    return [dataclasses.replace(fitting, fallback=lambda: _by_reference(
+        record, item, prefix, now_ms, too_large_reason(record, None), last_error))]
+
+
+def _by_reference(record: OutRecord, item: WorkItem, prefix: str, now_ms: int, reason: str,
+                  last_error: str | None) -> tuple[OutRecord, ...]:
+    """The dead letter by reference standing for `record` (payload left at this item's position).
+
+    A dead letter keeps its error (its `failed` event is already beside it). Anything else (a retry,
+    a tier move) becomes a dead letter because of its size: that is its error, with a `failed` event."""
+    if record.kind is RecordKind.DEAD_LETTER:
+        return (reference_letter(record, item.origin),)
+    message = f"{reason}; last error {last_error}" if last_error else reason
+    letter = reference_letter(record, item.origin, "RecordTooLarge", message, now_ms)
+    event = TaskEvent(item.task_id, item.queue, item.meta.task_type or "", "failed", item.meta.attempt, now_ms,
+                      f"RecordTooLarge: {message}"[:1000])
+    return letter, status_record(event, prefix)
+
+
+def route_due(item: WorkItem, tiers: Tiers, prefix: str, now_ms: int,
+              limit: int = MAX_RECORD_BYTES) -> list[OutRecord]:
     """A tier record whose tier delay is over: to its target if its time has come, else a shorter wait."""
     meta = item.meta
     move = route_due_record(meta.not_before, now_ms, tiers)
     target = item.headers.get(names.H_TARGET) or names.main_topic(item.queue, prefix)
     if move.topic_kind == "target":
-        return OutRecord(RecordKind.DELIVER, target, item.value, item.key, delivered_headers(item.headers),
-                         item.partition)
-    assert move.tier is not None
-    return OutRecord(RecordKind.RE_TIER, names.delay_topic(item.queue, move.tier, prefix), item.value, item.key,
-                     to_header_list(dict(item.headers)), item.partition)
+        record = OutRecord(RecordKind.DELIVER, target, item.value, item.key, delivered_headers(item.headers),
+                           item.partition)
+    else:
+        assert move.tier is not None
+        record = OutRecord(RecordKind.RE_TIER, names.delay_topic(item.queue, move.tier, prefix), item.value,
+                           item.key, to_header_list(dict(item.headers)), item.partition)
+    return _fitted(record, item, prefix, now_ms, limit)

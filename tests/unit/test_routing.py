@@ -392,7 +392,7 @@ def tier_item(not_before: int | None, target: bytes | None = b"emails.high", *, 
 @pytest.mark.parametrize("not_before", [NOW - 5_000, NOW - 1, NOW])
 def test_due_record_is_delivered_to_its_target(not_before: int) -> None:
     item = tier_item(not_before)
-    out = route_due(item, make_app().tiers, "", NOW)
+    [out] = route_due(item, make_app().tiers, "", NOW)
     assert out.kind == "deliver"
     assert out.topic == "emails.high"
     assert (out.key, out.value, out.partition) == (b"user-1", b'{"to": "a@b.c"}', 2)
@@ -406,14 +406,14 @@ def test_due_record_is_delivered_to_its_target(not_before: int) -> None:
 
 
 def test_record_without_not_before_is_delivered() -> None:
-    out = route_due(tier_item(None), make_app().tiers, "", NOW)
+    [out] = route_due(tier_item(None), make_app().tiers, "", NOW)
     assert out.kind == "deliver"
     assert out.topic == "emails.high"
 
 
 def test_not_yet_due_record_is_re_tiered_for_the_remaining_time() -> None:
     item = tier_item(NOW + 40_000, topic="emails.delay.1h")
-    out = route_due(item, make_app().tiers, "", NOW)
+    [out] = route_due(item, make_app().tiers, "", NOW)
     assert out.kind == "re-tier"
     assert out.topic == "emails.delay.30s"
     assert (out.key, out.value, out.partition) == (b"user-1", b'{"to": "a@b.c"}', 2)
@@ -425,26 +425,26 @@ def test_not_yet_due_record_is_re_tiered_for_the_remaining_time() -> None:
 
 @pytest.mark.parametrize(("ahead_ms", "tier"), [(1, "1s"), (700, "1s"), (5_000, "5s"), (10 * 3_600_000, "6h")])
 def test_re_tier_picks_the_tier_that_fits(ahead_ms: int, tier: str) -> None:
-    out = route_due(tier_item(NOW + ahead_ms), make_app().tiers, "", NOW)
+    [out] = route_due(tier_item(NOW + ahead_ms), make_app().tiers, "", NOW)
     assert out.kind == "re-tier"
     assert out.topic == f"emails.delay.{tier}"
 
 
 def test_missing_target_delivers_to_the_main_topic() -> None:
-    out = route_due(tier_item(NOW - 1, target=None), make_app().tiers, "", NOW)
+    [out] = route_due(tier_item(NOW - 1, target=None), make_app().tiers, "", NOW)
     assert out.kind == "deliver"
     assert out.topic == "emails"
 
 
 def test_missing_target_with_prefix_delivers_to_the_prefixed_main_topic() -> None:
     item = tier_item(NOW - 1, target=None, topic="acme.emails.delay.5s")
-    out = route_due(item, make_app().tiers, "acme.", NOW)
+    [out] = route_due(item, make_app().tiers, "acme.", NOW)
     assert out.topic == "acme.emails"
 
 
 def test_re_tier_applies_the_prefix() -> None:
     item = tier_item(NOW + 40_000, target=b"acme.emails", topic="acme.emails.delay.1m")
-    out = route_due(item, make_app().tiers, "acme.", NOW)
+    [out] = route_due(item, make_app().tiers, "acme.", NOW)
     assert out.topic == "acme.emails.delay.30s"
 
 
@@ -459,13 +459,13 @@ def test_retry_round_trip_keeps_id_origin_and_key() -> None:
 
     # 30 s later the tier record is due but 10 s remain: it moves to the 5 s tier
     in_tier = WorkItem(retry.topic, retry.partition, 500, retry.key, retry.value, retry.headers, QUEUE)
-    again = route_due(in_tier, tiers, "", NOW + 30_000)
+    [again] = route_due(in_tier, tiers, "", NOW + 30_000)
     assert (again.kind, again.topic) == ("re-tier", "emails.delay.5s")
 
     # 5 s tier twice: first 5 s remain (re-tier into 5s), then it is due
     in_5s = WorkItem(again.topic, again.partition, 70, again.key, again.value, again.headers, QUEUE)
-    assert route_due(in_5s, tiers, "", NOW + 35_000).topic == "emails.delay.5s"
-    delivered = route_due(in_5s, tiers, "", NOW + 40_000)
+    assert route_due(in_5s, tiers, "", NOW + 35_000)[0].topic == "emails.delay.5s"
+    [delivered] = route_due(in_5s, tiers, "", NOW + 40_000)
     assert (delivered.kind, delivered.topic, delivered.partition) == ("deliver", "emails.high", 3)
 
     second = WorkItem(delivered.topic, delivered.partition, 42, delivered.key, delivered.value, delivered.headers,

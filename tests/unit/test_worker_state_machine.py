@@ -190,6 +190,34 @@ def test_a_batch_kafka_refuses_three_times_in_a_row_stops_the_worker(rig: Rig) -
     assert rig.edge.committed.get(P0) is None and rig.settler.written == []
 
 
+def test_a_record_refused_as_too_large_goes_out_as_a_dead_letter_by_reference(rig: Rig) -> None:
+    rig.edge.assign(P0)
+    rig.task(P0, 0, "a", fail=True)  # its retry is the batch's first record
+    rig.task(P0, 1, "b")
+    real_commit = rig.settler.commit
+
+    def refuse_retries(records: list[Any], offsets: dict[Any, int], group_metadata: Any) -> None:
+        # Refused for its size every time it is offered: the worker must not count that towards stopping.
+        too_large = frozenset(i for i, r in enumerate(records) if r.kind is RecordKind.RETRY)
+        if too_large:
+            raise BatchNotCommitted("too large", permanent=True, too_large=too_large)
+        real_commit(records, offsets, group_metadata)
+
+    rig.settler.commit = refuse_retries  # type: ignore[method-assign]
+    with rig.worker() as w:
+        wait_for(lambda: rig.edge.committed.get(P0) == 2, timeout=5, what="the batch to commit")
+        w.stop()
+    letter, event = rig.settler.written
+    headers = dict(letter.headers)
+    assert (letter.kind, letter.topic, letter.value) == (RecordKind.DEAD_LETTER, names.dlq_topic(Q), None)
+    assert headers[names.H_PAYLOAD_AT] == f"{Q}/0/0".encode()
+    assert headers[names.H_ERROR_TYPE] == b"RecordTooLarge"
+    assert b"asked to fail 0" in headers[names.H_ERROR_MESSAGE]
+    assert event.kind is RecordKind.STATUS
+    assert rig.ran == [1]
+    assert w.worker.counts.dead_lettered == 1 and w.worker.counts.retried == 0
+
+
 def test_refusals_with_a_commit_between_do_not_add_up(rig: Rig) -> None:
     rig.edge.assign(P0)
     refused = [BatchNotCommitted("MSG_SIZE_TOO_LARGE", permanent=True) for _ in range(2)]
