@@ -30,4 +30,8 @@ class DecodeError(KqueueError):
 
 
 class DeliveryError(KqueueError):
-    """Kafka did not accept one or more produced records."""
+    """Kafka did not accept one or more produced records (`too_large`: for its size)."""
+
+    def __init__(self, message: str, too_large: bool = False) -> None:
+        super().__init__(message)
+        self.too_large = too_large

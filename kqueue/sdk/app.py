@@ -7,13 +7,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, overload
 
+from confluent_kafka import KafkaException
+
 from kqueue.core.codec import AvroSchema, SchemaStore
+from kqueue.core.errors import DeliveryError
 from kqueue.core.names import DEFAULT_DELAY_TIERS
 from kqueue.core.retry import RetryPolicy, Tiers
 from kqueue.core.topology import queue_topic_specs, system_topic_specs
 from kqueue.sdk.middleware import Hooks, Middleware
 from kqueue.sdk.task import Handler, TaskDef
-from kqueue.transport.admin import broker_count, ensure_topics, make_admin
+from kqueue.transport.admin import broker_count, ensure_topics, make_admin, unreachable
 from kqueue.transport.config import resolve_bootstrap
 from kqueue.transport.producer import AcknowledgedProducer
 
@@ -34,8 +37,14 @@ class App:
         delay_tiers: Sequence[str] = DEFAULT_DELAY_TIERS,
         retry_policy: RetryPolicy | None = None,
         middleware: Sequence[Middleware] = (),
+        enqueue_timeout: float = 10.0,
     ) -> None:
+        if enqueue_timeout <= 0:
+            raise ValueError("enqueue_timeout must be a positive number of seconds")
         self.name = name
+        # The longest enqueue() blocks: reaching Kafka to create a queue's topics on its first use, or
+        # waiting for room in the send buffer while Kafka is slow or away. Past it: DeliveryError.
+        self.enqueue_timeout = enqueue_timeout
         self.bootstrap_servers = resolve_bootstrap(bootstrap_servers)
         self.topic_prefix = topic_prefix
         self.partitions = partitions
@@ -121,7 +130,8 @@ class App:
         if self._producer is None:
             with self._lock:
                 if self._producer is None:
-                    self._producer = AcknowledgedProducer(self.bootstrap_servers, **self._producer_config)
+                    self._producer = AcknowledgedProducer(self.bootstrap_servers, self.enqueue_timeout,
+                                                          **self._producer_config)
         return self._producer
 
     def ensure_queue(self, queue: str) -> None:
@@ -131,12 +141,17 @@ class App:
         with self._lock:
             if queue in self._ensured:
                 return
+            timeout = self.enqueue_timeout
             admin = make_admin(self.bootstrap_servers)
-            brokers = broker_count(admin)
-            specs = queue_topic_specs(queue, self.partitions, brokers, self.topic_prefix, self.replication,
-                                      self.tiers.names)
-            specs += system_topic_specs(brokers, self.topic_prefix, replication=self.replication)
-            ensure_topics(admin, specs)
+            try:
+                brokers = broker_count(admin, timeout)
+                specs = queue_topic_specs(queue, self.partitions, brokers, self.topic_prefix, self.replication,
+                                          self.tiers.names)
+                specs += system_topic_specs(brokers, self.topic_prefix, replication=self.replication)
+                ensure_topics(admin, specs, timeout)
+            except KafkaException as exc:
+                raise DeliveryError(unreachable(self.bootstrap_servers, timeout, exc,
+                                                f"to set up queue {queue!r}")) from None
             self._ensured.add(queue)
 
     def flush(self, timeout: float = 30.0) -> None:

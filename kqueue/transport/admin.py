@@ -32,6 +32,14 @@ def probe_cluster(bootstrap_servers: str, expected_brokers: int = 1, timeout: fl
         future.result(timeout=timeout)
 
 
+def unreachable(bootstrap_servers: str, timeout: float, exc: KafkaException, doing: str) -> str:
+    """One line for a person: which cluster did not answer, for what, and the client's reason."""
+    error = exc.args[0] if exc.args else exc
+    reason = error.str() if hasattr(error, "str") else str(error)
+    return (f"Kafka at {bootstrap_servers} did not answer within {timeout:g}s {doing} ({reason}); is it "
+            "running, and are --bootstrap-servers / KQUEUE_BOOTSTRAP_SERVERS right?")
+
+
 def broker_count(admin: AdminClient, timeout: float = 10.0) -> int:
     return len(admin.list_topics(timeout=timeout).brokers)
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from kqueue.core.errors import DeliveryError
 from kqueue.transport.config import producer_config
@@ -16,20 +17,27 @@ from kqueue.transport.config import producer_config
 POLL_EVERY = 64
 
 
-def produce_waiting(producer: Producer, topic: str, kwargs: dict[str, Any]) -> None:
-    """Produce, and when librdkafka's local queue is full, serve delivery reports to make room and retry."""
+def produce_waiting(producer: Producer, topic: str, kwargs: dict[str, Any], bound: float | None = None) -> None:
+    """Produce, and when librdkafka's local queue is full, serve delivery reports to make room and retry
+    (for up to `bound` seconds, then DeliveryError; None: as long as it takes)."""
+    deadline = None if bound is None else time.monotonic() + bound
     while True:
         try:
             producer.produce(topic, **kwargs)
             return
         except BufferError:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise DeliveryError(f"{topic}: the send buffer stayed full for {bound:g}s (Kafka is away or "
+                                    f"slower than the enqueue rate; {len(producer)} record(s) waiting)") from None
             producer.poll(0.05)
 
 
 class TaskProducer:
     """Wraps Producer: counts delivery failures and raises them on `flush()` or the next produce."""
 
-    def __init__(self, bootstrap: str, **overrides: Any) -> None:
+    def __init__(self, bootstrap: str, bound: float | None = None, **overrides: Any) -> None:
+        """bound: the longest a produce call waits for room in the send buffer (None: no limit)."""
+        self._bound = bound
         self._producer = Producer(producer_config(bootstrap, **overrides))
         self._lock = threading.Lock()
         self._failures: list[str] = []
@@ -61,10 +69,21 @@ class TaskProducer:
         kwargs: dict[str, Any] = {"value": value, "key": key, "headers": headers, "on_delivery": callback}
         if partition is not None:
             kwargs["partition"] = partition
-        produce_waiting(self._producer, topic, kwargs)
+        self._produce(topic, kwargs)
         self._produced += 1
         if self._produced % POLL_EVERY == 0:  # serve delivery reports now and then, not per record
             self._producer.poll(0)
+
+    def _produce(self, topic: str, kwargs: dict[str, Any]) -> None:
+        """Queue a record; a record librdkafka refuses outright (too large, unknown partition) is a
+        DeliveryError naming why."""
+        try:
+            produce_waiting(self._producer, topic, kwargs, self._bound)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else exc
+            reason = error.str() if isinstance(error, KafkaError) else str(error)
+            too_large = isinstance(error, KafkaError) and error.code() == KafkaError.MSG_SIZE_TOO_LARGE
+            raise DeliveryError(f"{topic}: {reason}", too_large) from None
 
     def flush(self, timeout: float = 30.0) -> int:
         """Wait for every record; raises DeliveryError if any was refused. Returns records still queued."""
@@ -95,8 +114,8 @@ class TaskProducer:
 class AcknowledgedProducer(TaskProducer):
     """A TaskProducer that can also hand back a future per record (for asyncio callers)."""
 
-    def __init__(self, bootstrap: str, **overrides: Any) -> None:
-        super().__init__(bootstrap, **overrides)
+    def __init__(self, bootstrap: str, bound: float | None = None, **overrides: Any) -> None:
+        super().__init__(bootstrap, bound, **overrides)
         self._poller: threading.Thread | None = None
         self._closed = threading.Event()
 
@@ -113,8 +132,7 @@ class AcknowledgedProducer(TaskProducer):
                 future.set_exception(DeliveryError(f"{msg.topic()}: {err.str()}"))
 
         self._start_poller()
-        produce_waiting(self._producer, topic,
-                        {"value": value, "key": key, "headers": headers, "on_delivery": on_delivery})
+        self._produce(topic, {"value": value, "key": key, "headers": headers, "on_delivery": on_delivery})
         return future
 
     def _start_poller(self) -> None:

@@ -91,8 +91,8 @@ class AtLeastOnceSettler:
                 try:
                     self._producer.produce(r.topic, r.value, r.key, r.headers, partition=r.partition,
                                            on_error=functools.partial(_note_too_large, refused, i))
-                except KafkaException as exc:  # refused before it was queued (librdkafka's own size check)
-                    if not _too_large(exc):
+                except DeliveryError as exc:  # refused before it was queued (librdkafka's own size check)
+                    if not exc.too_large:
                         raise
                     refused.add(i)
             if records:

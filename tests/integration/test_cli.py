@@ -123,3 +123,6 @@ def test_an_unreachable_broker_is_one_line_without_the_clients_log_lines() -> No
     assert result.returncode == 1
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr  # no raw librdkafka lines
     assert result.stderr.startswith("error:") and "rdkafka" not in result.stderr
+    # kqueue's own error, naming the cluster and what was being done, not the client's exception
+    assert "DeliveryError: Kafka at 127.0.0.1:1 did not answer within 10s to set up queue 'q'" in result.stderr
+    assert "KafkaException" not in result.stderr
