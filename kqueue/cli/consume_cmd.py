@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -31,6 +32,10 @@ def consume(
     group_protocol: str = typer.Option("consumer", "--group-protocol",
                                        help="consumer (KIP-848, Kafka 4.0+: every lane balanced per topic) "
                                             "or classic (older brokers)"),
+    max_overrun_threads: int | None = typer.Option(
+        None, "--max-overrun-threads", min=0,
+        help="Sync handler threads left running past their timeout= before the worker drains and restarts "
+             "its process to reclaim them [default: --concurrency]"),
 ) -> None:
     """Run workers: fetch, run handlers in key order, commit only what is settled."""
     setup_logging(log_level)
@@ -47,6 +52,8 @@ def consume(
                   "--batch-size", str(batch_size), "--grace", str(grace), "--log-level", log_level,
                   "--transactions" if transactions else "--no-transactions",
                   "--router" if route_delays else "--no-router", "--group-protocol", group_protocol]
+        if max_overrun_threads is not None:
+            child += ["--max-overrun-threads", str(max_overrun_threads)]
         for q in queue:
             child += ["--queue", q]
         raise typer.Exit(supervise(child, processes, grace))
@@ -65,7 +72,8 @@ def consume(
     try:
         worker = Worker(app, WorkerOptions(group=group, queues=list(queue), concurrency=concurrency,
                                            batch_size=batch_size, grace=grace, transactions=transactions,
-                                           route_delays=route_delays, group_protocol=group_protocol))
+                                           route_delays=route_delays, group_protocol=group_protocol,
+                                           max_overrun_threads=max_overrun_threads))
     except ValueError as exc:
         raise fail(str(exc), 2) from None
     worker.install_signal_handlers()
@@ -74,3 +82,14 @@ def consume(
     stats = worker.run()
     console.print(f"stopped: {stats.completed} completed, {stats.retried} retried, "
                   f"{stats.dead_lettered} dead-lettered, {stats.delivered} delivered from delay tiers", highlight=False)
+    if worker.recycle_reason is not None:
+        _restart_process(worker.recycle_reason)
+
+
+def _restart_process(reason: str) -> None:
+    """Replace this process with a fresh copy of itself (same pid, same arguments): the only way to
+    be rid of threads Python cannot stop. Works alike alone, under --processes and in a pod."""
+    console.print(f"restarting: {reason}", highlight=False)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "kqueue", *sys.argv[1:]])

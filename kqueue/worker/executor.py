@@ -33,6 +33,7 @@ class Executor:
         self._stopped = False
         self._seconds_per_item = CHEAP_ITEM_SECONDS * 5  # assume slow until measured: spread the first work
         self._busy_threads = 0
+        self._halted = False  # start nothing more (taken or queued): the worker stops to restart
         self._threads = [
             threading.Thread(target=self._thread_main, name=f"kqueue-worker-{i}", daemon=True)
             for i in range(self.concurrency)
@@ -64,6 +65,23 @@ class Executor:
         """Forget queued (not started) items, e.g. of revoked partitions; returns how many."""
         with self._cond:
             return len(self._lanes.drop(doomed))
+
+    def halt(self) -> int:
+        """Start no more items, queued or already taken by a runner; returns how many were queued."""
+        with self._cond:
+            self._halted = True
+            return len(self._lanes.drop(lambda _item: True))
+
+    def _unwanted(self, item: WorkItem) -> bool:
+        """Not to be started: the executor is halted, or the item's partition is no longer ours (a
+        runner may have taken it before the revoke or loss dropped its partition's queued items)."""
+        owner = item.owner
+        return self._halted or (owner is not None and not owner.live)
+
+    def running(self) -> int:
+        """Keys with a handler running now (queued items not counted)."""
+        with self._cond:
+            return len(self._running)
 
     def state(self) -> dict[str, int | float]:
         with self._cond:
@@ -100,7 +118,8 @@ class Executor:
                 key_started = time.monotonic()
                 try:
                     for item in items:
-                        results.append((item, self._run(item)))
+                        if not self._unwanted(item):
+                            results.append((item, self._run(item)))
                 finally:
                     finished.append((key, results))
                 # A moving average of handler time per item: enough to tell cheap handlers from slow.
@@ -180,7 +199,8 @@ class Executor:
                 started = time.monotonic()
                 try:
                     for item in items:
-                        results.append((item, await self._runner.run_async(item)))
+                        if not self._unwanted(item):
+                            results.append((item, await self._runner.run_async(item)))
                 finally:
                     finished.append((key, results))
                 per_item = (time.monotonic() - started) / max(1, len(items))

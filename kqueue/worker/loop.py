@@ -48,6 +48,9 @@ class WorkerOptions:
     route_delays: bool = True  # run the delay router for the queues' tiers
     route_only: bool = False  # `kqueue router`: move due tier records, run no handlers
     group_protocol: str = "consumer"  # KIP-848 with the broker's range assignor; "classic" for old brokers
+    # Sync handler threads allowed to run on past their time limit (None: `concurrency`); beyond it
+    # the worker drains and stops with `recycle_reason` set, so its process is restarted.
+    max_overrun_threads: int | None = None
     consumer_overrides: dict[str, Any] = field(default_factory=dict)
 
 
@@ -92,6 +95,8 @@ class Worker:
         self._report_state = False
         self._refusals_in_a_row = 0
         self._drain_deadline: float | None = None
+        # Set when the worker stopped itself so that its process restarts (threads it cannot reclaim).
+        self.recycle_reason: str | None = None
         self._tier_topic: dict[str, bool] = {}
         self.stats = WorkerStats()
 
@@ -134,7 +139,8 @@ class Worker:
         # At least once, the offsets go through the consumer, which serves one thread at a time (a
         # commit from another thread waits while this one polls): such commits stay on this thread.
         self._background_commits = settler.transactional
-        self._executor = Executor(opts.concurrency, Runner(self._hooks))
+        self._runner = Runner(self._hooks)
+        self._executor = Executor(opts.concurrency, self._runner)
         self._decoder = Decoder(app)
         self._router = DelayRouter(self._table, app.tiers, app.topic_prefix)
         topics = [] if opts.route_only else [t for q in self.queues for t in worker_topics(q, app.topic_prefix)]
@@ -190,6 +196,7 @@ class Worker:
             self._report_state = False
             log.warning("worker state: %s", self.state())
         self._apply_backpressure()
+        self._check_overruns()
         self._land_commit()
         if not self._committer.busy and self._checkpoint.due():
             if not self._background_commits:
@@ -253,6 +260,17 @@ class Worker:
                             item.run_seconds, now)
         self._hooks.emit(self._hooks.settle, event)
 
+    def _check_overruns(self) -> None:
+        """Too many handler threads left running past their limit: stop, so the process restarts."""
+        bound = self.options.max_overrun_threads
+        bound = self.options.concurrency if bound is None else bound
+        live = self._runner.overruns.live
+        if live > bound and self.recycle_reason is None:
+            self.recycle_reason = (f"{live} sync handler threads are still running past their time limit "
+                                   f"(at most {bound}); restarting the worker process to reclaim them")
+            log.error("%s: draining first", self.recycle_reason)
+            self._stopping = True
+
     def _max_inflight(self) -> int:
         return self.options.max_inflight or max(self.options.batch_size * 4, self.options.concurrency * 4)
 
@@ -306,8 +324,15 @@ class Worker:
         self._table.set_everywhere(PauseReason.DRAINING, True)
         # Everything fetched gets the grace to finish: dropping queued work would leave a gap below
         # completed offsets, and those would run again after the restart.
+        busy = lambda: self._table.unsettled() > 0  # noqa: E731
+        if self.recycle_reason is not None:
+            # Restarting to reclaim threads: start nothing more (it could leak more), let what runs
+            # finish; what did not start is left uncommitted for the next incarnation.
+            self._executor.halt()
+            busy = lambda: self._executor.running() > 0  # noqa: E731
         deadline = self._drain_deadline = time.monotonic() + self.options.grace
-        self._wait_settled(lambda: self._table.unsettled() > 0, deadline, poll=True)
+        self._wait_settled(busy, deadline, poll=True)
+        self._drain_deadline = time.monotonic()  # the drain is over: the revoke on leaving waits no more
         # Past the grace: not started, left uncommitted, so whoever owns the partition next runs them.
         self._executor.drop(lambda _item: True)
         self._commit()

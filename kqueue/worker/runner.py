@@ -32,14 +32,35 @@ def _time_limit(timeout: float) -> _TimeLimit:
     return _TimeLimit(f"task exceeded its {timeout}s time limit")
 
 
-def _call_with_deadline(fn: Callable[..., Any], args: tuple[Any, ...], timeout: float) -> None:
+class Overruns:
+    """Sync handler threads still running past their time limit (Python cannot stop them)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.live = 0  # running now, their attempts already failed
+        self.total = 0
+
+    def began(self) -> None:
+        with self._lock:
+            self.live += 1
+            self.total += 1
+
+    def ended(self) -> None:
+        with self._lock:
+            self.live -= 1
+
+
+def _call_with_deadline(fn: Callable[..., Any], args: tuple[Any, ...], timeout: float, overruns: Overruns) -> None:
     """Run a sync handler on its own thread and stop waiting at the deadline.
 
     Python cannot stop a thread: past the deadline the attempt fails and the worker moves on, while
-    the handler's thread runs on to its end and its result is ignored. Only tasks that declare a
-    timeout pay this thread hop.
+    the handler's thread runs on to its end and its result is ignored; `overruns` counts such
+    threads (the worker restarts its process past a bound). Only tasks that declare a timeout pay
+    this thread hop.
     """
+    lock = threading.Lock()
     finished = threading.Event()
+    overran = False
     errors: list[BaseException] = []
 
     def target() -> None:
@@ -48,11 +69,19 @@ def _call_with_deadline(fn: Callable[..., Any], args: tuple[Any, ...], timeout: 
         except BaseException as exc:
             errors.append(exc)
         finally:
-            finished.set()
+            with lock:
+                finished.set()
+                if overran:
+                    overruns.ended()
 
     threading.Thread(target=target, name="kqueue-timed-task", daemon=True).start()
     if not finished.wait(timeout):
-        raise _time_limit(timeout)
+        with lock:  # the thread may have finished just now: then nothing overran
+            if not finished.is_set():
+                overran = True
+                overruns.began()
+        if overran:
+            raise _time_limit(timeout)
     if errors:
         raise errors[0]
 
@@ -68,6 +97,7 @@ class Runner:
 
     def __init__(self, hooks: Hooks | None = None) -> None:
         self._hooks = hooks if hooks is not None and hooks.around_run else None
+        self.overruns = Overruns()
 
     def run_sync(self, item: WorkItem) -> Failure | None:
         if self._hooks is not None:
@@ -77,7 +107,7 @@ class Runner:
         try:
             args = (item.payload, task_context(item)) if task.wants_ctx else (item.payload,)
             if task.timeout is not None:
-                _call_with_deadline(task.fn, args, task.timeout)
+                _call_with_deadline(task.fn, args, task.timeout, self.overruns)
             else:
                 task.fn(*args)
         except BaseException as exc:  # even SystemExit from a handler is the task's failure, not the worker's
@@ -96,7 +126,7 @@ class Runner:
                 before(ctx)
             args = (item.payload, ctx) if task.wants_ctx else (item.payload,)
             if task.timeout is not None:
-                _call_with_deadline(task.fn, args, task.timeout)
+                _call_with_deadline(task.fn, args, task.timeout, self.overruns)
             else:
                 task.fn(*args)
         except BaseException as exc:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -10,6 +12,7 @@ from confluent_kafka import KafkaError, KafkaException
 
 import kqueue
 from kqueue.transport.txn import TxnAction, classify, is_permanent, retrying
+from kqueue.worker.executor import Executor
 from kqueue.worker.runner import Runner
 from kqueue.worker.work import WorkItem
 
@@ -49,6 +52,60 @@ def test_a_sync_handlers_own_timeout_error_is_its_failure_too() -> None:
 
     failure = Runner().run_sync(_item(app, "connect"))
     assert failure is not None and failure.message == "connect timed out" and "connect" in failure.trace
+
+
+def test_overrunning_sync_threads_are_counted_until_they_end() -> None:
+    app = kqueue.App("runner", "127.0.0.1:1")
+    release = threading.Event()
+
+    @app.task(queue="q", timeout=0.05)
+    def stuck(payload: Any) -> None:
+        release.wait(10)
+
+    @app.task(queue="q", timeout=5)
+    def quick(payload: Any) -> None:
+        return None
+
+    runner = Runner()
+    for _ in range(3):
+        failure = runner.run_sync(_item(app, "stuck"))
+        assert failure is not None and "time limit" in failure.message
+    assert runner.run_sync(_item(app, "quick")) is None  # in time: not an overrun
+    assert (runner.overruns.live, runner.overruns.total) == (3, 3)
+    release.set()
+    deadline = time.monotonic() + 5
+    while runner.overruns.live and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert (runner.overruns.live, runner.overruns.total) == (0, 3)
+
+
+def test_a_halted_executor_starts_nothing_a_runner_already_took() -> None:
+    app = kqueue.App("runner", "127.0.0.1:1")
+    started: list[int] = []
+    gate = threading.Event()
+
+    @app.task(queue="q")
+    def job(payload: Any) -> None:
+        started.append(payload["n"])
+        gate.wait(10)
+
+    executor = Executor(1, Runner())
+    items = []
+    for n in range(6):  # one key: a runner takes them as one run, in order
+        item = _item(app, "job")
+        item.payload, item.offset = {"n": n}, n
+        items.append(item)
+    executor.submit(items)
+    deadline = time.monotonic() + 5
+    while not started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    executor.halt()
+    gate.set()
+    while executor.running() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    executor.stop()
+    assert started == [0]  # the rest of the run was taken but never started
+    assert [item.offset for item, _ in executor.drain()] == [0]
 
 
 @pytest.mark.parametrize(("error", "action"), [

@@ -147,6 +147,23 @@ def test_lost_partitions_drop_their_held_records_and_the_worker_goes_on(rig: Rig
     assert rig.ran.count(0) == 2  # offset 0 ran in both ownerships: at least once, as documented
 
 
+def test_tasks_of_a_lost_partition_are_never_started_after_the_loss(rig: Rig) -> None:
+    rig.edge.assign(P0)
+    rig.task(P0, 0, "k", gate="first")
+    for n in range(1, 5):
+        rig.task(P0, n, "k")  # same key: queued behind offset 0, or taken with it as one run
+    with rig.worker(concurrency=1) as w:
+        wait_for(lambda: w.worker.state().get("executor", {}).get("running_keys") == 1, timeout=5, what="offset 0 to run")
+        rig.edge.lose(P0)
+        wait_for(lambda: w.worker.stats.lost == 1, timeout=5, what="the loss")
+        rig.gate("first").set()
+        wait_for(lambda: w.worker.state()["executor"]["running_keys"] == 0, timeout=5, what="the run to end")
+        time.sleep(0.05)
+        w.stop()
+    assert rig.ran == [0]  # the running one finished unheeded; none of the others started
+    assert rig.settler.written == [] and rig.edge.committed.get(P0, 0) == 0
+
+
 def test_an_aborted_batch_is_kept_and_a_held_tier_partition_still_wakes(rig: Rig) -> None:
     rig.edge.assign(P0, TIER)
     now = int(time.time() * 1000)
