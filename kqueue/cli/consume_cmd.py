@@ -32,6 +32,10 @@ def consume(
     group_protocol: str = typer.Option("consumer", "--group-protocol",
                                        help="consumer (KIP-848, Kafka 4.0+: every lane balanced per topic) "
                                             "or classic (older brokers)"),
+    instance_id: str | None = typer.Option(
+        None, "--instance-id", envvar="KQUEUE_INSTANCE_ID",
+        help="Static group membership: a restart with the same id takes its partitions back at once "
+             "(e.g. the pod name; one live worker per id; --processes children add -0, -1, ...)"),
     max_overrun_threads: int | None = typer.Option(
         None, "--max-overrun-threads", min=0,
         help="Sync handler threads left running past their timeout= before the worker drains and restarts "
@@ -56,7 +60,8 @@ def consume(
             child += ["--max-overrun-threads", str(max_overrun_threads)]
         for q in queue:
             child += ["--queue", q]
-        raise typer.Exit(supervise(child, processes, grace))
+        commands = [child + (["--instance-id", f"{instance_id}-{i}"] if instance_id else []) for i in range(processes)]
+        raise typer.Exit(supervise(commands, grace))
     try:
         app = load_app(app_spec)
     except KqueueError as exc:
@@ -73,7 +78,7 @@ def consume(
         worker = Worker(app, WorkerOptions(group=group, queues=list(queue), concurrency=concurrency,
                                            batch_size=batch_size, grace=grace, transactions=transactions,
                                            route_delays=route_delays, group_protocol=group_protocol,
-                                           max_overrun_threads=max_overrun_threads))
+                                           max_overrun_threads=max_overrun_threads, instance_id=instance_id))
     except ValueError as exc:
         raise fail(str(exc), 2) from None
     worker.install_signal_handlers()

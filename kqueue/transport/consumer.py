@@ -8,19 +8,29 @@ the `Record` methods will do.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Iterable
 from typing import Any, Protocol
 
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE as _NO_TIMESTAMP
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from kqueue.core.errors import KqueueError
 from kqueue.core.records import TP
 from kqueue.transport.config import consumer_config
 
 log = logging.getLogger("kqueue.worker")
 TIMESTAMP_NOT_AVAILABLE: int = _NO_TIMESTAMP
+REJOIN_PAUSE = 1.0
+# How librdkafka words the static-membership refusals inside a fatal error.
+_UNRELEASED = KafkaError(KafkaError.UNRELEASED_INSTANCE_ID).str()
+_FENCED = KafkaError(KafkaError.FENCED_INSTANCE_ID).str()
+
+
+class ConsumerFatal(KqueueError):
+    """The group consumer cannot go on (e.g. another live worker has this worker's instance id)."""
 
 
 class Record(Protocol):
@@ -71,16 +81,53 @@ class KafkaConsumerEdge:
         # Cooperative-sticky and KIP-848 hand out partitions incrementally; an eager strategy does not.
         self._incremental = ("cooperative" in str(config.get("partition.assignment.strategy", ""))
                              or config.get("group.protocol") == "consumer")
+        self._config = config
         self._consumer = Consumer(config)
         self._listener: RebalanceListener | None = None
+        self._topics: list[str] = []
         self._callback_error: BaseException | None = None
+        self._assigned = 0
+        self._rejoin_at: float | None = None
 
     def subscribe(self, topics: list[str], listener: RebalanceListener) -> None:
         self._listener = listener
+        self._topics = topics
         self._consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
                                  on_lost=self._on_lost)
 
+    def _on_fatal(self, error: KafkaError) -> None:
+        """A fatal consumer error. Static membership (KIP-848): our instance id still belongs to a
+        member that never left (this worker's crashed predecessor) until that member's session
+        expires, so before anything is assigned, wait and join again; anything else stops the worker."""
+        if _UNRELEASED in error.str() and not self._assigned:
+            if self._rejoin_at is None:
+                log.warning("instance id %s is still held by a member that did not leave (a crashed "
+                            "predecessor?); joining again until its session expires",
+                            self._config.get("group.instance.id"))
+            with contextlib.suppress(KafkaException):
+                self._consumer.close()
+            self._rejoin_at = time.monotonic() + REJOIN_PAUSE
+            return
+        if _FENCED in error.str():
+            raise ConsumerFatal(f"another live worker joined group {self._config['group.id']} with instance id "
+                                f"{self._config.get('group.instance.id')}: give each worker its own id")
+        raise ConsumerFatal(f"the Kafka consumer failed for good: {error.str()}")
+
+    def _rejoin(self, timeout: float) -> bool:
+        """While waiting to join again, False; True once a fresh consumer has subscribed."""
+        assert self._rejoin_at is not None
+        if time.monotonic() < self._rejoin_at:
+            time.sleep(min(timeout, max(0.0, self._rejoin_at - time.monotonic())))
+            return False
+        self._rejoin_at = None
+        self._consumer = Consumer(self._config)
+        assert self._listener is not None
+        self.subscribe(self._topics, self._listener)
+        return True
+
     def poll_batch(self, max_records: int, timeout: float) -> list[Record]:
+        if self._rejoin_at is not None and not self._rejoin(timeout):
+            return []
         consume = self._consumer.consume
         messages = consume(max_records, 0)
         if not messages:
@@ -95,6 +142,9 @@ class KafkaConsumerEdge:
             error = msg.error()
             if error is None:
                 good.append(msg)
+            elif error.fatal() or error.code() == KafkaError._FATAL:
+                self._on_fatal(error)
+                return []
             else:
                 log.warning("consumer error: %s", error)
         return good
@@ -125,6 +175,7 @@ class KafkaConsumerEdge:
 
     # -- rebalance callbacks: errors are kept and raised on the polling thread, with their traceback --
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assigned += len(partitions)
         if partitions:
             if self._incremental:
                 consumer.incremental_assign(partitions)
@@ -136,9 +187,11 @@ class KafkaConsumerEdge:
         self._call("on_assign", partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assigned -= len(partitions)
         self._call("on_revoke", partitions)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assigned -= len(partitions)
         self._call("on_lost", partitions)
 
     def _call(self, hook: str, partitions: list[TopicPartition]) -> None:

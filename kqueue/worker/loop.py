@@ -51,6 +51,9 @@ class WorkerOptions:
     # Sync handler threads allowed to run on past their time limit (None: `concurrency`); beyond it
     # the worker drains and stops with `recycle_reason` set, so its process is restarted.
     max_overrun_threads: int | None = None
+    # Static membership (group.instance.id): a restarted worker with the same id takes its partitions
+    # back at once, without a rebalance of the others. Unique per live worker.
+    instance_id: str | None = None
     consumer_overrides: dict[str, Any] = field(default_factory=dict)
 
 
@@ -69,8 +72,10 @@ Transport = Callable[[App, "WorkerOptions", list[str]], tuple[ConsumerEdge, Sett
 def kafka_transport(app: App, options: WorkerOptions, queues: list[str]) -> tuple[ConsumerEdge, Settler]:
     for queue in queues:
         app.ensure_queue(queue)
-    edge = KafkaConsumerEdge(app.bootstrap_servers, options.group, options.group_protocol,
-                             **options.consumer_overrides)
+    overrides = dict(options.consumer_overrides)
+    if options.instance_id:
+        overrides["group.instance.id"] = options.instance_id
+    edge = KafkaConsumerEdge(app.bootstrap_servers, options.group, options.group_protocol, **overrides)
     settler: Settler = (TransactionalSettler(app.bootstrap_servers, options.group) if options.transactions
                         else AtLeastOnceSettler(edge, app.bootstrap_servers))
     return edge, settler

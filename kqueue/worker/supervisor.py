@@ -8,15 +8,24 @@ import subprocess
 import time
 
 log = logging.getLogger("kqueue.supervisor")
-RESTART_BACKOFF = (1.0, 2.0, 5.0, 10.0)
+RESTART_BACKOFF = (0.0, 1.0, 2.0, 5.0, 10.0)
+HEALTHY_RUN = 30.0  # a child that lived this long before dying is restarted at once again
 
 
-def supervise(child_command: list[str], processes: int, grace: float) -> int:
-    """Run `processes` copies of `child_command` until SIGTERM/SIGINT; returns the exit code.
+def restart_delay(restarts_in_a_row: int) -> float:
+    """Pause before restarting a dead child: none at first (with static membership it takes its
+    partitions back before its session expires), growing while it keeps dying young."""
+    return RESTART_BACKOFF[min(restarts_in_a_row, len(RESTART_BACKOFF) - 1)]
 
-    A child that dies is restarted after a growing pause (each child on its own clock, so the
-    others stay watched and a stop request is honoured at once). On stop every child gets SIGTERM
-    and time for its own drain (up to twice the grace: the drain, then the revoke on leaving).
+
+def supervise(child_commands: list[list[str]], grace: float) -> int:
+    """Run one child per command until SIGTERM/SIGINT; returns the exit code.
+
+    A child that dies is restarted with the same command (so the same instance id), at once, or
+    after a growing pause while it keeps dying within HEALTHY_RUN of its start (each child on its own
+    clock, so the others stay watched and a stop request is honoured at once). On stop every child
+    gets SIGTERM and time for its own drain (up to twice the grace: the drain, then the revoke on
+    leaving).
     """
     stopping = False
 
@@ -26,11 +35,13 @@ def supervise(child_command: list[str], processes: int, grace: float) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    children: list[subprocess.Popen[bytes] | None] = [subprocess.Popen(child_command) for _ in range(processes)]
-    restarts = [0] * processes
+    processes = len(child_commands)
+    children: list[subprocess.Popen[bytes] | None] = [subprocess.Popen(command) for command in child_commands]
+    started = [time.monotonic()] * processes
+    restarts = [0] * processes  # in a row, each after a short life
     restart_at: list[float | None] = [None] * processes
     while not stopping:
-        time.sleep(0.2)
+        time.sleep(0.1)
         now = time.monotonic()
         for i, child in enumerate(children):
             if stopping:
@@ -38,14 +49,17 @@ def supervise(child_command: list[str], processes: int, grace: float) -> int:
             if child is None:
                 due = restart_at[i]
                 if due is not None and now >= due:
-                    children[i] = subprocess.Popen(child_command)
-                    restart_at[i] = None
+                    children[i] = subprocess.Popen(child_commands[i])
+                    started[i], restart_at[i] = now, None
                 continue
             code = child.poll()
             if code is None:
                 continue
-            delay = RESTART_BACKOFF[min(restarts[i], len(RESTART_BACKOFF) - 1)]
-            log.warning("worker process %d (pid %d) exited with %s; restarting in %.0fs", i, child.pid, code, delay)
+            if now - started[i] >= HEALTHY_RUN:
+                restarts[i] = 0
+            delay = restart_delay(restarts[i])
+            log.warning("worker process %d (pid %d) exited with %s; restarting %s", i, child.pid, code,
+                        "now" if delay == 0 else f"in {delay:.0f}s")
             restarts[i] += 1
             children[i] = None
             restart_at[i] = now + delay
