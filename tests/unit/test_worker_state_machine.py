@@ -153,7 +153,8 @@ def test_tasks_of_a_lost_partition_are_never_started_after_the_loss(rig: Rig) ->
     for n in range(1, 5):
         rig.task(P0, n, "k")  # same key: queued behind offset 0, or taken with it as one run
     with rig.worker(concurrency=1) as w:
-        wait_for(lambda: w.worker.state().get("executor", {}).get("running_keys") == 1, timeout=5, what="offset 0 to run")
+        wait_for(lambda: w.worker.state().get("executor", {}).get("running_keys") == 1, timeout=5,
+                 what="offset 0 to run")
         rig.edge.lose(P0)
         wait_for(lambda: w.worker.stats.lost == 1, timeout=5, what="the loss")
         rig.gate("first").set()
