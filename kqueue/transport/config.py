@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Any
 
 from kqueue.core.oversize import MAX_RECORD_BYTES
+from kqueue.transport.client_log import ClientLog
 
 DEFAULT_BOOTSTRAP = "localhost:9092"
-_kafka_log = logging.getLogger("kqueue.kafka")
-# librdkafka's own levels are loud for a queue's purposes: its warnings are mostly transient
-# (a coordinator moving, a broker restarting) and the client retries them. One level down each.
-_QUIETER = {logging.CRITICAL: logging.WARNING, logging.ERROR: logging.WARNING, logging.WARNING: logging.INFO}
 
 
 def resolve_bootstrap(explicit: str | None) -> str:
@@ -20,14 +16,7 @@ def resolve_bootstrap(explicit: str | None) -> str:
     return explicit or os.environ.get("KQUEUE_BOOTSTRAP_SERVERS") or DEFAULT_BOOTSTRAP
 
 
-class _ClientLog:
-    """Where confluent-kafka sends librdkafka's log lines (instead of raw `%4|...` lines on stderr)."""
-
-    def log(self, level: int, message: str, *args: object) -> None:
-        _kafka_log.log(_QUIETER.get(level, logging.DEBUG), message, *args)
-
-
-CLIENT_LOG = _ClientLog()
+CLIENT_LOG = ClientLog()
 
 
 def client_config(bootstrap: str) -> dict[str, Any]:

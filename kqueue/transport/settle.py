@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import threading
 import time
 import uuid
 from typing import Any, NoReturn, Protocol
@@ -57,6 +58,11 @@ class Settler(Protocol):
 
         `group_metadata` is the consumer's, taken on the polling thread (the client blocks a call for
         it from another thread while that one polls)."""
+        ...
+
+    def abandon(self) -> bool:
+        """Give up a commit stuck inside the client before its commit was sent (the batch is kept and
+        a fresh client carries it); False if it cannot be given up safely."""
         ...
 
     def close(self) -> None: ...
@@ -110,6 +116,9 @@ class AtLeastOnceSettler:
             except KafkaException as exc:  # e.g. a rebalance in progress: committed next time if still ours
                 raise BatchNotCommitted(f"offset commit failed: {error_of(exc)}") from exc
 
+    def abandon(self) -> bool:
+        return False  # records may be half written: wait for the flush instead
+
     def close(self) -> None:
         self._producer.flush()
 
@@ -138,6 +147,12 @@ class TransactionalSettler:
         self._producer: Producer | None = Producer(config)
         self._producer.init_transactions(timeout)
         self._aborted_on_purpose = False
+        # A producer given up while stuck (`abandon`) belongs to an older generation: its thread
+        # must never touch the settler's state again. Its successor shares the transactional.id, so
+        # initialising it fences the stuck one, which can then never commit.
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._sending_commit = False
 
     def _ready_producer(self, timeout: float) -> Producer:
         """The transactional producer, a fresh one if the last became unusable."""
@@ -158,6 +173,7 @@ class TransactionalSettler:
         def left() -> float:
             return max(0.1, deadline - time.monotonic())
 
+        generation = self._generation
         producer = self._ready_producer(left())
         refused: set[int] = set()  # records refused for their size, by position in `records`
         try:
@@ -188,7 +204,11 @@ class TransactionalSettler:
                 producer.flush(left())  # the records reach the log, uncommitted
             _fault_point(len(records))
         except KafkaException as exc:
-            self._give_up(exc, refused)
+            self._give_up(exc, refused, producer, generation)
+        with self._lock:
+            if generation != self._generation:
+                raise BatchNotCommitted("this commit was abandoned while stuck; a fresh producer carries the batch")
+            self._sending_commit = True
         # Once the commit is sent the coordinator may already be completing it, and an abort would
         # be refused (INVALID_TXN_STATE, fatal). So a retriable failure is retried (librdkafka resumes
         # the same commit) for up to COMMIT_BUDGET; past that its outcome is unknown, which is fatal.
@@ -198,27 +218,43 @@ class TransactionalSettler:
             error = error_of(exc)
             if error.txn_requires_abort() and not error.fatal():
                 producer.poll(0)  # serve the delivery reports that say which records were refused
-                self._give_up(exc, refused)  # nothing of the batch became visible
+                self._give_up(exc, refused, producer, generation)  # nothing of the batch became visible
             raise SettlementError(f"the batch transaction's commit did not complete: {error}") from exc
+        finally:
+            with self._lock:
+                self._sending_commit = False
 
-    def _give_up(self, exc: KafkaException, too_large: set[int]) -> NoReturn:
+    def abandon(self) -> bool:
+        """Give up the producer stuck in this flight, unless its commit is already sent."""
+        with self._lock:
+            if self._sending_commit:
+                return False
+            self._generation += 1
+            self._producer = None
+        log.warning("the transactional producer is stuck inside the client before its commit was sent; "
+                    "replacing it (the batch is kept)")
+        return True
+
+    def _give_up(self, exc: KafkaException, too_large: set[int], producer: Producer, generation: int) -> NoReturn:
         """Before its commit was sent, abandon the transaction: the batch is kept for the next one."""
         error = error_of(exc)
         permanent = is_permanent(error) or bool(too_large)
-        if classify(error) is not TxnAction.FATAL and self._abort():
+        if generation != self._generation:  # given up while stuck: the settler has moved on
+            raise BatchNotCommitted(f"abandoned batch transaction failed: {error}", permanent) from exc
+        if classify(error) is not TxnAction.FATAL and self._abort(producer):
             raise BatchNotCommitted(f"batch transaction aborted: {error}", permanent,
                                     frozenset(too_large)) from exc
         # The producer is unusable (fenced, or an abort the coordinator refused while it moved), but
         # no commit of this transaction was ever sent: the coordinator aborts it at its timeout. A
         # fresh producer carries the batch next time.
         log.warning("replacing the transactional producer after: %s", error)
-        self._producer = None
+        with self._lock:
+            if generation == self._generation:
+                self._producer = None
         raise BatchNotCommitted(f"batch transaction abandoned: {error}", permanent, frozenset(too_large)) from exc
 
-    def _abort(self) -> bool:
+    def _abort(self, producer: Producer) -> bool:
         """Abort the open transaction; False if even that failed (the producer is unusable)."""
-        producer = self._producer
-        assert producer is not None
         try:
             retrying(lambda: producer.abort_transaction(self._timeout), self._timeout)
             return True

@@ -14,20 +14,26 @@ import time
 from concurrent.futures import Future
 from typing import Any
 
-from kqueue.transport.settle import SettlementError, Settler
+from kqueue.transport.settle import BatchNotCommitted, SettlementError, Settler
 from kqueue.worker.checkpoint import CommitBatch
 
-# A commit bounds its own steps (transport/settle.py), but the client has been seen to block in
-# send_offsets_to_transaction for good after a broker restart. A flight this old means the settler
-# is stuck: the worker stops, loudly, rather than stall in silence (a supervisor restarts it).
+# A commit bounds its own steps (transport/settle.py), but the client can block in
+# send_offsets_to_transaction past its timeout while the group coordinator is away (librdkafka
+# issues #5456 and #5511, seen here after a broker restart). A flight past ABANDON_AFTER that has not
+# sent its commit is given up: the settler replaces its producer and the batch is kept. One past
+# STUCK_AFTER that cannot be given up (its commit was sent) stops the worker, loudly.
+ABANDON_AFTER = 12.0
 STUCK_AFTER = 60.0
 
 
 class BackgroundCommitter:
-    def __init__(self, settler: Settler, stuck_after: float = STUCK_AFTER) -> None:
+    def __init__(self, settler: Settler, stuck_after: float = STUCK_AFTER,
+                 abandon_after: float = ABANDON_AFTER) -> None:
         self._settler = settler
         self._stuck_after = stuck_after
+        self._abandon_after = abandon_after
         self._flight: tuple[CommitBatch, Future[None], float] | None = None
+        self.abandoned = 0  # stuck flights given up (each leaves a thread blocked in the client)
 
     @property
     def busy(self) -> bool:
@@ -57,18 +63,27 @@ class BackgroundCommitter:
     def landed(self, wait: bool = False) -> tuple[CommitBatch, BaseException | None] | None:
         """The batch in flight and its error (None: committed) once it has landed; None while it flies.
 
-        wait: block until it lands. A flight older than `stuck_after` lands as a SettlementError."""
+        wait: block until it lands. A flight stuck past `abandon_after` before its commit was sent
+        lands as BatchNotCommitted (given up, batch kept); one past `stuck_after` as a SettlementError."""
         if self._flight is None:
             return None
         batch, future, started = self._flight
-        left = self._stuck_after - (time.monotonic() - started)
-        if not future.done() and left > 0:
-            if not wait:
-                return None
-            with contextlib.suppress(TimeoutError):
-                future.exception(timeout=left)
-        self._flight = None
+        for limit in (self._abandon_after, self._stuck_after):
+            if not future.done() and wait:
+                with contextlib.suppress(TimeoutError):
+                    future.exception(timeout=max(0.0, limit - (time.monotonic() - started)))
+            if future.done() or time.monotonic() - started < limit:
+                break
+            if limit == self._abandon_after and self._settler.abandon():
+                self._flight = None
+                self.abandoned += 1
+                return batch, BatchNotCommitted(f"a commit was stuck in the Kafka client for {limit:.0f}s before "
+                                                "it was sent; given up, the batch is kept")
         if not future.done():
+            if time.monotonic() - started < self._stuck_after:
+                return None
+            self._flight = None
             return batch, SettlementError(f"a commit has not returned for {self._stuck_after:.0f}s: the Kafka "
                                           "client is stuck; stopping so the worker can start afresh")
+        self._flight = None
         return batch, future.exception()

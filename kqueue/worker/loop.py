@@ -17,6 +17,7 @@ from kqueue.sdk.middleware import CommitEvent, PartitionEvent, SettleEvent
 from kqueue.transport.consumer import ConsumerEdge, KafkaConsumerEdge, Record
 from kqueue.transport.settle import AtLeastOnceSettler, BatchNotCommitted, Settler, TransactionalSettler
 from kqueue.worker.checkpoint import Checkpoint, CommitResult, SettleCounts
+from kqueue.worker.commit_health import CommitHealth
 from kqueue.worker.committer import BackgroundCommitter
 from kqueue.worker.decode import Decoder
 from kqueue.worker.executor import Executor
@@ -27,9 +28,8 @@ from kqueue.worker.runner import Runner
 from kqueue.worker.work import Failure, WorkItem
 
 log = logging.getLogger("kqueue.worker")
-# A batch Kafka refuses for its own records (e.g. a dead letter over the DLQ's max.message.bytes)
-# fails the same way every time: after this many refusals in a row the worker stops, so it is seen.
-MAX_REFUSALS_IN_A_ROW = 3
+# Commits given up while stuck in the client (each leaves a blocked thread) before the process restarts.
+MAX_ABANDONED_COMMITS = 5
 # Routed records held for the next commit, per allowed unsettled task, before fetching pauses.
 HELD_PER_INFLIGHT = 8
 
@@ -98,7 +98,7 @@ class Worker:
         self._hooks = app.hooks
         self._stopping = False
         self._report_state = False
-        self._refusals_in_a_row = 0
+        self._health = CommitHealth()
         self._drain_deadline: float | None = None
         # Set when the worker stopped itself so that its process restarts (threads it cannot reclaim).
         self.recycle_reason: str | None = None
@@ -130,6 +130,7 @@ class Worker:
             "router_holds": {f"{t}/{p}": due for (t, p), due in table.holds().items()},
             "executor": self._executor.state(),
             "counts": self._checkpoint.counts,
+            "commits_failing_for": round(self._health.failing_for(), 1),
         }
 
     def run(self, until: Callable[[Worker], bool] | None = None) -> WorkerStats:
@@ -266,14 +267,21 @@ class Worker:
         self._hooks.emit(self._hooks.settle, event)
 
     def _check_overruns(self) -> None:
-        """Too many handler threads left running past their limit: stop, so the process restarts."""
+        """Too many threads it cannot reclaim (handlers past their limit, commits stuck in the
+        client): stop, so the process restarts."""
         bound = self.options.max_overrun_threads
         bound = self.options.concurrency if bound is None else bound
         live = self._runner.overruns.live
-        if live > bound and self.recycle_reason is None:
-            self.recycle_reason = (f"{live} sync handler threads are still running past their time limit "
-                                   f"(at most {bound}); restarting the worker process to reclaim them")
-            log.error("%s: draining first", self.recycle_reason)
+        reason = None
+        if live > bound:
+            reason = (f"{live} sync handler threads are still running past their time limit (at most {bound}); "
+                      "restarting the worker process to reclaim them")
+        elif self._committer.abandoned >= MAX_ABANDONED_COMMITS:
+            reason = (f"{self._committer.abandoned} commits got stuck inside the Kafka client; restarting the "
+                      "worker process to shed their threads")
+        if reason is not None and self.recycle_reason is None:
+            self.recycle_reason = reason
+            log.error("%s: draining first", reason)
             self._stopping = True
 
     def _max_inflight(self) -> int:
@@ -311,17 +319,18 @@ class Worker:
         except BatchNotCommitted as exc:
             if self._checkpoint.shrunk > shrunk:  # its too-large records became dead letters by reference
                 return
-            if exc.permanent:
-                self._refusals_in_a_row += 1
-                if self._refusals_in_a_row >= MAX_REFUSALS_IN_A_ROW:
-                    self._checkpoint.failed = exc
-                    raise
-            log.warning("%s; the batch is kept and committed again", exc)
+            if self._health.failed(exc):
+                self._checkpoint.failed = exc
+                raise
             return
         if result is not None:
-            self._refusals_in_a_row = 0
+            self._health.landed()
             if self._hooks.commit:
                 self._hooks.emit(self._hooks.commit, CommitEvent(result.offsets, result.records, result.seconds))
+
+    def commits_failing_for(self) -> float:
+        """Seconds since commits started failing (0: they go through): a readiness signal."""
+        return self._health.failing_for()
 
     # -- shutdown ------------------------------------------------------------------------------------
     def _drain_and_commit(self) -> None:

@@ -4,6 +4,7 @@ when a transaction times out, never exits, and nothing is lost."""
 from __future__ import annotations
 
 import signal
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -15,13 +16,13 @@ from tests.support.kafka import unique
 from tests.support.worker import consume_process, recorded, wait_for
 
 
-def _enqueue(bootstrap: str, queue: str, n: int, start: int = 0) -> list[str]:
+def _enqueue(bootstrap: str, queue: str, n: int, start: int = 0, sleep: float = 0.005) -> list[str]:
     app = kqueue.App("producer", bootstrap, partitions=6)
 
     @app.task(queue=queue, name="record")
     def record(payload: dict[str, object]) -> None: ...
 
-    ids = [record.enqueue({"n": i, "sleep": 0.005}, key=f"k{i % 50}") for i in range(start, start + n)]
+    ids = [record.enqueue({"n": i, "sleep": sleep}, key=f"k{i % 50}") for i in range(start, start + n)]
     app.flush(60)
     return ids
 
@@ -51,3 +52,42 @@ def test_losing_one_broker_of_three_does_not_stop_the_worker(cluster3: DevCluste
     counts = Counter(recorded(log))
     assert set(counts) >= set(first + during + after)  # nothing lost
     print(f"one broker of three lost: {sum(n - 1 for n in counts.values())} duplicate runs of {len(counts)}")
+
+
+def test_a_worker_waits_out_an_outage_of_its_only_broker(tmp_path: Path) -> None:
+    """A single broker gone for 20 s: the worker says Kafka is unreachable once, keeps its process,
+    and carries on by itself when the broker is back; nothing is lost."""
+    from tests.support.brokers import jars_cluster
+
+    with jars_cluster(nodes=1, start_port=33092) as cluster:
+        state = cluster.load_state()
+        assert state is not None
+        queue, group, log = unique("outage"), unique("g"), tmp_path / "done.log"
+        first = _enqueue(state.bootstrap_servers, queue, 1000, sleep=0.04)  # ~5 s of work: the outage hits it
+        err_path = tmp_path / "worker.err"
+        with err_path.open("w") as err_file:  # a file, not a pipe: an unread pipe would block the worker
+            worker = consume_process(state.bootstrap_servers, queue, group, log, stderr=err_file.fileno())
+        try:
+            wait_for(lambda: len(set(recorded(log))) >= 100, timeout=90, what="progress before the outage")
+            cluster.stop_node(0, hard=True)
+            time.sleep(20)
+            assert worker.poll() is None, "the worker exited during the outage"
+            cluster.start_node(0)
+            wait_for(lambda: set(first) <= set(recorded(log)), timeout=120, what="the first tasks after the outage")
+            after = _enqueue(state.bootstrap_servers, queue, 100, start=1000)
+            wait_for(lambda: set(after) <= set(recorded(log)), timeout=120, what="tasks enqueued after the outage")
+            assert worker.poll() is None  # the same process all along
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(timeout=90)
+        stderr = err_path.read_text()
+        assert worker.returncode == 0, stderr[-3000:]
+        counts = Counter(recorded(log))
+        assert set(counts) >= set(first + after)  # nothing lost
+        # One line when it starts, one when it is over; the client's reconnect lines are damped
+        # (hundreds of them undamped).
+        assert stderr.count("Kafka may be unreachable") == 1, stderr[-3000:]
+        assert stderr.count("committing again after") == 1, stderr[-3000:]
+        assert len(stderr.splitlines()) < 40, stderr[-3000:]
+        print(f"20 s outage: {sum(n - 1 for n in counts.values())} duplicate runs of {len(counts)}; "
+              f"{len(stderr.splitlines())} stderr lines:\n{stderr[-3000:]}")

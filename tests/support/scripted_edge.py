@@ -174,6 +174,14 @@ class ScriptedSettler:
         self.edge.committed.update(offsets)
         self.commits.append((list(records), dict(offsets)))
 
+    abandonable: bool = False  # whether a stuck commit may be given up (the Kafka settler: before it is sent)
+    abandoned: int = 0
+
+    def abandon(self) -> bool:
+        if self.abandonable:
+            self.abandoned += 1
+        return self.abandonable
+
     def close(self) -> None:
         self.closed = True
 

@@ -388,26 +388,56 @@ def test_records_held_while_commits_fail_count_towards_backpressure(rig: Rig) ->
     assert [r.kind for r in rig.settler.written].count(RecordKind.RETRY) == 40
 
 
-def test_a_commit_stuck_inside_the_client_lands_as_a_settlement_error() -> None:
+class StuckSettler:
+    """A settler whose commit blocks inside the client until released."""
+
+    transactional = True
+
+    def __init__(self, sent: bool) -> None:
+        self.release = threading.Event()
+        self.sent = sent  # whether the stuck commit was already sent (then it cannot be given up)
+        self.abandoned = 0
+
+    def commit(self, records: Any, offsets: Any, group_metadata: Any) -> None:
+        self.release.wait(10)
+
+    def abandon(self) -> bool:
+        self.abandoned += not self.sent
+        return not self.sent
+
+    def close(self) -> None: ...
+
+
+def test_a_commit_stuck_after_it_was_sent_lands_as_a_settlement_error() -> None:
     from kqueue.transport.settle import SettlementError
     from kqueue.worker.checkpoint import CommitBatch
     from kqueue.worker.committer import BackgroundCommitter
 
-    release = threading.Event()
-
-    class StuckSettler:
-        transactional = True
-
-        def commit(self, records: Any, offsets: Any, group_metadata: Any) -> None:
-            release.wait(10)
-
-        def close(self) -> None: ...
-
-    committer = BackgroundCommitter(StuckSettler(), stuck_after=0.3)
+    settler = StuckSettler(sent=True)
+    committer = BackgroundCommitter(settler, stuck_after=0.3, abandon_after=0.1)
     committer.start(CommitBatch(), "metadata")
     assert committer.landed() is None and committer.busy  # still flying
     started = time.monotonic()
     landed = committer.landed(wait=True)
     assert landed is not None and isinstance(landed[1], SettlementError)
-    assert 0.2 < time.monotonic() - started < 2 and not committer.busy
-    release.set()
+    assert 0.2 < time.monotonic() - started < 2 and not committer.busy and committer.abandoned == 0
+    settler.release.set()
+
+
+def test_a_commit_stuck_before_it_was_sent_is_given_up_and_the_batch_kept() -> None:
+    from kqueue.worker.checkpoint import CommitBatch
+    from kqueue.worker.committer import BackgroundCommitter
+
+    settler = StuckSettler(sent=False)
+    committer = BackgroundCommitter(settler, stuck_after=5, abandon_after=0.2)
+    committer.start(CommitBatch(), "metadata")
+    time.sleep(0.05)
+    assert committer.landed() is None  # young: still flying
+    time.sleep(0.2)
+    landed = committer.landed()  # without waiting: the loop notices on its next turn
+    assert landed is not None and isinstance(landed[1], BatchNotCommitted) and not landed[1].permanent
+    assert settler.abandoned == 1 and committer.abandoned == 1 and not committer.busy
+    committer.start(CommitBatch(), "metadata")  # the next flight starts afresh
+    settler.release.set()
+    landed = committer.landed(wait=True)
+    assert landed is not None and landed[1] is None

@@ -1,0 +1,272 @@
+"""Chaos: real `kqueue consume` processes and real brokers, faults injected, every task counted.
+
+    python benchmarks/chaos.py [--scenario takeover|outage|broker-loss|all] [--tasks 30000]
+                               [--keys 200] [--malformed 1000] [--sleep-ms 20] [--kill-every 10]
+
+takeover     three workers (--concurrency 8, --instance-id each); a calm run, then one with a random
+             worker SIGKILLed every --kill-every seconds and started again at once with its id.
+outage       one worker, a one-node cluster whose broker is SIGKILLed for 20 s mid-run.
+broker-loss  one worker, a three-node cluster (RF 3, min ISR 2) that loses one broker for good.
+
+Per run: wall time, tasks lost (enqueued, never completed), per-key order breaks (a key's first
+completions out of enqueue order), duplicate runs, malformed records dead-lettered more than once,
+worker processes that exited on their own, and the longest gap without a completion. Goals: nothing
+lost, no order breaks, no malformed record dead-lettered twice, no worker exiting by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import kqueue  # noqa: E402
+from benchmarks.common import RESULTS, console  # noqa: E402
+from kqueue.core import names  # noqa: E402
+from kqueue.dev.cluster import DevCluster, port_open  # noqa: E402
+from kqueue.transport.inspect import read_headers  # noqa: E402
+
+QUEUE = os.environ.get("KQ_BENCH_QUEUE", "chaos")
+LOG = os.environ.get("KQ_BENCH_LOG", "")
+SLEEP = float(os.environ.get("KQ_BENCH_SLEEP", "0.02"))
+
+app = kqueue.App("bench-chaos")
+
+
+@app.task(queue=QUEUE, name="work")
+def work(payload: dict[str, Any], ctx: kqueue.TaskContext) -> None:
+    time.sleep(SLEEP)
+    with open(LOG, "a") as log:  # one short append per completion: lines never interleave
+        log.write(f"{payload['k']} {payload['n']} {time.time():.3f}\n")
+
+
+@dataclass
+class Outcome:
+    scenario: str
+    tasks: int
+    seconds: float
+    lost: int
+    order_breaks: int
+    duplicates: int
+    malformed_dead_lettered: int
+    malformed_twice: int
+    worker_exits: int
+    longest_gap: float
+
+
+class Workers:
+    """`kqueue consume` processes, each with its own instance id, restartable one by one."""
+
+    def __init__(self, bootstrap: str, queue: str, log: Path, count: int, concurrency: int, sleep: float) -> None:
+        self.env = {**os.environ, "KQUEUE_BOOTSTRAP_SERVERS": bootstrap, "KQ_BENCH_QUEUE": queue,
+                    "KQ_BENCH_LOG": str(log), "KQ_BENCH_SLEEP": str(sleep)}
+        self.group = f"chaos-{uuid.uuid4().hex[:6]}"
+        self.concurrency = concurrency
+        self.procs = [self._start(i) for i in range(count)]
+        self.exits = 0  # processes that ended without being killed
+
+    def _start(self, slot: int) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-m", "kqueue", "consume", "--app", "benchmarks.chaos:app",
+                                 "--group", self.group, "--concurrency", str(self.concurrency),
+                                 "--instance-id", f"{self.group}-{slot}", "--log-level", "ERROR"],
+                                env=self.env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def kill_and_restart(self, slot: int) -> None:
+        self.procs[slot].kill()
+        self.procs[slot].wait()
+        self.procs[slot] = self._start(slot)
+
+    def watch(self) -> None:
+        for slot, proc in enumerate(self.procs):
+            if proc.poll() is not None:
+                self.exits += 1
+                self.procs[slot] = self._start(slot)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def enqueue(bootstrap: str, queue: str, tasks: int, keys: int, malformed: int, partitions: int) -> None:
+    producer = kqueue.App("bench-chaos-producer", bootstrap, partitions=partitions)
+    task = producer.task(queue=queue, name="work")(lambda payload: None)
+    for n in range(tasks):
+        key = f"k{n % keys}"
+        task.enqueue({"k": key, "n": n}, key=key)
+        if malformed and n % max(1, tasks // malformed) == 0 and n // max(1, tasks // malformed) < malformed:
+            # a record that can never run: the worker must dead-letter it once and go on
+            producer.producer.produce(queue, b"{not json", key.encode(),
+                                      [(names.H_TYPE, b"work"), (names.H_CONTENT_TYPE, b"json"),
+                                       (names.H_ID, f"malformed-{n}".encode())])
+    producer.flush(120)
+
+
+def count(log: Path, tasks: int) -> tuple[int, int, int, float]:
+    """(lost, order breaks, duplicates, longest gap between completions)."""
+    lines = log.read_text().split("\n") if log.exists() else []
+    firsts: dict[str, list[int]] = defaultdict(list)
+    seen: Counter[int] = Counter()
+    times: list[float] = []
+    for line in lines:
+        if not line:
+            continue
+        key, n_text, at = line.split()
+        n = int(n_text)
+        if seen[n] == 0:
+            firsts[key].append(n)
+        seen[n] += 1
+        times.append(float(at))
+    breaks = sum(1 for ns in firsts.values() for a, b in zip(ns, ns[1:], strict=False) if b < a)
+    times.sort()
+    gap = max((b - a for a, b in zip(times, times[1:], strict=False)), default=0.0)
+    return tasks - len(seen), breaks, sum(seen.values()) - len(seen), gap
+
+
+def run(scenario: str, bootstrap: str, args: argparse.Namespace, progress: Progress, workers: int,
+        fault: Any = None) -> Outcome:
+    queue = f"chaos-{uuid.uuid4().hex[:6]}"
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "done.log"
+        enqueue(bootstrap, queue, args.tasks, args.keys, args.malformed, args.partitions)
+        crew = Workers(bootstrap, queue, log, workers, args.concurrency, args.sleep_ms / 1000)
+        bar = progress.add_task(scenario, total=args.tasks)
+        started = time.monotonic()
+        rng = random.Random(7)
+        next_fault = started + args.kill_every
+        try:
+            while time.monotonic() - started < args.timeout:
+                time.sleep(0.25)
+                done = len({line.split()[1] for line in log.read_text().splitlines()}) if log.exists() else 0
+                progress.update(bar, completed=done)
+                if done >= args.tasks:
+                    break
+                if fault is not None and time.monotonic() >= next_fault:
+                    next_fault = fault(crew, rng, time.monotonic() - started) or float("inf")
+                    next_fault += time.monotonic()
+                crew.watch()
+            seconds = time.monotonic() - started
+            time.sleep(3)  # late duplicates and dead letters land
+        finally:
+            crew.stop()
+        lost, breaks, duplicates, gap = count(log, args.tasks)
+        letters = [h.get(names.H_ID, "") for h in read_headers(bootstrap, [names.dlq_topic(queue)])]
+        malformed = Counter(i for i in letters if i.startswith("malformed-"))
+        return Outcome(scenario, args.tasks, round(seconds, 1), lost, breaks, duplicates, len(malformed),
+                       sum(c - 1 for c in malformed.values()), crew.exits, round(gap, 1))
+
+
+def kill_one(crew: Workers, rng: random.Random, _elapsed: float) -> float:
+    crew.kill_and_restart(rng.randrange(len(crew.procs)))
+    return KILL_EVERY
+
+
+KILL_EVERY = 10.0
+
+
+def cluster(nodes: int) -> tuple[DevCluster, str, tempfile.TemporaryDirectory[str]]:
+    base = next(p for p in range(47092, 48000, 10) if not any(port_open(p + i) for i in range(nodes))
+                and not any(port_open(p + 100 + i) for i in range(nodes)))
+    tmp = tempfile.TemporaryDirectory(prefix="kqueue-chaos-")
+    dev = DevCluster(Path(tmp.name))
+    with console.status(f"starting a {nodes}-node Kafka"):
+        state, _ = dev.up(nodes=nodes, base_port=base)
+    return dev, state.bootstrap_servers, tmp
+
+
+def main() -> None:
+    global KILL_EVERY
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenario", default="all", choices=("takeover", "outage", "broker-loss", "all"))
+    parser.add_argument("--tasks", type=int, default=30_000)
+    parser.add_argument("--keys", type=int, default=200)
+    parser.add_argument("--malformed", type=int, default=1000)
+    parser.add_argument("--sleep-ms", type=float, default=20.0)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--kill-every", type=float, default=10.0)
+    parser.add_argument("--timeout", type=float, default=900.0)
+    args = parser.parse_args()
+    KILL_EVERY = args.kill_every
+    outcomes: list[Outcome] = []
+    want = {"takeover", "outage", "broker-loss"} if args.scenario == "all" else {args.scenario}
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console,
+                  transient=True) as progress:
+        if "takeover" in want:
+            dev, bootstrap, tmp = cluster(1)
+            try:
+                outcomes.append(run("3 workers, calm", bootstrap, args, progress, 3))
+                outcomes.append(run(f"3 workers, one SIGKILLed every {args.kill_every:g}s", bootstrap, args,
+                                    progress, 3, kill_one))
+            finally:
+                dev.down(purge=True)
+                tmp.cleanup()
+        if "outage" in want:
+            dev, bootstrap, tmp = cluster(1)
+
+            def outage(crew: Workers, rng: random.Random, elapsed: float) -> float:
+                dev.stop_node(0, hard=True)
+                time.sleep(20)
+                dev.start_node(0)
+                return float("inf")
+
+            try:
+                outcomes.append(run("1 worker, only broker down 20 s", bootstrap, args, progress, 1, outage))
+            finally:
+                dev.down(purge=True)
+                tmp.cleanup()
+        if "broker-loss" in want:
+            dev, bootstrap, tmp = cluster(3)
+
+            def lose(crew: Workers, rng: random.Random, elapsed: float) -> float:
+                dev.stop_node(2, hard=True)
+                return float("inf")
+
+            try:
+                outcomes.append(run("1 worker, 1 of 3 brokers lost", bootstrap, args, progress, 1, lose))
+            finally:
+                dev.down(purge=True)
+                tmp.cleanup()
+    table = Table(title=f"chaos: {args.tasks:,} tasks of {args.sleep_ms:g} ms over {args.keys} keys "
+                        f"+ {args.malformed} malformed records")
+    columns = ("run", "seconds", "lost", "order breaks", "duplicate runs", "malformed in DLQ", "DLQ twice",
+               "worker exits", "longest gap s")
+    for column in columns:
+        table.add_column(column, justify="left" if column == "run" else "right")
+    for o in outcomes:
+        table.add_row(o.scenario, f"{o.seconds:.1f}", str(o.lost), str(o.order_breaks), f"{o.duplicates:,}",
+                      str(o.malformed_dead_lettered), str(o.malformed_twice), str(o.worker_exits),
+                      f"{o.longest_gap:.1f}")
+    console.print(table)
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / "chaos.json"
+    out.write_text(json.dumps({"benchmark": "chaos", "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                               "args": vars(args), "runs": [asdict(o) for o in outcomes],
+                               "goals": {"lost": 0, "order_breaks": 0, "malformed_twice": 0, "worker_exits": 0}},
+                              indent=2))
+    console.print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
