@@ -28,6 +28,7 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -138,9 +139,9 @@ def count(log: Path, tasks: int) -> tuple[int, int, int, float]:
             firsts[key].append(n)
         seen[n] += 1
         times.append(float(at))
-    breaks = sum(1 for ns in firsts.values() for a, b in zip(ns, ns[1:], strict=False) if b < a)
+    breaks = sum(1 for ns in firsts.values() for a, b in pairwise(ns) if b < a)
     times.sort()
-    gap = max((b - a for a, b in zip(times, times[1:], strict=False)), default=0.0)
+    gap = max((b - a for a, b in pairwise(times)), default=0.0)
     return tasks - len(seen), breaks, sum(seen.values()) - len(seen), gap
 
 
