@@ -32,6 +32,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
@@ -75,7 +76,9 @@ class Outcome:
 class Workers:
     """`kqueue consume` processes, each with its own instance id, restartable one by one."""
 
-    def __init__(self, bootstrap: str, queue: str, log: Path, count: int, concurrency: int, sleep: float) -> None:
+    def __init__(self, bootstrap: str, queue: str, log: Path, count: int, concurrency: int, sleep: float,
+                 logs: Path) -> None:
+        self.logs = logs
         self.env = {**os.environ, "KQUEUE_BOOTSTRAP_SERVERS": bootstrap, "KQ_BENCH_QUEUE": queue,
                     "KQ_BENCH_LOG": str(log), "KQ_BENCH_SLEEP": str(sleep)}
         self.group = f"chaos-{uuid.uuid4().hex[:6]}"
@@ -86,8 +89,9 @@ class Workers:
     def _start(self, slot: int) -> subprocess.Popen[bytes]:
         return subprocess.Popen([sys.executable, "-m", "kqueue", "consume", "--app", "benchmarks.chaos:app",
                                  "--group", self.group, "--concurrency", str(self.concurrency),
-                                 "--instance-id", f"{self.group}-{slot}", "--log-level", "ERROR"],
-                                env=self.env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                 "--instance-id", f"{self.group}-{slot}", "--log-level", "WARNING"],
+                                env=self.env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                                stderr=(self.logs / f"worker-{slot}.log").open("a"))
 
     def kill_and_restart(self, slot: int) -> None:
         self.procs[slot].kill()
@@ -151,7 +155,9 @@ def run(scenario: str, bootstrap: str, args: argparse.Namespace, progress: Progr
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "done.log"
         enqueue(bootstrap, queue, args.tasks, args.keys, args.malformed, args.partitions)
-        crew = Workers(bootstrap, queue, log, workers, args.concurrency, args.sleep_ms / 1000)
+        logs = Path(args.logs) / scenario.replace(" ", "-").replace(",", "") if args.logs else Path(tmp)
+        logs.mkdir(parents=True, exist_ok=True)
+        crew = Workers(bootstrap, queue, log, workers, args.concurrency, args.sleep_ms / 1000, logs)
         bar = progress.add_task(scenario, total=args.tasks)
         started = time.monotonic()
         rng = random.Random(7)
@@ -208,6 +214,7 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--kill-every", type=float, default=10.0)
     parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument("--logs", default="", help="Keep each worker's stderr in this folder")
     args = parser.parse_args()
     KILL_EVERY = args.kill_every
     outcomes: list[Outcome] = []
@@ -259,7 +266,7 @@ def main() -> None:
         table.add_row(o.scenario, f"{o.seconds:.1f}", str(o.lost), str(o.order_breaks), f"{o.duplicates:,}",
                       str(o.malformed_dead_lettered), str(o.malformed_twice), str(o.worker_exits),
                       f"{o.longest_gap:.1f}")
-    console.print(table)
+    Console(width=170).print(table)
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "chaos.json"
     out.write_text(json.dumps({"benchmark": "chaos", "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

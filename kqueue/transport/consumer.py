@@ -24,6 +24,7 @@ from kqueue.transport.config import consumer_config
 log = logging.getLogger("kqueue.worker")
 TIMESTAMP_NOT_AVAILABLE: int = _NO_TIMESTAMP
 REJOIN_PAUSE = 1.0
+COMMITTED_TIMEOUT = 5.0
 # How librdkafka words the static-membership refusals inside a fatal error.
 _UNRELEASED = KafkaError(KafkaError.UNRELEASED_INSTANCE_ID).str()
 _FENCED = KafkaError(KafkaError.FENCED_INSTANCE_ID).str()
@@ -64,9 +65,20 @@ class ConsumerEdge(Protocol):
     def pause(self, partitions: Iterable[TP]) -> None: ...
     def resume(self, partitions: Iterable[TP]) -> None: ...
     def seek(self, partition: TP, offset: int) -> None: ...
-    def commit(self, offsets: dict[TP, int]) -> None: ...
+    def commit(self, offsets: dict[TP, int], metadata: dict[TP, str] | None = None) -> None: ...
+    def committed_offsets(self, partitions: list[TP]) -> dict[TP, tuple[int, str | None]]:
+        """The group's committed offset and metadata per partition (on the polling thread)."""
+        ...
     def group_metadata(self) -> Any: ...
     def close(self) -> None: ...
+
+
+def offset_with_note(topic: str, partition: int, offset: int, notes: dict[TP, str]) -> TopicPartition:
+    """An offset to commit, with its metadata when there is any (the client takes a str or nothing)."""
+    note = notes.get((topic, partition))
+    if note is None:
+        return TopicPartition(topic, partition, offset)
+    return TopicPartition(topic, partition, offset, metadata=note)
 
 
 def _tps(partitions: Iterable[TP]) -> list[TopicPartition]:
@@ -158,9 +170,20 @@ class KafkaConsumerEdge:
     def seek(self, partition: TP, offset: int) -> None:
         self._consumer.seek(TopicPartition(partition[0], partition[1], offset))
 
-    def commit(self, offsets: dict[TP, int]) -> None:
-        tps = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+    def commit(self, offsets: dict[TP, int], metadata: dict[TP, str] | None = None) -> None:
+        notes = metadata or {}
+        tps = [offset_with_note(t, p, o, notes) for (t, p), o in offsets.items()]
         self._consumer.commit(offsets=tps, asynchronous=False)
+
+    def committed_offsets(self, partitions: list[TP]) -> dict[TP, tuple[int, str | None]]:
+        if not partitions:
+            return {}
+        try:
+            found = self._consumer.committed(_tps(partitions), timeout=COMMITTED_TIMEOUT)
+        except KafkaException as exc:  # only an optimisation: without it, completed work runs again
+            log.info("could not read the committed metadata of %d partition(s): %s", len(partitions), exc)
+            return {}
+        return {(tp.topic, tp.partition): (tp.offset, tp.metadata) for tp in found if tp.offset >= 0}
 
     def group_metadata(self) -> Any:
         return self._consumer.consumer_group_metadata()

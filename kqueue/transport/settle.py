@@ -17,12 +17,12 @@ import time
 import uuid
 from typing import Any, NoReturn, Protocol
 
-from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from kqueue.core.errors import DeliveryError, KqueueError
 from kqueue.core.records import TP, OutRecord
 from kqueue.transport.config import producer_config
-from kqueue.transport.consumer import ConsumerEdge
+from kqueue.transport.consumer import ConsumerEdge, offset_with_note
 from kqueue.transport.producer import POLL_EVERY, TaskProducer, produce_waiting
 from kqueue.transport.txn import TxnAction, classify, error_of, is_permanent, retrying
 
@@ -53,11 +53,13 @@ class BatchNotCommitted(SettlementError):
 class Settler(Protocol):
     transactional: bool
 
-    def commit(self, records: list[OutRecord], offsets: dict[TP, int], group_metadata: Any) -> None:
+    def commit(self, records: list[OutRecord], offsets: dict[TP, int], group_metadata: Any,
+               metadata: dict[TP, str] | None = None) -> None:
         """Make `records` and `offsets` durable together; raises BatchNotCommitted or SettlementError.
 
         `group_metadata` is the consumer's, taken on the polling thread (the client blocks a call for
-        it from another thread while that one polls)."""
+        it from another thread while that one polls). `metadata`: per partition, the commit's
+        metadata string (completed offsets above the position)."""
         ...
 
     def abandon(self) -> bool:
@@ -90,7 +92,8 @@ class AtLeastOnceSettler:
         self._consumer = consumer
         self._producer = TaskProducer(bootstrap)
 
-    def commit(self, records: list[OutRecord], offsets: dict[TP, int], group_metadata: Any) -> None:
+    def commit(self, records: list[OutRecord], offsets: dict[TP, int], group_metadata: Any,
+               metadata: dict[TP, str] | None = None) -> None:
         refused: set[int] = set()
         try:
             for i, r in enumerate(records):
@@ -112,7 +115,7 @@ class AtLeastOnceSettler:
         _fault_point(len(records))
         if offsets:
             try:
-                self._consumer.commit(offsets)
+                self._consumer.commit(offsets, metadata)
             except KafkaException as exc:  # e.g. a rebalance in progress: committed next time if still ours
                 raise BatchNotCommitted(f"offset commit failed: {error_of(exc)}") from exc
 
@@ -165,7 +168,8 @@ class TransactionalSettler:
             self._producer = producer
         return self._producer
 
-    def commit(self, records: list[OutRecord], offsets: dict[TP, int], group_metadata: Any) -> None:
+    def commit(self, records: list[OutRecord], offsets: dict[TP, int], group_metadata: Any,
+               metadata: dict[TP, str] | None = None) -> None:
         if not records and not offsets:
             return
         deadline = time.monotonic() + TXN_BUDGET
@@ -195,7 +199,8 @@ class TransactionalSettler:
                 raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE,
                                                 f"{len(refused)} routed record(s) too large to write"))
             if offsets:
-                tps = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+                notes = metadata or {}
+                tps = [offset_with_note(t, p, o, notes) for (t, p), o in offsets.items()]
                 retrying(lambda: producer.send_offsets_to_transaction(tps, group_metadata, left()), left())
             if _FAULT == "abort-first" and records and not self._aborted_on_purpose:
                 self._aborted_on_purpose = True

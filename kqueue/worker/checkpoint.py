@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kqueue.core.completed import encode as encode_completed
 from kqueue.core.records import SETTLEMENT_OF_KIND, TP, OutRecord, Settlement
 from kqueue.transport.settle import BatchNotCommitted, Settler
 from kqueue.worker.partitions import PartitionState, PartitionTable
@@ -41,7 +42,8 @@ class SettleCounts:
 @dataclass
 class CommitBatch:
     offsets: dict[TP, int] = field(default_factory=dict)
-    moved: list[tuple[PartitionState, int]] = field(default_factory=list)
+    metadata: dict[TP, str] = field(default_factory=dict)  # completed offsets above each position
+    moved: list[tuple[PartitionState, int, str]] = field(default_factory=list)
     released: list[tuple[PartitionState, int, list[OutRecord]]] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
 
@@ -92,9 +94,22 @@ class Checkpoint:
             owner = item.owner
             if owner is not None and owner.live:
                 owner.watermark.settle(item.offset)
+                owner.completed_above.add(item.offset)
                 settled += 1
         self.counts.completed += settled
         return settled
+
+    @staticmethod
+    def done_before(item: WorkItem) -> bool:
+        """Settle a tracked `item` a previous owner had completed (from the commit metadata): True
+        if it was one, and must not run again."""
+        owner = item.owner
+        if owner is None or not owner.done_before or item.offset not in owner.done_before:
+            return False
+        owner.done_before.discard(item.offset)
+        owner.watermark.settle(item.offset)
+        owner.completed_above.add(item.offset)  # still above the position: say so in the next commit too
+        return True
 
     def route(self, item: WorkItem, records: list[OutRecord]) -> bool:
         """Settle `item` by `records`, written when the commit position passes it."""
@@ -119,10 +134,20 @@ class Checkpoint:
         batch = CommitBatch()
         for tp, state in self._table.states.items():
             position = state.watermark.position()
-            if position is None or position == state.committed:
+            if position is None:
+                continue
+            metadata = ""
+            if state.completed_above:
+                state.completed_above = {o for o in state.completed_above if o >= position}
+                metadata = encode_completed(position, state.completed_above)
+            # Committed again at the same position when more completed above it: cheap, and a crash
+            # then re-runs less (a slow task holds the position while the rest of its partition runs).
+            if position == state.committed and metadata == state.noted:
                 continue
             batch.offsets[tp] = position
-            batch.moved.append((state, position))
+            if metadata:
+                batch.metadata[tp] = metadata
+            batch.moved.append((state, position, metadata))
             batch.released += [(state, offset, records) for offset, records in state.release_records(position)]
         return batch if batch.offsets else None
 
@@ -145,8 +170,9 @@ class Checkpoint:
                 if state.live:
                     state.hold_records(offset, records)
             raise error
-        for state, position in batch.moved:
+        for state, position, metadata in batch.moved:
             state.committed = position
+            state.noted = metadata
         kinds = Counter(records[0].kind for _, _, records in batch.released)
         for kind, n in kinds.items():
             self.counts.add(SETTLEMENT_OF_KIND[kind], n)
@@ -171,7 +197,7 @@ class Checkpoint:
         if batch is None:
             return None
         try:
-            self._settler.commit(batch.records(), batch.offsets, group_metadata)
+            self._settler.commit(batch.records(), batch.offsets, group_metadata, batch.metadata)
         except BaseException as exc:
             self.finish(batch, exc)
         return self.finish(batch, None)

@@ -51,7 +51,7 @@ class BackgroundCommitter:
 
         def commit() -> None:
             try:
-                self._settler.commit(batch.records(), batch.offsets, group_metadata)
+                self._settler.commit(batch.records(), batch.offsets, group_metadata, batch.metadata)
                 future.set_result(None)
             except BaseException as exc:
                 future.set_exception(exc)

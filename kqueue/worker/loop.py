@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kqueue.core.completed import decode as decode_completed
 from kqueue.core.headers import now_ms
 from kqueue.core.records import SETTLEMENT_OF_KIND, TP, OutRecord, Settlement
 from kqueue.core.topology import tier_topics, worker_topics
@@ -63,6 +64,7 @@ class WorkerStats(SettleCounts):
     assigned: int = 0  # partitions assigned over the run (rebalance events show here)
     revoked: int = 0
     lost: int = 0
+    skipped: int = 0  # tasks a previous owner had completed above its commit, not run again
 
 
 # How a worker reaches Kafka: a consumer edge and a settler over it (tests pass a scripted one).
@@ -171,7 +173,7 @@ class Worker:
         counts = self._checkpoint.counts
         self.stats = WorkerStats(counts.completed, counts.retried, counts.dead_lettered, counts.delivered,
                                  counts.re_tiered, self.stats.polled, self.stats.assigned, self.stats.revoked,
-                                 self.stats.lost)
+                                 self.stats.lost, self.stats.skipped)
         return self.stats
 
     def assignment(self) -> list[TP]:
@@ -228,6 +230,9 @@ class Worker:
             # Track in offset order (before anything can settle), then split by what to do.
             if not self._checkpoint.track(item):
                 continue  # partition no longer ours
+            if self._checkpoint.done_before(item):
+                self.stats.skipped += 1  # completed before a crash or hand-over: not run again
+                continue
             if failure is None:
                 runnable.append(item)
             else:
@@ -367,7 +372,12 @@ class Worker:
 
     # -- rebalance (called from inside poll_batch) --------------------------------------------------
     def on_assign(self, partitions: list[TP]) -> None:
-        self._table.assign(partitions)
+        added = self._table.assign(partitions)
+        # What the last owner had completed above its final commit (core/completed.py).
+        committed = self._edge.committed_offsets([s.tp for s in added if not s.is_tier])
+        for state in added:
+            offset, note = committed.get(state.tp, (-1, None))
+            state.done_before = decode_completed(offset, note)
         self.stats.assigned += len(partitions)
         self._partition_event("assigned", partitions)
 

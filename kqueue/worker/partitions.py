@@ -26,7 +26,8 @@ class PartitionState:
     """A partition while this worker owns it. `live` turns False when it is revoked or lost, so work
     from that ownership can no longer settle anything (a re-assignment gets a new state)."""
 
-    __slots__ = ("committed", "due_at", "held", "is_tier", "live", "pauses", "tp", "watermark")
+    __slots__ = ("committed", "completed_above", "done_before", "due_at", "held", "is_tier", "live", "noted",
+                 "pauses", "tp", "watermark")
 
     def __init__(self, tp: TP, is_tier: bool) -> None:
         self.tp = tp
@@ -39,6 +40,12 @@ class PartitionState:
         self.committed: int | None = None
         self.pauses: set[PauseReason] = set()
         self.due_at: int | None = None  # router hold: when the head is due (epoch ms)
+        # Offsets completed (no records to write) at or above the commit position: written into the
+        # commit's metadata so the next owner does not run them again (core/completed.py).
+        self.completed_above: set[int] = set()
+        # Offsets a previous owner had completed above its last commit: settled here without running.
+        self.done_before: set[int] = set()
+        self.noted = ""  # the metadata of the last commit
 
     def hold_records(self, offset: int, records: list[OutRecord]) -> None:
         heapq.heappush(self.held, (offset, id(records), records))

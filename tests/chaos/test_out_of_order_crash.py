@@ -49,3 +49,39 @@ def test_a_retry_decided_past_a_running_task_is_not_written_twice_by_a_crash(kaf
     decisions = Counter(h[names.H_ID] for h in {(h[names.H_ID], h[names.H_NOT_BEFORE]): h for h in tiered}.values())
     assert decisions == Counter({flaky: 1})  # one retry decision for the flaky task, written once
     assert Counter(recorded(log))[flaky] == 1  # and its retry completed once
+
+
+def test_work_completed_above_a_running_task_is_not_run_again_after_a_crash(kafka: Kafka, tmp_path: Path) -> None:
+    """The commit position waits for offset 0, but the 40 tasks above it that completed are named in
+    the commit's metadata: after a SIGKILL the next worker runs offset 0 again and none of the 40."""
+    queue, group, log = unique("completed"), unique("g"), tmp_path / "done.log"
+    app = kqueue.App("producer", kafka.bootstrap, partitions=1)
+
+    @app.task(queue=queue, name="record")
+    def record(payload: dict[str, object]) -> None: ...
+
+    slow = record.enqueue({"n": 0, "sleep": 30}, key="slow")  # offset 0: holds the position until the crash
+    quick = [record.enqueue({"n": n}, key=f"k{n}") for n in range(1, 41)]
+    app.flush()
+    victim = consume_process(kafka.bootstrap, queue, group, log, "--concurrency", "4")
+    try:
+        wait_for(lambda: set(quick) <= set(recorded(log)), timeout=60, what="the quick tasks to complete")
+        time.sleep(2.0)  # commit rounds at the same position, naming what completed above it
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=30)
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+    assert slow not in recorded(log)
+    survivor = consume_process(kafka.bootstrap, queue, group, log, "--concurrency", "4")
+    try:
+        wait_for(lambda: slow in recorded(log), timeout=120, what="the slow task to complete")
+        after = record.enqueue({"n": 99}, key="after")
+        app.flush()
+        wait_for(lambda: after in recorded(log), timeout=60, what="a task after it")
+    finally:
+        survivor.send_signal(signal.SIGTERM)
+        assert survivor.wait(timeout=60) == 0
+    runs = Counter(recorded(log))
+    assert {task: runs[task] for task in quick if runs[task] != 1} == {}  # each ran once in all
+    assert runs[slow] == 1

@@ -57,6 +57,7 @@ class ScriptedEdge:
     logs: dict[TP, list[ScriptedRecord]] = field(default_factory=dict)
     positions: dict[TP, int] = field(default_factory=dict)
     committed: dict[TP, int] = field(default_factory=dict)
+    notes: dict[TP, str] = field(default_factory=dict)  # commit metadata per partition
     assigned: set[TP] = field(default_factory=set)
     paused: set[TP] = field(default_factory=set)
     calls: list[tuple[str, Any]] = field(default_factory=list)  # pause / resume / seek, in order
@@ -137,8 +138,12 @@ class ScriptedEdge:
         self.calls.append(("seek", (partition, offset)))
         self.positions[partition] = offset
 
-    def commit(self, offsets: dict[TP, int]) -> None:
+    def commit(self, offsets: dict[TP, int], metadata: dict[TP, str] | None = None) -> None:
         self.committed.update(offsets)
+        self.notes.update(metadata or {})
+
+    def committed_offsets(self, partitions: list[TP]) -> dict[TP, tuple[int, str | None]]:
+        return {tp: (self.committed[tp], self.notes.get(tp)) for tp in partitions if tp in self.committed}
 
     def group_metadata(self) -> Any:
         return "scripted-group"
@@ -166,12 +171,14 @@ class ScriptedSettler:
     def fail_next(self, *errors: BaseException) -> None:
         self.failures.extend(errors)
 
-    def commit(self, records: list[OutRecord], offsets: dict[TP, int], group_metadata: Any) -> None:
+    def commit(self, records: list[OutRecord], offsets: dict[TP, int], group_metadata: Any,
+               metadata: dict[TP, str] | None = None) -> None:
         assert group_metadata == "scripted-group"
         if self.failures:
             raise self.failures.popleft()
         self.written.extend(records)
         self.edge.committed.update(offsets)
+        self.edge.notes.update(metadata or {})
         self.commits.append((list(records), dict(offsets)))
 
     abandonable: bool = False  # whether a stuck commit may be given up (the Kafka settler: before it is sent)

@@ -108,6 +108,32 @@ def test_a_halted_executor_starts_nothing_a_runner_already_took() -> None:
     assert [item.offset for item, _ in executor.drain()] == [0]
 
 
+def test_a_slow_task_holds_back_no_other_key() -> None:
+    app = kqueue.App("runner", "127.0.0.1:1")
+    gate = threading.Event()
+    done: list[int] = []
+
+    @app.task(queue="q")
+    def job(payload: Any) -> None:
+        if payload["n"] == 0:
+            gate.wait(10)
+        done.append(payload["n"])
+
+    executor = Executor(2, Runner())
+    items = []
+    for n in range(12):
+        item = _item(app, "job")
+        item.payload, item.offset, item.key = {"n": n}, n, f"k{n}".encode()
+        items.append(item)
+    executor.submit(items)
+    deadline = time.monotonic() + 5
+    while len(done) < 11 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sorted(done) == list(range(1, 12))  # every other key ran while the slow one waits
+    gate.set()
+    executor.stop()
+
+
 @pytest.mark.parametrize(("error", "action"), [
     (KafkaError(KafkaError._TIMED_OUT, "coordinator moving", retriable=True), TxnAction.RETRY),
     (KafkaError(KafkaError._STATE, "needs abort", txn_requires_abort=True), TxnAction.ABORT),

@@ -165,6 +165,29 @@ def test_tasks_of_a_lost_partition_are_never_started_after_the_loss(rig: Rig) ->
     assert rig.settler.written == [] and rig.edge.committed.get(P0, 0) == 0
 
 
+def test_completed_work_above_a_slow_task_is_not_run_again_by_the_next_owner(rig: Rig) -> None:
+    rig.edge.assign(P0)
+    rig.task(P0, 0, "slow", gate="slow")
+    rig.task(P0, 1, "b", fail=True)  # decided as a retry above the position: held, never written
+    for n in range(2, 6):
+        rig.task(P0, n, f"k{n}")
+    with rig.worker() as w:
+        wait_for(lambda: sorted(rig.ran) == [2, 3, 4, 5], timeout=5, what="the quick tasks")
+        wait_for(lambda: rig.edge.notes.get(P0, "").startswith("kq1:"), timeout=5,
+                 what="a commit at offset 0 naming the completed offsets above it")
+        assert rig.edge.committed.get(P0, 0) == 0
+        rig.edge.lose(P0)  # the worker crashed, as far as the group can tell
+        wait_for(lambda: w.worker.stats.lost == 1, timeout=5, what="the loss")
+        rig.gate("slow").set()
+        rig.edge.assign(P0)  # the next owner starts again at the committed offset 0
+        wait_for(lambda: rig.edge.committed.get(P0) == 6, timeout=5, what="the partition to commit to its end")
+        stats = w.stop()
+    assert sorted(rig.ran) == [0, 0, 2, 3, 4, 5]  # 0 ran in both ownerships (it never completed in time)
+    assert stats.skipped == 4  # 2-5 had completed: settled without running
+    retries = [r for r in rig.settler.written if r.kind == RecordKind.RETRY]
+    assert len(retries) == 1  # offset 1 had no durable outcome, so it was decided again, once
+
+
 def test_an_aborted_batch_is_kept_and_a_held_tier_partition_still_wakes(rig: Rig) -> None:
     rig.edge.assign(P0, TIER)
     now = int(time.time() * 1000)
@@ -214,12 +237,12 @@ def test_a_record_refused_as_too_large_goes_out_as_a_dead_letter_by_reference(ri
     rig.task(P0, 1, "b")
     real_commit = rig.settler.commit
 
-    def refuse_retries(records: list[Any], offsets: dict[Any, int], group_metadata: Any) -> None:
+    def refuse_retries(records: list[Any], offsets: dict[Any, int], group_metadata: Any, metadata: Any = None) -> None:
         # Refused for its size every time it is offered: the worker must not count that towards stopping.
         too_large = frozenset(i for i, r in enumerate(records) if r.kind is RecordKind.RETRY)
         if too_large:
             raise BatchNotCommitted("too large", permanent=True, too_large=too_large)
-        real_commit(records, offsets, group_metadata)
+        real_commit(records, offsets, group_metadata, metadata)
 
     rig.settler.commit = refuse_retries  # type: ignore[method-assign]
     with rig.worker() as w:
@@ -254,8 +277,8 @@ def test_the_drain_commits_while_a_long_task_runs(rig: Rig) -> None:
     commit_times: list[float] = []
     real_commit = rig.settler.commit
 
-    def timed_commit(records: list[Any], offsets: dict[Any, int], group_metadata: Any) -> None:
-        real_commit(records, offsets, group_metadata)
+    def timed_commit(records: list[Any], offsets: dict[Any, int], group_metadata: Any, metadata: Any = None) -> None:
+        real_commit(records, offsets, group_metadata, metadata)
         commit_times.append(time.monotonic())
 
     rig.settler.commit = timed_commit  # type: ignore[method-assign]
@@ -398,7 +421,7 @@ class StuckSettler:
         self.sent = sent  # whether the stuck commit was already sent (then it cannot be given up)
         self.abandoned = 0
 
-    def commit(self, records: Any, offsets: Any, group_metadata: Any) -> None:
+    def commit(self, records: Any, offsets: Any, group_metadata: Any, metadata: Any = None) -> None:
         self.release.wait(10)
 
     def abandon(self) -> bool:
