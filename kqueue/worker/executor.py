@@ -17,6 +17,11 @@ from kqueue.worker.work import Outcome, WorkItem
 
 MAX_RUN_ITEMS = 256
 RELEASE_EVERY = 0.002  # seconds a finished key may wait for the keys run after it
+# A process frozen this long (no tick for FREEZE_GAP) holds new starts for FREEZE_HOLD: time for the
+# poll loop to learn whether its partitions were taken away meanwhile (one heartbeat and one poll).
+FREEZE_TICK = 0.25
+FREEZE_GAP = 3.0
+FREEZE_HOLD = 2.0
 CHEAP_ITEM_SECONDS = 0.0002
 CHEAP_RUN = 128
 
@@ -34,6 +39,11 @@ class Executor:
         self._seconds_per_item = CHEAP_ITEM_SECONDS * 5  # assume slow until measured: spread the first work
         self._busy_threads = 0
         self._halted = False  # start nothing more (taken or queued): the worker stops to restart
+        # After the process was frozen (SIGSTOP, a VM pause) its partitions may be someone else's
+        # by now, and the poll loop has not heard yet: starts wait until it has had time to.
+        self._resume_at = 0.0
+        self._last_tick = time.monotonic()
+        threading.Thread(target=self._watch_freezes, name="kqueue-freeze-watch", daemon=True).start()
         self._threads = [
             threading.Thread(target=self._thread_main, name=f"kqueue-worker-{i}", daemon=True)
             for i in range(self.concurrency)
@@ -71,6 +81,39 @@ class Executor:
         with self._cond:
             self._halted = True
             return len(self._lanes.drop(lambda _item: True))
+
+    def hold_starts(self, seconds: float) -> None:
+        """Start no item for `seconds` (items then start if still wanted)."""
+        self._resume_at = max(self._resume_at, time.monotonic() + seconds)
+
+    def _watch_freezes(self) -> None:
+        while not self._stopped:
+            time.sleep(FREEZE_TICK)
+            self._froze()
+
+    def _froze(self) -> bool:
+        """True (and starts held) if this process did not run for a while: the ticker's last tick is
+        old although the clock ran on. Runners ask too, as they may wake before the ticker does."""
+        now = time.monotonic()
+        frozen = now - self._last_tick > FREEZE_GAP
+        if frozen:
+            self.hold_starts(FREEZE_HOLD)
+        self._last_tick = now
+        return frozen
+
+    def _held(self) -> bool:
+        if time.monotonic() - self._last_tick > FREEZE_GAP:
+            self._froze()
+        return time.monotonic() < self._resume_at and not self._halted and not self._stopped
+
+    def _wait_thaw(self) -> None:
+        """Wait out a hold on starts (sync runners)."""
+        while self._held():
+            time.sleep(0.02)
+
+    async def _thawed_async(self) -> None:
+        while self._held():
+            await asyncio.sleep(0.02)
 
     def _unwanted(self, item: WorkItem) -> bool:
         """Not to be started: the executor is halted, or the item's partition is no longer ours (a
@@ -118,6 +161,7 @@ class Executor:
                 key_started = time.monotonic()
                 try:
                     for item in items:
+                        self._wait_thaw()
                         if not self._unwanted(item):
                             results.append((item, self._run(item)))
                 finally:
@@ -204,6 +248,7 @@ class Executor:
                 started = time.monotonic()
                 try:
                     for item in items:
+                        await self._thawed_async()
                         if not self._unwanted(item):
                             results.append((item, await self._runner.run_async(item)))
                 finally:

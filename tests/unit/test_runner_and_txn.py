@@ -134,6 +134,37 @@ def test_a_slow_task_holds_back_no_other_key() -> None:
     executor.stop()
 
 
+def test_starts_wait_out_a_hold_and_then_skip_what_is_no_longer_owned() -> None:
+    app = kqueue.App("runner", "127.0.0.1:1")
+    started: list[int] = []
+
+    @app.task(queue="q")
+    def job(payload: Any) -> None:
+        started.append(payload["n"])
+
+    class Ownership:  # the partition state's `live` flag, as the poll loop would flip it
+        live = True
+
+    kept, lost = Ownership(), Ownership()
+    executor = Executor(2, Runner())
+    executor.hold_starts(0.3)  # as after the process was frozen
+    items = []
+    for n, owner in ((0, kept), (1, lost)):
+        item = _item(app, "job")
+        item.payload, item.offset, item.key, item.owner = {"n": n}, n, f"k{n}".encode(), owner  # type: ignore[assignment]
+        items.append(item)
+    executor.submit(items)
+    time.sleep(0.1)
+    assert started == []  # held
+    lost.live = False  # meanwhile the poll loop learns that partition was taken away
+    deadline = time.monotonic() + 5
+    while not started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.05)
+    executor.stop()
+    assert started == [0]
+
+
 @pytest.mark.parametrize(("error", "action"), [
     (KafkaError(KafkaError._TIMED_OUT, "coordinator moving", retriable=True), TxnAction.RETRY),
     (KafkaError(KafkaError._STATE, "needs abort", txn_requires_abort=True), TxnAction.ABORT),
