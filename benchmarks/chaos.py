@@ -27,6 +27,8 @@ import tempfile
 import time
 import uuid
 from collections import Counter, defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -192,14 +194,19 @@ def kill_one(crew: Workers, rng: random.Random, _elapsed: float) -> float:
 KILL_EVERY = 10.0
 
 
-def cluster(nodes: int) -> tuple[DevCluster, str, tempfile.TemporaryDirectory[str]]:
+@contextmanager
+def cluster(nodes: int) -> Iterator[tuple[DevCluster, str]]:
+    """A fresh dev cluster of `nodes` on free ports, removed afterwards."""
     base = next(p for p in range(47092, 48000, 10) if not any(port_open(p + i) for i in range(nodes))
                 and not any(port_open(p + 100 + i) for i in range(nodes)))
-    tmp = tempfile.TemporaryDirectory(prefix="kqueue-chaos-")
-    dev = DevCluster(Path(tmp.name))
-    with console.status(f"starting a {nodes}-node Kafka"):
-        state, _ = dev.up(nodes=nodes, base_port=base)
-    return dev, state.bootstrap_servers, tmp
+    with tempfile.TemporaryDirectory(prefix="kqueue-chaos-") as tmp:
+        dev = DevCluster(Path(tmp))
+        with console.status(f"starting a {nodes}-node Kafka"):
+            state, _ = dev.up(nodes=nodes, base_port=base)
+        try:
+            yield dev, state.bootstrap_servers
+        finally:
+            dev.down(purge=True)
 
 
 def main() -> None:
@@ -222,40 +229,28 @@ def main() -> None:
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console,
                   transient=True) as progress:
         if "takeover" in want:
-            dev, bootstrap, tmp = cluster(1)
-            try:
+            with cluster(1) as (dev, bootstrap):
                 outcomes.append(run("3 workers, calm", bootstrap, args, progress, 3))
                 outcomes.append(run(f"3 workers, one SIGKILLed every {args.kill_every:g}s", bootstrap, args,
                                     progress, 3, kill_one))
-            finally:
-                dev.down(purge=True)
-                tmp.cleanup()
         if "outage" in want:
-            dev, bootstrap, tmp = cluster(1)
+            with cluster(1) as (dev, bootstrap):
 
-            def outage(crew: Workers, rng: random.Random, elapsed: float) -> float:
-                dev.stop_node(0, hard=True)
-                time.sleep(20)
-                dev.start_node(0)
-                return float("inf")
+                def outage(crew: Workers, rng: random.Random, elapsed: float) -> float:
+                    dev.stop_node(0, hard=True)
+                    time.sleep(20)
+                    dev.start_node(0)
+                    return float("inf")
 
-            try:
                 outcomes.append(run("1 worker, only broker down 20 s", bootstrap, args, progress, 1, outage))
-            finally:
-                dev.down(purge=True)
-                tmp.cleanup()
         if "broker-loss" in want:
-            dev, bootstrap, tmp = cluster(3)
+            with cluster(3) as (dev, bootstrap):
 
-            def lose(crew: Workers, rng: random.Random, elapsed: float) -> float:
-                dev.stop_node(2, hard=True)
-                return float("inf")
+                def lose(crew: Workers, rng: random.Random, elapsed: float) -> float:
+                    dev.stop_node(2, hard=True)
+                    return float("inf")
 
-            try:
                 outcomes.append(run("1 worker, 1 of 3 brokers lost", bootstrap, args, progress, 1, lose))
-            finally:
-                dev.down(purge=True)
-                tmp.cleanup()
     table = Table(title=f"chaos: {args.tasks:,} tasks of {args.sleep_ms:g} ms over {args.keys} keys "
                         f"+ {args.malformed} malformed records")
     columns = ("run", "seconds", "lost", "order breaks", "duplicate runs", "malformed in DLQ", "DLQ twice",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import kqueue
@@ -13,6 +14,20 @@ from kqueue.core import names
 from kqueue.core.headers import header_map
 from tests.support.kafka import Kafka, unique
 from tests.support.worker import consume_process, recorded, wait_for
+
+
+def _run_then_kill(kafka: Kafka, queue: str, group: str, log: Path, ready: Callable[[], bool], what: str) -> None:
+    """A worker runs until `ready`, then 2 s more (several commit rounds), then is SIGKILLed."""
+    victim = consume_process(kafka.bootstrap, queue, group, log, "--concurrency", "4")
+    try:
+        wait_for(ready, timeout=60, what=what)
+        time.sleep(2.0)
+        assert victim.poll() is None
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=30)
+    finally:
+        if victim.poll() is None:
+            victim.kill()
 
 
 def test_a_retry_decided_past_a_running_task_is_not_written_twice_by_a_crash(kafka: Kafka, tmp_path: Path) -> None:
@@ -27,16 +42,8 @@ def test_a_retry_decided_past_a_running_task_is_not_written_twice_by_a_crash(kaf
     marker = record.enqueue({"n": 2}, key="c")  # offset 2: completes, telling us the batch is running
     app.flush()
 
-    victim = consume_process(kafka.bootstrap, queue, group, log, "--concurrency", "4")
-    try:
-        wait_for(lambda: marker in recorded(log), timeout=60, what="the victim to run the batch")
-        time.sleep(2.0)  # several commit rounds (0.5 s) while offset 0 runs and offset 1's retry is decided
-        assert victim.poll() is None
-        victim.send_signal(signal.SIGKILL)
-        victim.wait(timeout=30)
-    finally:
-        if victim.poll() is None:
-            victim.kill()
+    # several commit rounds (0.5 s) while offset 0 runs and offset 1's retry is decided
+    _run_then_kill(kafka, queue, group, log, lambda: marker in recorded(log), "the victim to run the batch")
     assert slow not in recorded(log)
 
     survivor = consume_process(kafka.bootstrap, queue, group, log, "--concurrency", "4")
@@ -60,18 +67,11 @@ def test_work_completed_above_a_running_task_is_not_run_again_after_a_crash(kafk
     @app.task(queue=queue, name="record")
     def record(payload: dict[str, object]) -> None: ...
 
-    slow = record.enqueue({"n": 0, "sleep": 30}, key="slow")  # offset 0: holds the position until the crash
+    slow = record.enqueue({"n": 0, "sleep": 10}, key="slow")  # offset 0: holds the position until the crash
     quick = [record.enqueue({"n": n}, key=f"k{n}") for n in range(1, 41)]
     app.flush()
-    victim = consume_process(kafka.bootstrap, queue, group, log, "--concurrency", "4")
-    try:
-        wait_for(lambda: set(quick) <= set(recorded(log)), timeout=60, what="the quick tasks to complete")
-        time.sleep(2.0)  # commit rounds at the same position, naming what completed above it
-        victim.send_signal(signal.SIGKILL)
-        victim.wait(timeout=30)
-    finally:
-        if victim.poll() is None:
-            victim.kill()
+    # commit rounds at the same position, naming what completed above it
+    _run_then_kill(kafka, queue, group, log, lambda: set(quick) <= set(recorded(log)), "the quick tasks to complete")
     assert slow not in recorded(log)
     survivor = consume_process(kafka.bootstrap, queue, group, log, "--concurrency", "4")
     try:

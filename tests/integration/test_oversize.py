@@ -33,11 +33,14 @@ def kafka_size(msg: Message) -> int:
     return len(msg.key() or b"") + len(msg.value() or b"") + sum(len(n) + len(v or b"") + 2 for n, v in headers)
 
 
-def blob_app(kafka: Kafka, queue: str, attempts: int, fail: threading.Event,
-             blob_chars: int) -> tuple[kqueue.App, list[str], str]:
-    """A queue holding one big task (failing while `fail` is set) and, behind it on its key, five small
-    ones. Returns the app, what ran (small-N, or the blob's digest) and the blob's digest."""
+def blob_app(kafka: Kafka, queue: str, attempts: int,
+             blob_chars: int) -> tuple[kqueue.App, list[str], str, threading.Event]:
+    """A queue holding one big task (failing while the returned event is set, as it is at first) and,
+    behind it on its key, five small ones. Returns the app, what ran (small-N, or the blob's digest),
+    the blob's digest and the event."""
     app = kqueue.App("oversize", kafka.bootstrap, partitions=1)
+    fail = threading.Event()
+    fail.set()
     done: list[str] = []
 
     @app.task(queue=queue, max_attempts=attempts, backoff=RetryPolicy(base=0.1, jitter=0.0))
@@ -55,7 +58,7 @@ def blob_app(kafka: Kafka, queue: str, attempts: int, fail: threading.Event,
     for n in range(5):
         small.enqueue({"n": n}, key="big")  # same key: they wait for the blob's fate
     app.flush()
-    return app, done, hashlib.sha256(data.encode()).hexdigest()
+    return app, done, hashlib.sha256(data.encode()).hexdigest(), fail
 
 
 def committed_to_the_end(kafka: Kafka, queue: str, group: str) -> bool:
@@ -69,9 +72,7 @@ def committed_to_the_end(kafka: Kafka, queue: str, group: str) -> bool:
 def test_a_failing_task_near_the_limit_retries_and_dead_letters_with_its_error_trimmed(
         kafka: Kafka, transactions: bool) -> None:
     queue, group = unique("nearlimit"), unique("g")
-    fail = threading.Event()
-    fail.set()
-    app, done, digest = blob_app(kafka, queue, attempts=2, fail=fail, blob_chars=MAX_RECORD_BYTES - 3_000)
+    app, done, digest, _ = blob_app(kafka, queue, attempts=2, blob_chars=MAX_RECORD_BYTES - 3_000)
     [task] = kafka.read_all(queue, expected=6)[:1]
     # Untrimmed, the retry (this plus ~5 KB of error message and trace) would be over the limit.
     assert MAX_RECORD_BYTES - 5_000 < kafka_size(task) < MAX_RECORD_BYTES - 2_000
@@ -93,9 +94,7 @@ def test_a_failing_task_near_the_limit_retries_and_dead_letters_with_its_error_t
 
 def test_a_task_whose_retry_cannot_fit_is_dead_lettered_by_reference_and_replays(kafka: Kafka) -> None:
     queue, group = unique("atlimit"), unique("g")
-    fail = threading.Event()
-    fail.set()
-    app, done, digest = blob_app(kafka, queue, attempts=3, fail=fail, blob_chars=MAX_RECORD_BYTES - 450)
+    app, done, digest, fail = blob_app(kafka, queue, attempts=3, blob_chars=MAX_RECORD_BYTES - 450)
     [task] = kafka.read_all(queue, expected=6)[:1]
     # No room for a retry's headers (origin, target, times, error: ~300 bytes), room for a replay's (~100).
     assert MAX_RECORD_BYTES - 330 < kafka_size(task) < MAX_RECORD_BYTES - 120
@@ -131,9 +130,7 @@ def test_a_dead_letter_the_dlq_topic_refuses_goes_by_reference(kafka: Kafka, tra
     for future in admin.create_topics([NewTopic(names.dlq_topic(queue), 1, 1,
                                                 config={"max.message.bytes": "50000"})]).values():
         future.result(timeout=30)
-    fail = threading.Event()
-    fail.set()
-    app, done, _ = blob_app(kafka, queue, attempts=1, fail=fail, blob_chars=200_000)
+    app, done, _, _ = blob_app(kafka, queue, attempts=1, blob_chars=200_000)
     with ThreadedWorker(app, group=group, transactions=transactions) as worker:
         wait_for(lambda: worker.worker.counts.dead_lettered == 1 and len(done) == 5, timeout=60,
                  what="the blob to be dead-lettered by reference and the small tasks to run")
