@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 import kqueue  # noqa: E402
 from benchmarks.common import Row, broker, console, report  # noqa: E402
-from kqueue.transport.inspect import group_split  # noqa: E402
+from kqueue.transport.inspect import wait_for_split  # noqa: E402
 
 QUEUE = os.environ.get("KQ_BENCH_QUEUE", "scaling")
 LOG = os.environ.get("KQ_BENCH_LOG", "")
@@ -62,7 +62,8 @@ def run_level(bootstrap: str, members: int, args: argparse.Namespace, progress: 
         bar = progress.add_task(f"{members} worker(s)", total=args.tasks)
         deadline = time.monotonic() + 600
         try:
-            _wait_for_members(bootstrap, group, members)
+            if not wait_for_split(bootstrap, group, members):
+                raise SystemExit(f"the group did not reach {members} member(s) with partitions in time")
             for i in range(args.tasks):
                 task.enqueue({"n": i}, key=f"key-{i % 600}")
             producer.flush(60)
@@ -79,16 +80,6 @@ def run_level(bootstrap: str, members: int, args: argparse.Namespace, progress: 
         if len(done) < args.tasks:
             raise SystemExit(f"{members} worker(s) completed {len(done)} of {args.tasks} tasks in time")
         return max(done) - min(done)
-
-
-def _wait_for_members(bootstrap: str, group: str, members: int, timeout: float = 90.0) -> None:
-    """Until the group has `members` members, each holding partitions."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        if group_split(bootstrap, group) == (members, members):
-            return
-    raise SystemExit(f"the group did not reach {members} member(s) with partitions in {timeout:.0f}s")
 
 
 def main() -> None:

@@ -144,3 +144,14 @@ def read_record_at(bootstrap: str, topic: str, partition: int, offset: int,
         return None
     finally:
         consumer.close()
+
+
+def wait_for_split(bootstrap: str, group: str, members: int, timeout: float = 90.0) -> bool:
+    """Wait until `group` has `members` members, each holding partitions (a stable split); False if
+    it did not within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        if group_split(bootstrap, group) == (members, members):
+            return True
+    return False

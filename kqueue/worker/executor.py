@@ -89,22 +89,20 @@ class Executor:
     def _watch_freezes(self) -> None:
         while not self._stopped:
             time.sleep(FREEZE_TICK)
-            self._froze()
+            self._froze(time.monotonic())
 
-    def _froze(self) -> bool:
-        """True (and starts held) if this process did not run for a while: the ticker's last tick is
-        old although the clock ran on. Runners ask too, as they may wake before the ticker does."""
-        now = time.monotonic()
-        frozen = now - self._last_tick > FREEZE_GAP
-        if frozen:
-            self.hold_starts(FREEZE_HOLD)
+    def _froze(self, now: float) -> None:
+        """Hold starts if this process did not run for a while: the ticker's last tick is old although
+        the clock ran on. Runners ask too, as they may wake before the ticker does."""
+        if now - self._last_tick > FREEZE_GAP:
+            self._resume_at = max(self._resume_at, now + FREEZE_HOLD)
         self._last_tick = now
-        return frozen
 
     def _held(self) -> bool:
-        if time.monotonic() - self._last_tick > FREEZE_GAP:
-            self._froze()
-        return time.monotonic() < self._resume_at and not self._halted and not self._stopped
+        now = time.monotonic()  # one clock read per item
+        if now - self._last_tick > FREEZE_GAP:
+            self._froze(now)
+        return now < self._resume_at and not self._halted and not self._stopped
 
     def _wait_thaw(self) -> None:
         """Wait out a hold on starts (sync runners)."""

@@ -17,6 +17,7 @@ from kqueue.sdk.app import App
 from kqueue.sdk.middleware import CommitEvent, PartitionEvent, SettleEvent
 from kqueue.transport.consumer import ConsumerEdge, KafkaConsumerEdge, Record
 from kqueue.transport.settle import AtLeastOnceSettler, BatchNotCommitted, Settler, TransactionalSettler
+from kqueue.worker import committer
 from kqueue.worker.checkpoint import Checkpoint, CommitResult, SettleCounts
 from kqueue.worker.commit_health import CommitHealth
 from kqueue.worker.committer import BackgroundCommitter
@@ -143,7 +144,7 @@ class Worker:
         self._edge, settler = self._transport(app, opts, self.queues)
         self._table = PartitionTable(self._edge, self._is_tier)
         self._checkpoint = Checkpoint(self._table, settler, opts.commit_interval)
-        self._committer = BackgroundCommitter(settler)
+        self._committer = BackgroundCommitter(settler, abandon_after=committer.ABANDON_AFTER)
         # At least once, the offsets go through the consumer, which serves one thread at a time (a
         # commit from another thread waits while this one polls): such commits stay on this thread.
         self._background_commits = settler.transactional
@@ -312,9 +313,18 @@ class Worker:
             self._account(lambda: self._checkpoint.finish(*landed))
 
     def _commit(self) -> None:
-        """Commit what is settled now, on this thread (revoke, drain): after the flight, if any."""
+        """Commit what is settled now and wait for it (revoke, drain), after the flight if any.
+
+        Transactional commits fly on the committer even here, so a commit stuck in the client is
+        given up (or reported) as in the loop, never blocking a revoke or a shutdown for good."""
         self._land_commit(wait=True)
-        self._account(lambda: self._checkpoint.commit(self._edge.group_metadata()))
+        if not self._background_commits:
+            self._account(lambda: self._checkpoint.commit(self._edge.group_metadata()))
+            return
+        batch = self._checkpoint.prepare()
+        if batch is not None:
+            self._committer.start(batch, self._edge.group_metadata())
+            self._land_commit(wait=True)
 
     def _account(self, commit: Callable[[], CommitResult | None]) -> None:
         """Run `commit`; a batch Kafka refused is kept and goes out with the next commit."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from kqueue.transport.inspect import group_split
+from kqueue.transport.inspect import wait_for_split
 
 
 def unique(prefix: str) -> str:
@@ -66,9 +66,5 @@ class Kafka:
 
 def wait_for_members(bootstrap: str, group: str, members: int, timeout: float = 90.0) -> None:
     """Until `group` has `members` members, each holding partitions (a stable split to test against)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        time.sleep(0.3)
-        if group_split(bootstrap, group) == (members, members):
-            return
-    raise AssertionError(f"group {group} did not reach {members} member(s) holding partitions in {timeout:.0f}s")
+    if not wait_for_split(bootstrap, group, members, timeout):
+        raise AssertionError(f"group {group} did not reach {members} member(s) holding partitions in {timeout:.0f}s")

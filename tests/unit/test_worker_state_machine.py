@@ -464,3 +464,32 @@ def test_a_commit_stuck_before_it_was_sent_is_given_up_and_the_batch_kept() -> N
     settler.release.set()
     landed = committer.landed(wait=True)
     assert landed is not None and landed[1] is None
+
+
+def test_commits_stuck_in_the_client_again_and_again_recycle_the_worker(rig: Rig,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import kqueue.worker.committer as committer_module
+    import kqueue.worker.loop as loop_module
+
+    monkeypatch.setattr(committer_module, "ABANDON_AFTER", 0.05)
+    monkeypatch.setattr(loop_module, "MAX_ABANDONED_COMMITS", 2)
+    release = threading.Event()
+    real_commit = rig.settler.commit
+
+    def stuck(records: list[Any], offsets: dict[Any, int], group_metadata: Any, metadata: Any = None) -> None:
+        release.wait(10)  # blocked inside the client, before its commit was sent
+        real_commit(records, offsets, group_metadata, metadata)
+
+    rig.settler.commit = stuck  # type: ignore[method-assign]
+    rig.settler.abandonable = True
+    rig.edge.assign(P0)
+    rig.task(P0, 0, "a")
+    worker = rig.worker(grace=0.2)
+    worker.__enter__()
+    try:
+        wait_for(lambda: not worker._thread.is_alive(), timeout=10, what="the worker to stop itself")
+        assert rig.settler.abandoned >= 2
+        assert worker.worker.recycle_reason is not None and "stuck inside the Kafka client" in \
+            worker.worker.recycle_reason
+    finally:
+        release.set()
