@@ -11,7 +11,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -75,8 +75,9 @@ def _pid_is_our_node(pid: int, props: Path) -> bool:
 class DevCluster:
     """One dev cluster, identified by its data directory."""
 
-    def __init__(self, data_dir: Path | None = None) -> None:
+    def __init__(self, data_dir: Path | None = None, extra_properties: Mapping[str, str] | None = None) -> None:
         self.data_dir = (data_dir or default_data_dir()).resolve()
+        self.extra_properties = dict(extra_properties or {})  # see render_properties
 
     # -- state -----------------------------------------------------------------------------------
     def _state_path(self) -> Path:
@@ -167,7 +168,7 @@ class DevCluster:
             )
         node.data_dir.mkdir(parents=True, exist_ok=True)
         props = self._props_path(node)
-        props.write_text(render_properties(node, self.node_specs(state)))
+        props.write_text(render_properties(node, self.node_specs(state), self.extra_properties))
         log4j = self.data_dir / "log4j2.xml"
         log4j.write_text(LOG4J2_XML)
         java = ["java", *JVM_OPTS, f"-Dlog4j2.configurationFile={log4j}",
@@ -211,7 +212,10 @@ class DevCluster:
                 time.sleep(0.2)
                 continue
             try:
-                probe_cluster(state.bootstrap_servers, expected_brokers=state.nodes, timeout=10.0)
+                # The dev cluster's own listener is PLAINTEXT: the user's KQUEUE_KAFKA_* security
+                # settings (meant for their real cluster) must not reach this probe.
+                probe_cluster(state.bootstrap_servers, expected_brokers=state.nodes, timeout=10.0,
+                              user_settings=False)
                 return
             except Exception as exc:  # still starting: keep waiting until the deadline
                 last_error = str(exc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,8 +35,11 @@ def plan_nodes(nodes: int, base_port: int, data_dir: Path) -> list[NodeSpec]:
     ]
 
 
-def render_properties(node: NodeSpec, all_nodes: list[NodeSpec]) -> str:
-    """server.properties for one combined broker+controller node on loopback."""
+def render_properties(node: NodeSpec, all_nodes: list[NodeSpec], extra: Mapping[str, str] | None = None) -> str:
+    """server.properties for one combined broker+controller node on loopback.
+
+    extra: settings added or replaced (tests use it for an extra SASL listener; the PLAINTEXT client
+    listener should stay, since the dev cluster's readiness probe uses it)."""
     voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in all_nodes)
     replicas = len(all_nodes)
     min_isr = 2 if replicas >= 3 else 1
@@ -72,6 +76,7 @@ def render_properties(node: NodeSpec, all_nodes: list[NodeSpec]) -> str:
         "unclean.leader.election.enable": "false",
         "log.retention.hours": "24",
     }
+    settings.update(extra or {})
     return "".join(f"{key}={value}\n" for key, value in settings.items())
 
 

@@ -12,6 +12,8 @@ import re
 import time
 from collections.abc import Callable
 
+from kqueue.transport.security import scrub
+
 _VARYING = re.compile(r"\d+")  # millisecond counts, client numbers, ports: the same line otherwise
 REPEAT_WINDOW = 60.0
 
@@ -54,7 +56,7 @@ class ClientLog:
         self._damper = RepeatDamper()
 
     def log(self, level: int, message: str, *args: object) -> None:
-        text = message % args if args else message
+        text = scrub(message % args if args else message)  # no configured secret leaves in a log line
         line = self._damper.admit(text)
         if line is not None:
             _kafka_log.log(_QUIETER.get(level, logging.DEBUG), "%s", line)
