@@ -5,6 +5,9 @@
 R        raw Consumer.consume(1000) + fastavro decode of every record (the floor under any worker)
 K        kqueue worker, no-op sync handler          (goal >= 0.3x R)
 K-async  kqueue worker, no-op async handler
+K+ops    (--observe) K with the operations middleware of `kqueue consume --metrics-port`: metrics,
+         lag probe, health, lifecycle log (budget: >= 0.9x K)
+K+ops+trace (--observe) K+ops plus tracing into an SDK tracer provider with no exporter
 raw produce   Producer.produce of fastavro-encoded values, acks=all + idempotent
 SDK enqueue   task.enqueue(payload), same producer settings (goal >= 0.5x raw produce)
 All read the same pre-filled topic (the one SDK enqueue wrote), each with a fresh consumer group.
@@ -107,12 +110,30 @@ def worker_run(app: kqueue.App, queue: str, records: int, concurrency: int) -> f
     return marks["end"].elapsed()
 
 
+def _observed_apps(bootstrap: str, queue: str, partitions: int) -> dict[str, kqueue.App]:
+    """The sync no-op app again, with the operations middleware on (and tracing, no exporter)."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from kqueue.observe.install import install_operations
+    from kqueue.observe.tracing import TracingMiddleware
+
+    apps: dict[str, kqueue.App] = {}
+    for name, traced in (("K+ops", False), ("K+ops+trace", True)):
+        middleware = [TracingMiddleware(TracerProvider())] if traced else []
+        app = kqueue.App("bench", bootstrap, partitions=partitions, middleware=middleware)
+        app.task(queue=queue, name="noop", schema=SCHEMA.parsed)(lambda payload: None)
+        install_operations(app, metrics_port=0, host="127.0.0.1")
+        apps[name] = app
+    return apps
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3, help="Runs of each, interleaved; medians are reported")
+    parser.add_argument("--observe", action="store_true", help="Also run K with metrics and tracing on")
     args = parser.parse_args()
     n = args.records
     with broker() as bootstrap:
@@ -133,10 +154,12 @@ def main() -> None:
         sync_app.ensure_queue(f"{queue}-sdk")
         sdk_task = kqueue.App("bench", bootstrap, partitions=args.partitions).task(
             queue=f"{queue}-sdk", name="noop", schema=SCHEMA.parsed)(lambda payload: None)
-        runs: dict[str, list[float]] = {name: [] for name in ("R", "K", "K-async", "raw produce", "SDK enqueue")}
+        observed = _observed_apps(bootstrap, queue, args.partitions) if args.observe else {}
+        names = ["R", "K", "K-async", "raw produce", "SDK enqueue", *observed]
+        runs: dict[str, list[float]] = {name: [] for name in names}
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console,
                       transient=True) as progress:
-            bar = progress.add_task("filling the topic", total=args.rounds * 5 + 1)
+            bar = progress.add_task("filling the topic", total=args.rounds * len(names) + 1)
             sdk_enqueue(sync_app, noop, n)  # the topic every consumer run reads, each with a fresh group
             progress.advance(bar)
             for round_no in range(1, args.rounds + 1):
@@ -146,6 +169,8 @@ def main() -> None:
                     ("R", lambda: raw_consume(bootstrap, queue, n)),
                     ("K", lambda: worker_run(sync_app, queue, n, args.concurrency)),
                     ("K-async", lambda: worker_run(async_app, queue, n, args.concurrency)),
+                    *((name, lambda app=app: worker_run(app, queue, n, args.concurrency))  # type: ignore[misc]
+                      for name, app in observed.items()),
                 ):
                     progress.update(bar, description=f"round {round_no}: {name}")
                     runs[name].append(run())
@@ -157,6 +182,7 @@ def main() -> None:
             Row("K-async worker async no-op", n, med["K-async"], "R", med["R"] / med["K-async"]),
             Row("raw produce", n, med["raw produce"]),
             Row("SDK enqueue", n, med["SDK enqueue"], "raw produce", med["raw produce"] / med["SDK enqueue"]),
+            *(Row(name, n, med[name], "K", med["K"] / med[name]) for name in observed),
         ]
         report(f"throughput, {n:,} records, {args.partitions} partitions, median of {args.rounds}", rows,
                "throughput", {"goals": {"K/R": 0.3, "SDK/raw produce": 0.5}, "concurrency": args.concurrency,

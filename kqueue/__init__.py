@@ -7,11 +7,11 @@ from kqueue.core.records import Settlement
 from kqueue.core.retry import RetryPolicy
 from kqueue.sdk.app import App
 from kqueue.sdk.context import TaskContext
-from kqueue.sdk.middleware import CommitEvent, EnqueueEvent, Middleware, PartitionEvent, SettleEvent
+from kqueue.sdk.middleware import CommitEvent, EnqueueEvent, Middleware, PartitionEvent, SettleEvent, TickEvent
 from kqueue.sdk.task import TaskDef
 
 __all__ = ["App", "CommitEvent", "DeliveryError", "EnqueueEvent", "KqueueError", "Middleware", "PartitionEvent",
-           "Reject", "Retry", "RetryPolicy", "SettleEvent", "Settlement", "TaskContext", "TaskDef"]
+           "Reject", "Retry", "RetryPolicy", "SettleEvent", "Settlement", "TaskContext", "TaskDef", "TickEvent"]
 __version__ = "0.1.0"
 
 # A library logs, the application decides where to: nothing reaches stderr unless logging is set up

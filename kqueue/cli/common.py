@@ -27,16 +27,27 @@ def options(ctx: typer.Context) -> GlobalOptions:
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    """Print one line to stderr and return an Exit to raise."""
-    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    """Print one line to stderr and return an Exit to raise (no configured secret value is printed)."""
+    from kqueue.transport.security import scrub
+
+    err_console.print(f"[red]error:[/red] {scrub(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
-def setup_logging(level_name: str) -> None:
-    """Configure logging from a --log-level value, or fail with one line."""
+def setup_logging(level_name: str, log_format: str = "text") -> None:
+    """Configure logging from --log-level and --log-format values, or fail with one line."""
     import logging
+
+    from kqueue.observe.logs import LOG_FORMATS, formatter
 
     level = logging.getLevelName(level_name.upper())
     if not isinstance(level, int):
         raise fail(f"--log-level must be DEBUG, INFO, WARNING or ERROR, not {level_name!r}", 2)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s")
+    if log_format not in LOG_FORMATS:
+        raise fail(f"--log-format must be text or json, not {log_format!r}", 2)
+    handler = logging.StreamHandler()
+    handler.setFormatter(formatter(log_format))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+    from kqueue.transport.security import install_log_redaction
+
+    install_log_redaction()  # secret values (SASL passwords, ...) never reach a log line

@@ -9,6 +9,8 @@ import typer
 
 from kqueue.cli.common import console, fail, options, setup_logging
 from kqueue.core.errors import KqueueError
+from kqueue.observe.health import LIVENESS_TIMEOUT
+from kqueue.observe.install import install_operations
 from kqueue.sdk.loader import load_app
 from kqueue.transport.config import GROUP_PROTOCOLS
 from kqueue.worker.loop import Worker, WorkerOptions
@@ -24,7 +26,18 @@ def consume(
     processes: int = typer.Option(1, "--processes", "-p", min=1, help="Worker processes in this group"),
     batch_size: int = typer.Option(500, "--batch-size", min=1, help="Records fetched per poll"),
     grace: float = typer.Option(30.0, "--grace", min=0, help="Seconds in-flight tasks get to finish on stop"),
-    log_level: str = typer.Option("INFO", "--log-level", help="DEBUG, INFO, WARNING or ERROR"),
+    log_level: str = typer.Option("INFO", "--log-level", envvar="KQUEUE_LOG_LEVEL",
+                                  help="DEBUG (adds a line per task start), INFO (a line per settled task), "
+                                       "WARNING (dead letters and trouble only) or ERROR"),
+    log_format: str = typer.Option("text", "--log-format", envvar="KQUEUE_LOG_FORMAT",
+                                   help="text, or json: one object per line with the task's fields as keys"),
+    metrics_port: int | None = typer.Option(
+        None, "--metrics-port", envvar="KQUEUE_METRICS_PORT", min=0, max=65535,
+        help="Serve /metrics (Prometheus), /livez and /readyz on this port (with --processes: for all of them)"),
+    metrics_host: str = typer.Option("0.0.0.0", "--metrics-host", help="Address the metrics port listens on"),
+    liveness_timeout: float = typer.Option(
+        LIVENESS_TIMEOUT, "--liveness-timeout", min=1,
+        help="/livez fails when the poll loop has not turned for this many seconds"),
     transactions: bool = typer.Option(True, "--transactions/--no-transactions",
                                       help="Settle each batch in one Kafka transaction (exactly-once routing)"),
     route_delays: bool = typer.Option(True, "--router/--no-router",
@@ -42,7 +55,7 @@ def consume(
              "its process to reclaim them [default: --concurrency]"),
 ) -> None:
     """Run workers: fetch, run handlers in key order, commit only what is settled."""
-    setup_logging(log_level)
+    setup_logging(log_level, log_format)
     if group_protocol not in GROUP_PROTOCOLS:
         raise fail(f"--group-protocol must be consumer or classic, not {group_protocol!r}", 2)
     opts = options(ctx)
@@ -54,6 +67,7 @@ def consume(
             child += ["--topic-prefix", opts.topic_prefix]
         child += ["consume", "--app", app_spec, "--group", group, "--concurrency", str(concurrency),
                   "--batch-size", str(batch_size), "--grace", str(grace), "--log-level", log_level,
+                  "--log-format", log_format, "--liveness-timeout", str(liveness_timeout),
                   "--transactions" if transactions else "--no-transactions",
                   "--router" if route_delays else "--no-router", "--group-protocol", group_protocol]
         if max_overrun_threads is not None:
@@ -61,7 +75,7 @@ def consume(
         for q in queue:
             child += ["--queue", q]
         commands = [child + (["--instance-id", f"{instance_id}-{i}"] if instance_id else []) for i in range(processes)]
-        raise typer.Exit(supervise(commands, grace))
+        raise typer.Exit(_supervise(commands, grace, metrics_port, metrics_host, liveness_timeout))
     try:
         app = load_app(app_spec)
     except KqueueError as exc:
@@ -75,6 +89,10 @@ def consume(
         raise fail(f"{app_spec} has no tasks on queue(s) {', '.join(unknown)} (it has: "
                    f"{', '.join(app.queues()) or 'none'})", 2)
     try:
+        ops = install_operations(app, metrics_port, metrics_host, liveness_timeout)
+    except OSError as exc:
+        raise fail(f"cannot serve metrics on {metrics_host}:{metrics_port}: {exc.strerror or exc}", 2) from None
+    try:
         worker = Worker(app, WorkerOptions(group=group, queues=list(queue), concurrency=concurrency,
                                            batch_size=batch_size, grace=grace, transactions=transactions,
                                            route_delays=route_delays, group_protocol=group_protocol,
@@ -82,13 +100,35 @@ def consume(
     except ValueError as exc:
         raise fail(str(exc), 2) from None
     worker.install_signal_handlers()
+    served = f"; metrics, /livez, /readyz on port {ops.server.port}" if ops.server is not None else ""
     console.print(f"consuming {', '.join(worker.queues)} as group {group} "
-                  f"(concurrency {concurrency}) from {app.bootstrap_servers}", highlight=False)
-    stats = worker.run()
+                  f"(concurrency {concurrency}) from {app.bootstrap_servers}{served}", highlight=False)
+    try:
+        stats = worker.run()
+    finally:
+        ops.close()
     console.print(f"stopped: {stats.completed} completed, {stats.retried} retried, "
                   f"{stats.dead_lettered} dead-lettered, {stats.delivered} delivered from delay tiers", highlight=False)
     if worker.recycle_reason is not None:
         _restart_process(worker.recycle_reason)
+
+
+def _supervise(commands: list[list[str]], grace: float, metrics_port: int | None, host: str,
+               liveness_timeout: float) -> int:
+    """Run the children; their metrics and beats are collected (and served if a port is given)."""
+    from kqueue.observe.children import SupervisorOperations
+
+    try:
+        ops = SupervisorOperations(len(commands), metrics_port, host, liveness_timeout)
+    except OSError as exc:
+        raise fail(f"cannot serve metrics on {host}:{metrics_port}: {exc.strerror or exc}", 2) from None
+    if ops.server is not None:
+        console.print(f"metrics, /livez, /readyz for {len(commands)} worker processes on port {ops.server.port}",
+                      highlight=False)
+    try:
+        return supervise(commands, grace, ops.child_env(dict(os.environ)), ops.health)
+    finally:
+        ops.close()
 
 
 def _restart_process(reason: str) -> None:

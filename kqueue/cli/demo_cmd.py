@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -20,6 +21,7 @@ from kqueue.core.names import H_ERROR_TYPE, H_ID, dlq_topic
 from kqueue.core.topology import tier_topics
 from kqueue.dev.cluster import ClusterError, DevCluster, port_open
 from kqueue.dev.jars import ToolMissing
+from kqueue.observe.scrape import Samples, scrape, total
 from kqueue.transport.inspect import read_headers
 
 DEMO_GROUP = "kqueue-demo"
@@ -72,11 +74,14 @@ def demo(
     console.print(f"enqueued {tasks} tasks; starting `kqueue consume --app kqueue.demo.tasks:app "
                   f"--group {DEMO_GROUP}`", highlight=False)
 
+    metrics_url = f"http://127.0.0.1:{_free_port()}/metrics"
+    figures: Samples = {}
     with tempfile.TemporaryDirectory(prefix="kqueue-demo-") as tmp:
         log = Path(tmp) / "completed.log"
         worker = subprocess.Popen(
             [sys.executable, "-m", "kqueue", "consume", "--app", "kqueue.demo.tasks:app", "--group", DEMO_GROUP,
-             "--concurrency", "16", "--log-level", "WARNING"],
+             "--concurrency", "16", "--log-level", "WARNING", "--metrics-host", "127.0.0.1",
+             "--metrics-port", metrics_url.rsplit(":", 1)[1].split("/")[0]],
             stdout=subprocess.DEVNULL,
             env={**os.environ, "KQUEUE_BOOTSTRAP_SERVERS": bootstrap, "KQUEUE_DEMO_LOG": str(log)},
         )
@@ -93,6 +98,8 @@ def demo(
                     if settled >= tasks:
                         break
                     time.sleep(0.5)
+            time.sleep(1.0)  # the settlements' counters are updated as they settle; let the last ones land
+            figures = scrape(metrics_url)
         finally:
             worker.send_signal(signal.SIGTERM)
             code = worker.wait(timeout=90)
@@ -116,11 +123,40 @@ def demo(
     console.print(table)
     console.print(f"{len(completed) + len(dead)} of {tasks} tasks settled in {took:.1f}s by `kqueue consume` "
                   f"(exit {code}); dead letters: `kqueue dlq list demo.email`", highlight=False)
+    _print_figures(metrics_url, figures)
     lag = tasks - len(completed) - len(dead)
     if lag != 0:
         raise fail(f"{lag} task(s) were not settled within {timeout:.0f}s")
     if set(completed) & set(dead):
         raise fail("a task both completed and was dead-lettered")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _print_figures(url: str, figures: Samples) -> None:
+    """A few of the worker's own metrics, as Prometheus scraped them."""
+    if not figures:
+        console.print(f"the worker's metrics at {url} did not answer", highlight=False)
+        return
+    table = Table(title=f"worker metrics (served at {url} while it ran; also /livez and /readyz)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for outcome in ("completed", "retried", "dead_lettered"):
+        count = total(figures, "kqueue_tasks_total", outcome=outcome)
+        table.add_row(f'kqueue_tasks_total{{outcome="{outcome}"}}', f"{count:.0f}")
+    runs = total(figures, "kqueue_task_run_seconds_count")
+    if runs:
+        mean = total(figures, "kqueue_task_run_seconds_sum") / runs
+        table.add_row("mean handler run time", f"{mean * 1000:.1f} ms")
+    commits = total(figures, "kqueue_commit_seconds_count")
+    if commits:
+        table.add_row("commits (transactions)", f"{commits:.0f}")
+        table.add_row("mean commit latency", f"{total(figures, 'kqueue_commit_seconds_sum') / commits * 1000:.1f} ms")
+    console.print(table)
 
 
 def _completions(log: Path, kinds: dict[str, str]) -> dict[str, int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from kqueue.cli import consume_cmd, demo_cmd, dlq_cmd, produce_cmd, queue_cmd, router_cmd
+from kqueue.cli import consume_cmd, demo_cmd, dlq_cmd, produce_cmd, queue_cmd, router_cmd, stats_cmd
 
 
 def add_all(app: typer.Typer) -> None:
@@ -12,5 +12,6 @@ def add_all(app: typer.Typer) -> None:
     app.command("consume")(consume_cmd.consume)
     app.command("demo")(demo_cmd.demo)
     app.command("router")(router_cmd.router)
+    app.command("stats")(stats_cmd.stats)
     app.add_typer(queue_cmd.app, name="queue")
     app.add_typer(dlq_cmd.app, name="dlq")

@@ -31,6 +31,36 @@ def header_map(raw: RawHeaders) -> dict[str, str]:
     return out
 
 
+_ID, _ATTEMPT, _ENQUEUED_AT = names.H_ID, names.H_ATTEMPT, names.H_ENQUEUED_AT
+
+
+def quick_fields(raw: RawHeaders) -> tuple[str | None, int, int | None]:
+    """(kq-id, kq-attempt, kq-enqueued-at) in one pass, decoding nothing else: a settled task's
+    event needs these three, and parsing every header would cost more than the rest of its settling."""
+    task_id = attempt = enqueued = None
+    if raw:
+        # Kafka gives a list; the isinstance check against the Mapping ABC is slow, so it comes second.
+        for name, value in raw if isinstance(raw, list) else raw.items() if isinstance(raw, Mapping) else raw:
+            if name == _ID:
+                task_id = value
+            elif name == _ATTEMPT:
+                attempt = value
+            elif name == _ENQUEUED_AT:
+                enqueued = value
+    if isinstance(task_id, bytes):
+        task_id = task_id.decode("utf-8", "replace")
+    return task_id, max(1, _int_or(attempt, 1)), _int_or(enqueued, 0) or None
+
+
+def _int_or(text: str | bytes | None, default: int) -> int:
+    if text is None:
+        return default
+    try:
+        return int(text)  # int() reads ASCII digits from bytes as well
+    except ValueError:
+        return default
+
+
 def to_header_list(values: Mapping[str, str | int | None]) -> HeaderList:
     return [(k, str(v).encode()) for k, v in values.items() if v is not None]
 

@@ -11,12 +11,17 @@ Where and in what order hooks run:
   work too); the handler then does not run.
 - `after_run`: same place, in reverse list order, after the handler (or a failed `before_run`), with
   the error or None and the seconds it took. Raising is logged and changes nothing.
-- `on_settle`, `on_commit`, `on_partitions`: on the poll loop. `on_settle` when a task's outcome is
-  decided (it is durable with the next commit), `on_commit` once a commit made records and offsets
-  durable, `on_partitions` when partitions are assigned, revoked or lost. Raising is logged and
-  changes nothing.
+- `on_settle`, `on_commit`, `on_partitions`, `on_tick`: on the poll loop. `on_settle` when a task's
+  outcome is decided (it is durable with the next commit), `on_commit` once a commit made records and
+  offsets durable, `on_partitions` when partitions are assigned, revoked or lost, `on_tick` about
+  once a second while the loop turns (also while it drains) with what the worker holds. Raising is
+  logged and changes nothing.
 A hook must not block (the poll loop and the handlers wait on it), must not touch the worker's
 Kafka clients, and must not keep references to payloads past the call.
+
+Headers travel on: `ctx.headers` is the task's own header map, and what `after_run` sets there
+(e.g. a tracer's `tracestate`) is written into the task's retry or dead letter. kq-* headers are
+kqueue's and are overwritten.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from kqueue.core.headers import HeaderList
+from kqueue.core.headers import HeaderList, RawHeaders
 from kqueue.core.records import TP, Settlement
 from kqueue.sdk.context import TaskContext
 
@@ -43,8 +48,11 @@ class EnqueueEvent:
     headers: HeaderList  # the record's headers; a hook may append to them
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SettleEvent:
+    """Treat as read-only. (Not frozen: one is built per settled task, and a frozen dataclass with
+    this many fields costs four times as much to build.)"""
+
     outcome: Settlement
     task_id: str
     task_type: str | None
@@ -60,6 +68,9 @@ class SettleEvent:
     started_at: float | None  # epoch seconds its handler started (None: never ran, e.g. undecodable)
     run_seconds: float | None
     settled_at_ms: int
+    destination: str | None = None  # the topic it was routed to (a delay tier, the DLQ, a target)
+    tier: str | None = None  # the delay tier of that topic, if it is one
+    raw_headers: RawHeaders = None  # the record's headers as Kafka gave them; header_map() parses them
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +84,19 @@ class CommitEvent:
 class PartitionEvent:
     kind: Literal["assigned", "revoked", "lost"]
     partitions: list[TP]
+
+
+@dataclass(frozen=True, slots=True)
+class TickEvent:
+    worker_id: str  # the instance id, else host:pid
+    group: str
+    concurrency: int
+    busy: int  # handler slots working now (threads and async tasks)
+    unsettled: int  # fetched tasks not settled yet
+    partitions: tuple[TP, ...]  # owned now (task lanes and delay tiers)
+    member_id: str  # the group's id for this member ("" until it has joined)
+    commits_failing_for: float  # seconds (0: commits go through)
+    stopping: bool
 
 
 class Middleware:
@@ -94,6 +118,9 @@ class Middleware:
     def on_partitions(self, event: PartitionEvent) -> None:
         """Partitions were assigned, revoked or lost."""
 
+    def on_tick(self, event: TickEvent) -> None:
+        """The poll loop turned (about once a second): what the worker holds now."""
+
 
 def _overridden(middleware: Sequence[Middleware], name: str) -> list[Callable[..., None]]:
     return [getattr(m, name) for m in middleware if getattr(type(m), name) is not getattr(Middleware, name)]
@@ -113,6 +140,7 @@ class Hooks:
         self.settle = _overridden(middleware, "on_settle")
         self.commit = _overridden(middleware, "on_commit")
         self.partitions = _overridden(middleware, "on_partitions")
+        self.tick = _overridden(middleware, "on_tick")
         self.around_run = bool(self.before_run or self.after_run)
 
     @staticmethod

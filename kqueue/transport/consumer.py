@@ -70,6 +70,9 @@ class ConsumerEdge(Protocol):
         """The group's committed offset and metadata per partition (on the polling thread)."""
         ...
     def group_metadata(self) -> Any: ...
+    def member_id(self) -> str:
+        """This member's id in the group ("" until it has joined)."""
+        ...
     def close(self) -> None: ...
 
 
@@ -187,6 +190,12 @@ class KafkaConsumerEdge:
 
     def group_metadata(self) -> Any:
         return self._consumer.consumer_group_metadata()
+
+    def member_id(self) -> str:
+        try:
+            return self._consumer.memberid() or ""
+        except (KafkaException, RuntimeError):  # closed, or between a fatal error and the rejoin
+            return ""
 
     def close(self) -> None:
         started = time.monotonic()

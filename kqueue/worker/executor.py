@@ -124,6 +124,11 @@ class Executor:
         with self._cond:
             return len(self._running)
 
+    def busy_slots(self) -> int:
+        """Handler slots working now: threads on a run and async tasks (at most the concurrency)."""
+        with self._cond:
+            return min(self.concurrency, self._busy_threads + self._async_active)
+
     def state(self) -> dict[str, int | float]:
         with self._cond:
             return {"queued": self._lanes.queued, "ready_sync": self._lanes.ready_count("sync"),

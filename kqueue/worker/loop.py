@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from kqueue.core.completed import decode as decode_completed
@@ -14,74 +15,31 @@ from kqueue.core.headers import now_ms
 from kqueue.core.records import SETTLEMENT_OF_KIND, TP, OutRecord, Settlement
 from kqueue.core.topology import tier_topics, worker_topics
 from kqueue.sdk.app import App
-from kqueue.sdk.middleware import CommitEvent, PartitionEvent, SettleEvent
-from kqueue.transport.consumer import ConsumerEdge, KafkaConsumerEdge, Record
-from kqueue.transport.settle import AtLeastOnceSettler, BatchNotCommitted, Settler, TransactionalSettler
+from kqueue.sdk.middleware import CommitEvent, PartitionEvent, TickEvent
+from kqueue.transport.consumer import Record
+from kqueue.transport.settle import BatchNotCommitted
 from kqueue.worker import committer
 from kqueue.worker.checkpoint import Checkpoint, CommitResult, SettleCounts
 from kqueue.worker.commit_health import CommitHealth
 from kqueue.worker.committer import BackgroundCommitter
 from kqueue.worker.decode import Decoder
+from kqueue.worker.events import settle_event
 from kqueue.worker.executor import Executor
+from kqueue.worker.options import Transport, WorkerOptions, WorkerStats, kafka_transport
 from kqueue.worker.partitions import PartitionTable, PauseReason
 from kqueue.worker.router import DelayRouter, is_tier_topic
 from kqueue.worker.routing import route_due, route_failure
 from kqueue.worker.runner import Runner
 from kqueue.worker.work import Failure, WorkItem
 
+__all__ = ["Transport", "Worker", "WorkerOptions", "WorkerStats", "kafka_transport"]
+
 log = logging.getLogger("kqueue.worker")
 # Commits given up while stuck in the client (each leaves a blocked thread) before the process restarts.
 MAX_ABANDONED_COMMITS = 5
 # Routed records held for the next commit, per allowed unsettled task, before fetching pauses.
 HELD_PER_INFLIGHT = 8
-
-
-@dataclass
-class WorkerOptions:
-    group: str
-    queues: list[str] = field(default_factory=list)  # empty: every queue the app has tasks for
-    concurrency: int = 8
-    batch_size: int = 500
-    grace: float = 30.0
-    commit_interval: float = 0.5
-    poll_timeout: float = 0.1
-    max_inflight: int | None = None  # pause fetching above this many unsettled tasks
-    transactions: bool = True  # settle each batch in one Kafka transaction (exactly-once routing)
-    route_delays: bool = True  # run the delay router for the queues' tiers
-    route_only: bool = False  # `kqueue router`: move due tier records, run no handlers
-    group_protocol: str = "consumer"  # KIP-848 with the broker's range assignor; "classic" for old brokers
-    # Sync handler threads allowed to run on past their time limit (None: `concurrency`); beyond it
-    # the worker drains and stops with `recycle_reason` set, so its process is restarted.
-    max_overrun_threads: int | None = None
-    # Static membership (group.instance.id): a restarted worker with the same id takes its partitions
-    # back at once, without a rebalance of the others. Unique per live worker.
-    instance_id: str | None = None
-    consumer_overrides: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class WorkerStats(SettleCounts):
-    polled: int = 0
-    assigned: int = 0  # partitions assigned over the run (rebalance events show here)
-    revoked: int = 0
-    lost: int = 0
-    skipped: int = 0  # tasks a previous owner had completed above its commit, not run again
-
-
-# How a worker reaches Kafka: a consumer edge and a settler over it (tests pass a scripted one).
-Transport = Callable[[App, "WorkerOptions", list[str]], tuple[ConsumerEdge, Settler]]
-
-
-def kafka_transport(app: App, options: WorkerOptions, queues: list[str]) -> tuple[ConsumerEdge, Settler]:
-    for queue in queues:
-        app.ensure_queue(queue)
-    overrides = dict(options.consumer_overrides)
-    if options.instance_id:
-        overrides["group.instance.id"] = options.instance_id
-    edge = KafkaConsumerEdge(app.bootstrap_servers, options.group, options.group_protocol, **overrides)
-    settler: Settler = (TransactionalSettler(app.bootstrap_servers, options.group) if options.transactions
-                        else AtLeastOnceSettler(edge, app.bootstrap_servers))
-    return edge, settler
+TICK_EVERY = 1.0  # seconds between on_tick hooks
 
 
 def _summary(partitions: list[TP]) -> str:
@@ -106,6 +64,8 @@ class Worker:
         # Set when the worker stopped itself so that its process restarts (threads it cannot reclaim).
         self.recycle_reason: str | None = None
         self._tier_topic: dict[str, bool] = {}
+        self._next_tick = 0.0
+        self.worker_id = options.instance_id or f"{socket.gethostname()}:{os.getpid()}"
         self.stats = WorkerStats()
 
     # -- lifecycle -----------------------------------------------------------------------------------
@@ -201,6 +161,7 @@ class Worker:
             self._hand_out(records)
         self._table.wake_due(now_ms())
         self._settle()
+        self._tick()
         if self._report_state:
             self._report_state = False
             log.warning("worker state: %s", self.state())
@@ -253,8 +214,9 @@ class Worker:
                 self._fail(item, failure, now)
         if self._hooks.settle:
             done = [item for item in done if self._checkpoint.owns(item)]
+            hooks, emit = self._hooks.settle, self._hooks.emit
             for item in done:
-                self._emit_settled(item, Settlement.COMPLETED, None, now)
+                emit(hooks, settle_event(item, Settlement.COMPLETED, None, now))
         self._checkpoint.completed(done)
 
     def _fail(self, item: WorkItem, failure: Failure, now: int) -> None:
@@ -262,15 +224,24 @@ class Worker:
 
     def _route(self, item: WorkItem, records: list[OutRecord], failure: Failure | None = None) -> None:
         if self._checkpoint.route(item, records) and self._hooks.settle:
-            self._emit_settled(item, SETTLEMENT_OF_KIND[records[0].kind], failure, now_ms())
+            self._emit_settled(item, SETTLEMENT_OF_KIND[records[0].kind], failure, now_ms(), records[0].topic)
 
-    def _emit_settled(self, item: WorkItem, outcome: Settlement, failure: Failure | None, now: int) -> None:
-        meta = item.meta
-        event = SettleEvent(outcome, item.task_id, meta.task_type, item.queue, item.topic, item.partition,
-                            item.offset, item.key, meta.attempt, failure.error_type if failure else None,
-                            failure.message if failure else None, meta.enqueued_at, item.started_at or None,
-                            item.run_seconds, now)
-        self._hooks.emit(self._hooks.settle, event)
+    def _emit_settled(self, item: WorkItem, outcome: Settlement, failure: Failure | None, now: int,
+                      destination: str | None = None) -> None:
+        self._hooks.emit(self._hooks.settle, settle_event(item, outcome, failure, now, destination))
+
+    def _tick(self) -> None:
+        """About once a second, tell on_tick listeners (health, gauges) what the worker holds."""
+        if not self._hooks.tick:
+            return
+        now = time.monotonic()
+        if now < self._next_tick:
+            return
+        self._next_tick = now + TICK_EVERY
+        event = TickEvent(self.worker_id, self.options.group, self.options.concurrency, self._executor.busy_slots(),
+                          self._table.unsettled(), tuple(self._table.states), self._edge.member_id(),
+                          self._health.failing_for(), self._stopping)
+        self._hooks.emit(self._hooks.tick, event)
 
     def _check_overruns(self) -> None:
         """Too many threads it cannot reclaim (handlers past their limit, commits stuck in the
@@ -376,6 +347,7 @@ class Worker:
             else:
                 time.sleep(0.005)
             self._settle()
+            self._tick()
             if self._checkpoint.due():
                 self._commit()
         self._settle()

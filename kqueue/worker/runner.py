@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 import time
 from collections.abc import Callable
@@ -74,7 +75,9 @@ def _call_with_deadline(fn: Callable[..., Any], args: tuple[Any, ...], timeout: 
                 if overran:
                     overruns.ended()
 
-    threading.Thread(target=target, name="kqueue-timed-task", daemon=True).start()
+    # The handler's thread sees the caller's context (a tracer's current span, for one).
+    context = contextvars.copy_context()
+    threading.Thread(target=context.run, args=(target,), name="kqueue-timed-task", daemon=True).start()
     if not finished.wait(timeout):
         with lock:  # the thread may have finished just now: then nothing overran
             if not finished.is_set():
@@ -97,6 +100,8 @@ class Runner:
 
     def __init__(self, hooks: Hooks | None = None) -> None:
         self._hooks = hooks if hooks is not None and hooks.around_run else None
+        # Settle listeners (metrics, logs) want each run's start and length: two clock reads.
+        self._timed = self._hooks is not None or (hooks is not None and bool(hooks.settle))
         self.overruns = Overruns()
 
     def run_sync(self, item: WorkItem) -> Failure | None:
@@ -104,6 +109,9 @@ class Runner:
             return self._run_sync_hooked(item, self._hooks)
         task = item.task
         assert task is not None
+        if self._timed:
+            item.started_at = time.time()
+            started = time.perf_counter()
         try:
             args = (item.payload, task_context(item)) if task.wants_ctx else (item.payload,)
             if task.timeout is not None:
@@ -111,7 +119,11 @@ class Runner:
             else:
                 task.fn(*args)
         except BaseException as exc:  # even SystemExit from a handler is the task's failure, not the worker's
+            if self._timed:
+                item.run_seconds = time.perf_counter() - started
             return _failure(exc)
+        if self._timed:
+            item.run_seconds = time.perf_counter() - started
         return None
 
     def _run_sync_hooked(self, item: WorkItem, hooks: Hooks) -> Failure | None:
@@ -142,7 +154,7 @@ class Runner:
         ctx = task_context(item) if hooks is not None or task.wants_ctx else None
         error: BaseException | None = None
         limit: asyncio.Timeout | None = None
-        if hooks is not None:
+        if self._timed:
             item.started_at = time.time()
         started = time.perf_counter()
         try:
@@ -161,8 +173,9 @@ class Runner:
             error = _time_limit(task.timeout or 0) if limit is not None and limit.expired() else exc
         except BaseException as exc:  # includes a handler's own CancelledError or SystemExit
             error = exc
-        if hooks is not None:
+        if self._timed:
             item.run_seconds = time.perf_counter() - started
-            assert ctx is not None
+        if hooks is not None:
+            assert ctx is not None and item.run_seconds is not None
             hooks.emit(hooks.after_run, ctx, error, item.run_seconds)
         return None if error is None else _failure(error)

@@ -6,6 +6,8 @@ import logging
 import signal
 import subprocess
 import time
+from collections.abc import Mapping
+from typing import Protocol
 
 log = logging.getLogger("kqueue.supervisor")
 RESTART_BACKOFF = (0.0, 1.0, 2.0, 5.0, 10.0)
@@ -18,7 +20,15 @@ def restart_delay(restarts_in_a_row: int) -> float:
     return RESTART_BACKOFF[min(restarts_in_a_row, len(RESTART_BACKOFF) - 1)]
 
 
-def supervise(child_commands: list[list[str]], grace: float) -> int:
+class ChildWatcher(Protocol):
+    """Told when a child starts and ends (the operations port reports on the children)."""
+
+    def started(self, index: int, pid: int) -> None: ...
+    def ended(self, index: int, pid: int) -> None: ...
+
+
+def supervise(child_commands: list[list[str]], grace: float, env: Mapping[str, str] | None = None,
+              watcher: ChildWatcher | None = None) -> int:
     """Run one child per command until SIGTERM/SIGINT; returns the exit code.
 
     A child that dies is restarted with the same command (so the same instance id), at once, or
@@ -36,7 +46,13 @@ def supervise(child_commands: list[list[str]], grace: float) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     processes = len(child_commands)
-    children: list[subprocess.Popen[bytes] | None] = [subprocess.Popen(command) for command in child_commands]
+    def spawn(index: int) -> subprocess.Popen[bytes]:
+        child = subprocess.Popen(child_commands[index], env=None if env is None else dict(env))
+        if watcher is not None:
+            watcher.started(index, child.pid)
+        return child
+
+    children: list[subprocess.Popen[bytes] | None] = [spawn(i) for i in range(processes)]
     started = [time.monotonic()] * processes
     restarts = [0] * processes  # in a row, each after a short life
     restart_at: list[float | None] = [None] * processes
@@ -49,12 +65,14 @@ def supervise(child_commands: list[list[str]], grace: float) -> int:
             if child is None:
                 due = restart_at[i]
                 if due is not None and now >= due:
-                    children[i] = subprocess.Popen(child_commands[i])
+                    children[i] = spawn(i)
                     started[i], restart_at[i] = now, None
                 continue
             code = child.poll()
             if code is None:
                 continue
+            if watcher is not None:
+                watcher.ended(i, child.pid)
             if now - started[i] >= HEALTHY_RUN:
                 restarts[i] = 0
             delay = restart_delay(restarts[i])

@@ -48,6 +48,11 @@ class WorkItem:
         return self._meta
 
     @property
+    def parsed_meta(self) -> TaskMeta | None:
+        """The metadata if something has parsed it already (else None: parsing is not free)."""
+        return self._meta
+
+    @property
     def task_id(self) -> str:
         return self.meta.task_id or derived_task_id(self.topic, self.partition, self.offset)
 

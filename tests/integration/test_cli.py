@@ -108,6 +108,11 @@ def test_demo_runs_tasks_through_kqueue_consume(kafka: Kafka) -> None:
     enqueued, completed, retried, dead = (int(c) for c in all_row[1:5])
     assert enqueued == 200 and completed + dead == 200  # every task counted, read back from Kafka
     assert retried > 0 and dead > 0  # some recovered through the delay tiers, some ended in the DLQ
+    # The worker's own metrics, scraped before it stopped, agree with what was read back from Kafka.
+    assert "worker metrics (served at http://127.0.0.1:" in result.stdout
+    figures = {row[0]: row[1] for row in rows if row and row[0].startswith("kqueue_tasks_total")}
+    assert figures['kqueue_tasks_total{outcome="completed"}'] == str(completed)
+    assert figures['kqueue_tasks_total{outcome="dead_lettered"}'] == str(dead)
 
 
 def test_produce_help_does_not_promise_deduplication() -> None:

@@ -134,6 +134,9 @@ class ScriptedEdge:
         self.calls.append(("resume", tps))
         self.paused -= set(tps)
 
+    def member_id(self) -> str:
+        return "scripted-member" if self._listener is not None else ""
+
     def seek(self, partition: TP, offset: int) -> None:
         self.calls.append(("seek", (partition, offset)))
         self.positions[partition] = offset

@@ -493,3 +493,27 @@ def test_commits_stuck_in_the_client_again_and_again_recycle_the_worker(rig: Rig
             worker.worker.recycle_reason
     finally:
         release.set()
+
+
+def test_ticks_report_busy_slots_partitions_and_membership_while_running_and_draining(rig: Rig) -> None:
+    ticks: list[kqueue.TickEvent] = []
+
+    class Ticks(kqueue.Middleware):
+        def on_tick(self, event: kqueue.TickEvent) -> None:
+            ticks.append(event)
+
+    rig.app.add_middleware(Ticks())
+    rig.edge.assign(P0, P1)
+    rig.task(P0, 0, "a", gate="held")
+    with rig.worker(concurrency=2, instance_id="pod-7", grace=5.0) as worker:
+        wait_for(lambda: any(t.busy == 1 for t in ticks), 10, "a tick with the held task running")
+        busy = next(t for t in ticks if t.busy == 1)
+        assert busy.worker_id == "pod-7" and busy.group == "g" and busy.concurrency == 2
+        assert busy.member_id == "scripted-member" and busy.unsettled == 1 and not busy.stopping
+        assert set(busy.partitions) >= {P0, P1}
+        worker.worker.request_stop()
+        # Draining waits on the held task: the loop still ticks, saying it is stopping.
+        wait_for(lambda: ticks[-1].stopping, 10, "a tick while draining")
+        rig.gate("held").set()
+        worker.stop()
+    assert rig.ran == [0]

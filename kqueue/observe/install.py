@@ -1,0 +1,65 @@
+"""Put the operations middleware on an app for `kqueue consume`: lifecycle logs always; metrics,
+lag and health when a port is served (or a supervisor collects them from its children)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kqueue.observe.health import LIVENESS_TIMEOUT, HealthMiddleware
+from kqueue.observe.lag import LagProbe
+from kqueue.observe.logs import lifecycle_log
+from kqueue.observe.metrics import MetricsMiddleware
+from kqueue.observe.server import OperationsServer
+from kqueue.sdk.app import App
+from kqueue.sdk.middleware import Middleware
+
+# Set by the --processes supervisor for its children: where their metrics and beats go.
+CHILD_DIR_ENV = "KQUEUE_METRICS_DIR"
+
+
+@dataclass
+class Operations:
+    metrics: MetricsMiddleware | None = None
+    lag: LagProbe | None = None
+    health: HealthMiddleware | None = None
+    server: OperationsServer | None = None
+    middleware: list[Middleware] = field(default_factory=list)
+
+    def close(self) -> None:
+        if self.metrics is not None:
+            self.metrics.flush()  # the settlements since the last tick
+        if self.lag is not None:
+            self.lag.stop()
+        if self.server is not None:
+            self.server.stop()
+
+
+def child_dir() -> Path | None:
+    value = os.environ.get(CHILD_DIR_ENV)
+    return Path(value) if value else None
+
+
+def beat_path(directory: Path, pid: int) -> Path:
+    return directory / f"beat-{pid}.json"
+
+
+def install_operations(app: App, metrics_port: int | None, host: str = "0.0.0.0",
+                       liveness_timeout: float = LIVENESS_TIMEOUT) -> Operations:
+    """Add the middleware to `app` and start the port if one is asked for (port 0: any free port)."""
+    ops = Operations()
+    ops.middleware.append(lifecycle_log())
+    shared = child_dir()
+    if metrics_port is not None or shared is not None:
+        ops.metrics = MetricsMiddleware(app)
+        ops.lag = LagProbe(app.bootstrap_servers, app.topic_prefix, ops.metrics.metrics)
+        lag = ops.lag
+        beat_file = beat_path(shared, os.getpid()) if shared is not None else None
+        ops.health = HealthMiddleware(lambda: lag.answered_at, beat_file, liveness_timeout)
+        ops.middleware += [ops.metrics, ops.lag, ops.health]
+        if metrics_port is not None:
+            ops.server = OperationsServer(ops.metrics.registry, ops.health, metrics_port, host).start()
+    for middleware in ops.middleware:
+        app.add_middleware(middleware)
+    return ops

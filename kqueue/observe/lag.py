@@ -1,0 +1,124 @@
+"""Queue depth as consumer-group lag, per queue, lane and tier, for the partitions a worker owns.
+
+A background thread asks Kafka every few seconds (two batched admin calls: the partitions' last
+stable offsets and the group's committed offsets), so a scrape only reads gauges and the poll loop
+never waits on it. Each worker reports its own partitions; Prometheus (or the supervisor's
+multiprocess scrape) sums them into the group's lag. Its answers double as "the broker answers"
+for readiness.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+
+from confluent_kafka import ConsumerGroupTopicPartitions, IsolationLevel, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
+
+from kqueue.core.names import PRIORITIES, queue_of_topic, tier_of_topic
+from kqueue.core.records import TP
+from kqueue.observe.metrics import WorkerMetrics
+from kqueue.sdk.middleware import Middleware, TickEvent
+from kqueue.transport.admin import make_admin
+
+log = logging.getLogger("kqueue.metrics")
+LAG_EVERY = 5.0  # seconds between lag reads
+LagKey = tuple[str, str, str]  # (queue, lane, tier): lane "" for a tier, tier "" for a lane
+
+
+def lag_key(topic: str, prefix: str) -> LagKey:
+    """Which queue, priority lane or delay tier a topic is (`email.high` -> ("email", "high", ""))."""
+    queue = queue_of_topic(topic, prefix)
+    tier = tier_of_topic(topic)
+    if tier is not None:
+        return (queue, "", tier)
+    for lane in PRIORITIES:
+        if topic.endswith(f".{lane}") and lane != "normal":
+            return (queue, lane, "")
+    return (queue, "normal", "")
+
+
+def lag_by_key(ends: dict[TP, int], committed: dict[TP, int], starts: dict[TP, int], prefix: str) -> dict[LagKey, int]:
+    """Records not committed yet, summed per (queue, lane, tier). A partition the group never
+    committed lags from its first record (`starts`)."""
+    out: dict[LagKey, int] = {}
+    for tp, end in ends.items():
+        position = committed.get(tp, -1)
+        if position < 0:
+            position = starts.get(tp, end)
+        key = lag_key(tp[0], prefix)
+        out[key] = out.get(key, 0) + max(0, end - position)
+    return out
+
+
+class LagProbe(Middleware):
+    """Keeps `kqueue_queue_lag` fresh for the owned partitions (from on_tick) on its own thread."""
+
+    def __init__(self, bootstrap: str, prefix: str, metrics: WorkerMetrics, every: float = LAG_EVERY) -> None:
+        self._bootstrap = bootstrap
+        self._prefix = prefix
+        self._metrics = metrics
+        self._every = every
+        self._lock = threading.Lock()
+        self._group = ""
+        self._partitions: tuple[TP, ...] = ()
+        self._reported: set[LagKey] = set()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.answered_at: float | None = None  # monotonic time of the last answer from Kafka
+        self.last: dict[LagKey, int] = {}
+
+    def on_tick(self, event: TickEvent) -> None:
+        with self._lock:
+            self._group, self._partitions = event.group, event.partitions
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="kqueue-lag", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        admin = make_admin(self._bootstrap, quiet=True)
+        while not self._stop.is_set():
+            with self._lock:
+                group, partitions = self._group, self._partitions
+            try:
+                self._publish(group, self._read(admin, group, partitions))
+                self.answered_at = time.monotonic()
+            except Exception as exc:  # Kafka away: the gauges keep their last values; readiness notices
+                log.debug("reading lag failed: %s", exc)
+            self._stop.wait(self._every)
+
+    def _read(self, admin: AdminClient, group: str, partitions: Iterable[TP]) -> dict[LagKey, int]:
+        tps = list(partitions)
+        timeout = self._every * 2
+        if not tps:
+            admin.list_topics(timeout=timeout)  # still proves Kafka answers
+            return {}
+        ends = _offsets(admin, tps, OffsetSpec.latest(), timeout)  # type: ignore[no-untyped-call]
+        future = admin.list_consumer_group_offsets(
+            [ConsumerGroupTopicPartitions(group, [TopicPartition(t, p) for t, p in tps])])[group]
+        committed = {(tp.topic, tp.partition): tp.offset for tp in future.result(timeout=timeout).topic_partitions}
+        never = [tp for tp in tps if committed.get(tp, -1) < 0]
+        earliest = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
+        starts = _offsets(admin, never, earliest, timeout) if never else {}
+        return lag_by_key(ends, committed, starts, self._prefix)
+
+    def _publish(self, group: str, lag: dict[LagKey, int]) -> None:
+        gauge = self._metrics.lag
+        for key in self._reported - lag.keys():
+            gauge.labels(*key, group).set(0)  # no longer ours: whoever owns it now reports it
+        for key, value in lag.items():
+            gauge.labels(*key, group).set(value)
+        self._reported = set(lag)
+        self.last = lag
+
+
+def _offsets(admin: AdminClient, tps: list[TP], spec: OffsetSpec, timeout: float) -> dict[TP, int]:
+    futures = admin.list_offsets(
+        {TopicPartition(t, p): spec for t, p in tps}, isolation_level=IsolationLevel.READ_COMMITTED,
+        request_timeout=timeout)
+    return {(tp.topic, tp.partition): f.result(timeout=timeout).offset for tp, f in futures.items()}
