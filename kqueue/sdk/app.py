@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -61,6 +63,14 @@ class App:
         self._lock = threading.Lock()
         self.tasks: dict[tuple[str, str], TaskDef] = {}
         self.hooks = Hooks(middleware)
+        # Traces when OpenTelemetry is configured (OTEL_TRACES_EXPORTER, or an SDK provider set in code);
+        # otherwise kqueue.observe.tracing is not even imported.
+        if os.environ.get("OTEL_TRACES_EXPORTER") or "opentelemetry.sdk.trace" in sys.modules:
+            from kqueue.observe.tracing import tracing_middleware
+
+            tracer = tracing_middleware(self.hooks.middleware)
+            if tracer is not None:
+                self.hooks = Hooks([*self.hooks.middleware, tracer])
 
     def add_middleware(self, middleware: Middleware) -> None:
         """Add a middleware after the others (workers started later see it)."""
