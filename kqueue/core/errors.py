@@ -35,3 +35,7 @@ class DeliveryError(KqueueError):
     def __init__(self, message: str, too_large: bool = False) -> None:
         super().__init__(message)
         self.too_large = too_large
+
+
+class KafkaSettingsError(KqueueError, ValueError):
+    """Kafka client settings kqueue cannot use; the one-line message never holds a secret value."""

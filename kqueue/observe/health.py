@@ -21,7 +21,7 @@ from kqueue.sdk.middleware import Middleware, TickEvent
 
 LIVENESS_TIMEOUT = 120.0  # a revoke may wait out the grace and a stuck commit 60 s: both are alive
 COMMITS_FAILING_UNREADY = 10.0
-BROKER_SILENT_UNREADY = 30.0  # lag reads run every 5 s: several missed answers
+BROKER_SILENT_UNREADY = 15.0  # lag reads run every 5 s: three missed answers
 
 
 @dataclass(frozen=True)

@@ -90,6 +90,9 @@ class LagProbe(Middleware):
                 self.answered_at = time.monotonic()
             except Exception as exc:  # Kafka away: the gauges keep their last values; readiness notices
                 log.debug("reading lag failed: %s", exc)
+                # librdkafka's admin client keeps a stale leader epoch after a broker restart and then
+                # fails every ListOffsets with FENCED_LEADER_EPOCH: a fresh client reads fresh metadata.
+                admin = make_admin(self._bootstrap, quiet=True)
             self._stop.wait(self._every)
 
     def _read(self, admin: AdminClient, group: str, partitions: Iterable[TP]) -> dict[LagKey, int]:

@@ -95,7 +95,7 @@ class TickEvent:
     unsettled: int  # fetched tasks not settled yet
     partitions: tuple[TP, ...]  # owned now (task lanes and delay tiers)
     member_id: str  # the group's id for this member ("" until it has joined)
-    commits_failing_for: float  # seconds (0: commits go through)
+    commits_failing_for: float  # seconds commits have not gone through: failing, or one stuck in flight (0: fine)
     stopping: bool
 
 

@@ -25,12 +25,13 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kqueue.core.errors import KqueueError
+from kqueue.core.errors import KafkaSettingsError
+from kqueue.transport.properties import parse_option, parse_properties, read_properties_file
 
 __all__ = [
     "CLI_SOURCE", "CONFIG_FILE_ENV", "ENV_PREFIX", "RESERVED", "SASL_MECHANISMS", "SECURITY_PROTOCOLS",
@@ -95,10 +96,6 @@ _SECRET_KEYS = frozenset({
 _SECRET_ENDINGS = ("password", "secret", "passphrase", "key.pem", "token")
 
 
-class KafkaSettingsError(KqueueError, ValueError):
-    """Kafka client settings kqueue cannot use; the one-line message never holds a secret value."""
-
-
 # -- names --------------------------------------------------------------------------------------------
 def env_name(prop: str) -> str:
     """The variable for a librdkafka property: sasl.password -> KQUEUE_KAFKA_SASL_PASSWORD."""
@@ -141,73 +138,6 @@ def _layer(values: Mapping[str, Any], origin: str | Mapping[str, str]) -> _Layer
         out[key] = value.strip() if isinstance(value, str) else value
         origins[key] = origin if isinstance(origin, str) else origin.get(raw_key, "the environment")
     return _Layer(out, origins)
-
-
-def parse_properties(text: str, source: str = "the Kafka config file", strict: bool = True) -> dict[str, str]:
-    """A Java-style properties text: ``key=value`` (or ``key: value``), ``#``/``!`` comments, blank lines,
-    a trailing backslash continues a line. Errors name the line, never its text (it may be a secret)."""
-    out: dict[str, str] = {}
-    logical: list[tuple[int, str]] = []
-    pending = ""
-    start = 0
-    for number, line in enumerate(text.splitlines(), start=1):
-        stripped = line.strip() if not pending else line.lstrip()
-        if not pending and (not stripped or stripped[0] in "#!"):
-            continue
-        if not pending:
-            start = number
-        if stripped.endswith("\\") and (len(stripped) - len(stripped.rstrip("\\"))) % 2 == 1:
-            pending += stripped[:-1]
-            continue
-        logical.append((start, pending + stripped))
-        pending = ""
-    if pending:
-        logical.append((start, pending))
-    for number, line in logical:
-        match = re.search(r"[=:]", line)
-        key = line[:match.start()].strip() if match else ""
-        if not key:
-            if strict:
-                raise KafkaSettingsError(f"{source} line {number}: expected key=value")
-            continue
-        assert match is not None
-        out[key] = line[match.end():].strip()
-    return out
-
-
-_file_cache: dict[Path, tuple[tuple[int, int], str]] = {}
-
-
-def _read_text(path: Path) -> str:
-    """The file's text, re-read only when it changed (log redaction asks for it on every record)."""
-    stat = path.stat()
-    stamp = (stat.st_mtime_ns, stat.st_size)
-    cached = _file_cache.get(path)
-    if cached is not None and cached[0] == stamp:
-        return cached[1]
-    text = path.read_text(encoding="utf-8")
-    _file_cache[path] = (stamp, text)
-    return text
-
-
-def _read_file(path: Path, origin: str, strict: bool) -> dict[str, str]:
-    try:
-        text = _read_text(path)
-    except (OSError, UnicodeDecodeError) as exc:
-        if not strict:
-            return {}
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
-        raise KafkaSettingsError(f"cannot read the Kafka client config {path} (from {origin}): {reason}") from None
-    return parse_properties(text, f"{path}", strict=strict)
-
-
-def parse_option(argument: str, position: int = 1) -> tuple[str, str]:
-    """One ``-X KEY=VALUE``. The error does not repeat the argument: it may be a password."""
-    key, sep, value = argument.partition("=")
-    if not sep or not key.strip():
-        raise KafkaSettingsError(f"-X/--kafka-option takes KEY=VALUE, and its use number {position} is not that "
-                                 "(not shown here: it may hold a secret)")
-    return key.strip(), value
 
 
 @dataclass
@@ -253,7 +183,7 @@ def _layers(conf: _Configured, strict: bool) -> list[_Layer]:
         file_origin = CONFIG_FILE_ENV
     layers = []
     if path is not None:
-        layers.append(_layer(_read_file(path, file_origin, strict), str(path)))
+        layers.append(_layer(read_properties_file(path, file_origin, strict), str(path)))
     variables = {property_name(k): (k, v) for k, v in env.items()
                  if k.upper().startswith(ENV_PREFIX) and k.upper() != CONFIG_FILE_ENV}
     layers.append(_layer({p: v for p, (_, v) in variables.items()}, {p: k for p, (k, _) in variables.items()}))
@@ -292,6 +222,19 @@ def _how_to_set(key: str, to: str = "") -> str:
     return f"set {env_name(key)}{to} (or {key} in the {CONFIG_FILE_ENV} file)"
 
 
+
+def _one_of(settings: dict[str, Any], key: str, allowed: tuple[str, ...], where: Callable[[str], str]) -> str | None:
+    """The setting upper-cased in place, if it is one of `allowed` (None when unset)."""
+    value = settings.get(key)
+    if value is None:
+        return None
+    upper = str(value).upper()
+    if upper not in allowed:
+        raise KafkaSettingsError(f"{where(key)} must be one of {', '.join(allowed)}, not {value!r}")
+    settings[key] = upper
+    return upper
+
+
 def _validate(settings: dict[str, Any], origins: dict[str, str]) -> None:
     def where(key: str) -> str:
         return f"{key} (from {origins.get(key, 'kqueue')})"
@@ -304,20 +247,8 @@ def _validate(settings: dict[str, Any], origins: dict[str, str]) -> None:
         if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", key):  # the key is not shown: it may be a mistyped secret
             raise KafkaSettingsError(f"a key from {origins.get(key)} is not a librdkafka property name "
                                      "(letters, digits, '.', '_' and '-' only)")
-    protocol = settings.get("security.protocol")
-    if protocol is not None:
-        protocol = str(protocol).upper()
-        if protocol not in SECURITY_PROTOCOLS:
-            raise KafkaSettingsError(f"{where('security.protocol')} must be one of {', '.join(SECURITY_PROTOCOLS)}, "
-                                     f"not {settings['security.protocol']!r}")
-        settings["security.protocol"] = protocol
-    mechanism = settings.get("sasl.mechanism")
-    if mechanism is not None:
-        mechanism = str(mechanism).upper()
-        if mechanism not in SASL_MECHANISMS:
-            raise KafkaSettingsError(f"{where('sasl.mechanism')} must be one of {', '.join(SASL_MECHANISMS)}, "
-                                     f"not {settings['sasl.mechanism']!r}")
-        settings["sasl.mechanism"] = mechanism
+    protocol = _one_of(settings, "security.protocol", SECURITY_PROTOCOLS, where)
+    mechanism = _one_of(settings, "sasl.mechanism", SASL_MECHANISMS, where)
     sasl = protocol in ("SASL_PLAINTEXT", "SASL_SSL")
     if mechanism is not None and not sasl:
         raise KafkaSettingsError(f"{where('sasl.mechanism')} is set but security.protocol is "

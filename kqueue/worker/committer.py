@@ -44,6 +44,11 @@ class BackgroundCommitter:
         """Settled tasks whose routed records ride the commit in flight (out of their holds meanwhile)."""
         return len(self._flight[0].released) if self._flight is not None else 0
 
+    def flight_seconds(self) -> float:
+        """How long the commit in flight has been flying (0: none)."""
+        flight = self._flight
+        return 0.0 if flight is None else time.monotonic() - flight[2]
+
     def start(self, batch: CommitBatch, group_metadata: Any) -> None:
         """Write `batch` on a commit thread; `group_metadata` is taken by the caller on the polling thread."""
         assert self._flight is None, "one commit at a time"

@@ -238,9 +238,11 @@ class Worker:
         if now < self._next_tick:
             return
         self._next_tick = now + TICK_EVERY
+        # A commit stuck in flight counts as failing from its start (it is given up only after 12 s).
+        failing = max(self._health.failing_for(), self._committer.flight_seconds())
         event = TickEvent(self.worker_id, self.options.group, self.options.concurrency, self._executor.busy_slots(),
-                          self._table.unsettled(), tuple(self._table.states), self._edge.member_id(),
-                          self._health.failing_for(), self._stopping)
+                          self._table.unsettled(), tuple(self._table.states), self._edge.member_id(), failing,
+                          self._stopping)
         self._hooks.emit(self._hooks.tick, event)
 
     def _check_overruns(self) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 import kqueue
 from kqueue.dev.cluster import DevCluster
+from tests.support.http import free_port, get
 from tests.support.kafka import unique
 from tests.support.worker import consume_process, recorded, wait_for
 
@@ -65,17 +66,30 @@ def test_a_worker_waits_out_an_outage_of_its_only_broker(tmp_path: Path) -> None
         queue, group, log = unique("outage"), unique("g"), tmp_path / "done.log"
         first = _enqueue(state.bootstrap_servers, queue, 1000, sleep=0.04)  # ~5 s of work: the outage hits it
         err_path = tmp_path / "worker.err"
+        port = free_port()
         with err_path.open("w") as err_file:  # a file, not a pipe: an unread pipe would block the worker
-            worker = consume_process(state.bootstrap_servers, queue, group, log, stderr=err_file.fileno())
+            worker = consume_process(state.bootstrap_servers, queue, group, log, "--metrics-port", str(port),
+                                     "--metrics-host", "127.0.0.1", stderr=err_file.fileno())
         try:
             wait_for(lambda: len(set(recorded(log))) >= 100, timeout=90, what="progress before the outage")
+            wait_for(lambda: get(port, "/readyz")[0] == 200, timeout=30, what="ready before the outage")
             cluster.stop_node(0, hard=True)
-            time.sleep(20)
-            assert worker.poll() is None, "the worker exited during the outage"
+            # The probes through the outage: alive all along (the loop turns), not ready while Kafka is away.
+            probes = []
+            for _ in range(40):
+                probes.append((get(port, "/livez")[0], get(port, "/readyz")))
+                time.sleep(0.5)
+            assert all(live == 200 for live, _ in probes), probes
+            unready = [body for _, (status, body) in probes if status == 503]
+            assert unready, probes[-5:]
+            assert all("Kafka has not answered" in body or "commits failing" in body for body in unready), unready
+            assert worker.poll() is None, f"the worker exited during the outage: {err_path.read_text()[-3000:]}"
             cluster.start_node(0)
             wait_for(lambda: set(first) <= set(recorded(log)), timeout=120, what="the first tasks after the outage")
             after = _enqueue(state.bootstrap_servers, queue, 100, start=1000)
             wait_for(lambda: set(after) <= set(recorded(log)), timeout=120, what="tasks enqueued after the outage")
+            wait_for(lambda: get(port, "/readyz")[0] == 200, timeout=30,
+                     what=f"ready again after the outage (now: {get(port, '/readyz')})")
             assert worker.poll() is None  # the same process all along
         finally:
             worker.send_signal(signal.SIGTERM)

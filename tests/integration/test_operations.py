@@ -11,34 +11,17 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
 import kqueue
+from tests.support.http import free_port, get
 from tests.support.kafka import Kafka, unique
 from tests.support.worker import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET_IN_PAYLOAD = "payload-text-that-must-not-be-logged"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-    except (urllib.error.URLError, ConnectionError):
-        return 0, ""
 
 
 def samples(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
