@@ -35,21 +35,28 @@ _ID, _ATTEMPT, _ENQUEUED_AT = names.H_ID, names.H_ATTEMPT, names.H_ENQUEUED_AT
 
 
 def quick_fields(raw: RawHeaders) -> tuple[str | None, int, int | None]:
-    """(kq-id, kq-attempt, kq-enqueued-at) in one pass, decoding nothing else: a settled task's
-    event needs these three, and parsing every header would cost more than the rest of its settling."""
-    task_id = attempt = enqueued = None
-    if raw:
-        # Kafka gives a list; the isinstance check against the Mapping ABC is slow, so it comes second.
-        for name, value in raw if isinstance(raw, list) else raw.items() if isinstance(raw, Mapping) else raw:
-            if name == _ID:
-                task_id = value
-            elif name == _ATTEMPT:
-                attempt = value
-            elif name == _ENQUEUED_AT:
-                enqueued = value
+    """(kq-id, kq-attempt, kq-enqueued-at), decoding nothing else: a settled task's event needs
+    these three, and parsing every header would cost more than the rest of its settling."""
+    values = _as_dict(raw)
+    task_id = values.get(_ID)
     if isinstance(task_id, bytes):
         task_id = task_id.decode("utf-8", "replace")
-    return task_id, max(1, _int_or(attempt, 1)), _int_or(enqueued, 0) or None
+    return task_id, max(1, _int_or(values.get(_ATTEMPT), 1)), _int_or(values.get(_ENQUEUED_AT), 0) or None
+
+
+def header_int(raw: RawHeaders, name: str) -> int | None:
+    """One integer header straight from the raw headers (None if absent, empty or not a number)."""
+    return _int_or(_as_dict(raw).get(name), 0) or None
+
+
+def _as_dict(raw: RawHeaders) -> Mapping[str, bytes | str | None]:
+    """The raw headers by name (the last of a repeated one wins). The worker keeps them as a dict
+    already; a Kafka header list becomes one in C."""
+    if type(raw) is dict:  # the Mapping ABC check is slow: the common case first
+        return raw
+    if not raw:
+        return {}
+    return raw if isinstance(raw, Mapping) else dict(raw)
 
 
 def _int_or(text: str | bytes | None, default: int) -> int:

@@ -26,6 +26,8 @@ LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 
 COMMIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 # Outcome label values (Prometheus style: snake case) of each settlement.
 OUTCOME_LABEL = {s: s.value.replace("-", "_") for s in Settlement}
+_MOVES = frozenset({Settlement.DELIVERED, Settlement.RE_TIERED})
+_RETRIED = Settlement.RETRIED
 
 
 class WorkerMetrics:
@@ -114,7 +116,7 @@ class MetricsMiddleware(Middleware):
 
     def on_settle(self, event: SettleEvent) -> None:
         outcome = event.outcome
-        if outcome is Settlement.DELIVERED or outcome is Settlement.RE_TIERED:
+        if outcome in _MOVES:
             key3 = (event.queue, tier_of_topic(event.topic) or "", OUTCOME_LABEL[outcome])
             self._moves[key3] = self._moves.get(key3, 0) + 1
             return
@@ -126,11 +128,15 @@ class MetricsMiddleware(Middleware):
         if run is not None:
             tally.run_sum += run
             tally.run_buckets[bisect_left(RUN_BUCKETS, run)] += 1
-        if outcome is Settlement.RETRIED:
+        if outcome is _RETRIED:
             key3 = (event.queue, tally.task, event.tier or "")
             self._retries[key3] = self._retries.get(key3, 0) + 1
-        elif event.enqueued_at_ms is not None:  # a final outcome: completed or dead-lettered
-            seconds = max(0.0, (event.settled_at_ms - event.enqueued_at_ms) / 1000)
+            return
+        enqueued = event.enqueued_at_ms  # a final outcome: completed or dead-lettered
+        if enqueued is not None:
+            seconds = (event.settled_at_ms - enqueued) / 1000
+            if seconds < 0:  # clocks of two hosts
+                seconds = 0.0
             tally.latency_sum += seconds
             tally.latency_buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
 

@@ -31,7 +31,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from kqueue.core.headers import HeaderList, RawHeaders
+from kqueue.core.headers import HeaderList, RawHeaders, header_int, quick_fields
+from kqueue.core.ids import derived_task_id
+from kqueue.core.names import H_ENQUEUED_AT
 from kqueue.core.records import TP, Settlement
 from kqueue.sdk.context import TaskContext
 
@@ -48,29 +50,75 @@ class EnqueueEvent:
     headers: HeaderList  # the record's headers; a hook may append to them
 
 
-@dataclass(slots=True)
-class SettleEvent:
-    """Treat as read-only. (Not frozen: one is built per settled task, and a frozen dataclass with
-    this many fields costs four times as much to build.)"""
+# Passed for task_id, attempt and enqueued_at_ms to read them from raw_headers on first use.
+UNREAD: Any = object()
 
-    outcome: Settlement
-    task_id: str
-    task_type: str | None
-    queue: str
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    attempt: int
-    error_type: str | None
-    error_message: str | None
-    enqueued_at_ms: int | None  # when it was first enqueued (kq-enqueued-at)
-    started_at: float | None  # epoch seconds its handler started (None: never ran, e.g. undecodable)
-    run_seconds: float | None
-    settled_at_ms: int
-    destination: str | None = None  # the topic it was routed to (a delay tier, the DLQ, a target)
-    tier: str | None = None  # the delay tier of that topic, if it is one
-    raw_headers: RawHeaders = None  # the record's headers as Kafka gave them; header_map() parses them
+
+class SettleEvent:
+    """A task's outcome, decided. Treat as read-only.
+
+    One is built per settled task on the poll loop, so it is a plain slotted class, and the fields
+    that come from headers (task_id, attempt, enqueued_at_ms) may be read from `raw_headers` only
+    when a hook asks: most hooks need one of them or none."""
+
+    __slots__ = ("_attempt", "_enqueued_at_ms", "_task_id", "destination", "error_message", "error_type", "key",
+                 "offset", "outcome", "partition", "queue", "raw_headers", "run_seconds", "settled_at_ms",
+                 "started_at", "task_type", "tier", "topic")
+
+    def __init__(self, outcome: Settlement, task_id: str, task_type: str | None, queue: str, topic: str,
+                 partition: int, offset: int, key: bytes | None, attempt: int, error_type: str | None,
+                 error_message: str | None, enqueued_at_ms: int | None, started_at: float | None,
+                 run_seconds: float | None, settled_at_ms: int, destination: str | None = None,
+                 tier: str | None = None, raw_headers: RawHeaders = None) -> None:
+        self.outcome = outcome
+        self._task_id = task_id
+        self.task_type = task_type
+        self.queue = queue
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.key = key
+        self._attempt = attempt
+        self.error_type = error_type
+        self.error_message = error_message
+        self._enqueued_at_ms = enqueued_at_ms  # when it was first enqueued (kq-enqueued-at)
+        self.started_at = started_at  # epoch seconds its handler started (None: never ran, e.g. undecodable)
+        self.run_seconds = run_seconds
+        self.settled_at_ms = settled_at_ms
+        self.destination = destination  # the topic it was routed to (a delay tier, the DLQ, a target)
+        self.tier = tier  # the delay tier of that topic, if it is one
+        self.raw_headers = raw_headers  # the record's headers as Kafka gave them; header_map() parses them
+
+    def _read_headers(self) -> None:
+        task_id, attempt, enqueued_at = quick_fields(self.raw_headers)
+        if self._task_id is UNREAD:
+            self._task_id = task_id or derived_task_id(self.topic, self.partition, self.offset)
+        if self._attempt is UNREAD:
+            self._attempt = attempt
+        if self._enqueued_at_ms is UNREAD:
+            self._enqueued_at_ms = enqueued_at
+
+    @property
+    def task_id(self) -> str:
+        if self._task_id is UNREAD:
+            self._read_headers()
+        return self._task_id
+
+    @property
+    def attempt(self) -> int:
+        if self._attempt is UNREAD:
+            self._read_headers()
+        return self._attempt
+
+    @property
+    def enqueued_at_ms(self) -> int | None:
+        if self._enqueued_at_ms is UNREAD:  # alone: metrics read this one on every task
+            self._enqueued_at_ms = header_int(self.raw_headers, H_ENQUEUED_AT)
+        return self._enqueued_at_ms
+
+    def __repr__(self) -> str:
+        return (f"SettleEvent({self.outcome.value} {self.task_id} {self.task_type} {self.topic}/{self.partition}/"
+                f"{self.offset} attempt {self.attempt}{' -> ' + self.destination if self.destination else ''})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +190,16 @@ class Hooks:
         self.partitions = _overridden(middleware, "on_partitions")
         self.tick = _overridden(middleware, "on_tick")
         self.around_run = bool(self.before_run or self.after_run)
+
+    @staticmethod
+    def emit_each(hooks: list[Callable[..., None]], events: Sequence[Any]) -> None:
+        """`emit` for many events of one kind: each hook takes them all in turn (fewer calls per event)."""
+        for hook in hooks:
+            for event in events:
+                try:
+                    hook(event)
+                except Exception:
+                    log.exception("middleware hook %s failed", getattr(hook, "__qualname__", hook))
 
     @staticmethod
     def emit(hooks: list[Callable[..., None]], *args: Any) -> None:

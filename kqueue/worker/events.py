@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from kqueue.core.headers import quick_fields
-from kqueue.core.ids import derived_task_id
 from kqueue.core.names import tier_of_topic
 from kqueue.core.records import Settlement
-from kqueue.sdk.middleware import SettleEvent
+from kqueue.sdk.middleware import UNREAD, SettleEvent
 from kqueue.worker.work import Failure, WorkItem
 
 
@@ -14,12 +12,11 @@ def settle_event(item: WorkItem, outcome: Settlement, failure: Failure | None, n
                  destination: str | None = None) -> SettleEvent:
     meta = item.parsed_meta
     if meta is not None:  # a failure already parsed every header
-        task_id, task_type, attempt, enqueued_at = meta.task_id, meta.task_type, meta.attempt, meta.enqueued_at
-    else:  # a completion: read only what the event needs
-        task_id, attempt, enqueued_at = quick_fields(item.raw_headers)
+        task_id, task_type, attempt, enqueued_at = item.task_id, meta.task_type, meta.attempt, meta.enqueued_at
+    else:  # a completion: the event reads kq-id, kq-attempt, kq-enqueued-at only if a hook asks
+        task_id = attempt = enqueued_at = UNREAD
         task_type = item.task.name if item.task is not None else item.meta.task_type
-    return SettleEvent(outcome, task_id or derived_task_id(item.topic, item.partition, item.offset), task_type,
-                       item.queue, item.topic, item.partition, item.offset, item.key, attempt,
-                       failure.error_type if failure else None, failure.message if failure else None, enqueued_at,
-                       item.started_at or None, item.run_seconds, now_ms, destination,
+    return SettleEvent(outcome, task_id, task_type, item.queue, item.topic, item.partition, item.offset, item.key,
+                       attempt, failure.error_type if failure else None, failure.message if failure else None,
+                       enqueued_at, item.started_at or None, item.run_seconds, now_ms, destination,
                        tier_of_topic(destination) if destination is not None else None, item.raw_headers)

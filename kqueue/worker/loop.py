@@ -214,9 +214,8 @@ class Worker:
                 self._fail(item, failure, now)
         if self._hooks.settle:
             done = [item for item in done if self._checkpoint.owns(item)]
-            hooks, emit = self._hooks.settle, self._hooks.emit
-            for item in done:
-                emit(hooks, settle_event(item, Settlement.COMPLETED, None, now))
+            self._hooks.emit_each(self._hooks.settle,
+                                  [settle_event(item, Settlement.COMPLETED, None, now) for item in done])
         self._checkpoint.completed(done)
 
     def _fail(self, item: WorkItem, failure: Failure, now: int) -> None:

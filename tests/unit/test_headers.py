@@ -233,3 +233,17 @@ def test_dead_letter_trace_limit_holds_in_bytes() -> None:
     trace = "Traceback (most recent call last):\n" + "エラー" * TRACE_LIMIT
     headers = dict(dead_letter_headers({}, "t", "o", "E", "m", trace, 1))
     assert len(headers[names.H_ERROR_TRACE]) <= TRACE_LIMIT
+
+
+def test_quick_fields_and_header_int_agree_with_the_full_parse() -> None:
+    from kqueue.core.headers import TaskMeta, header_int, header_map, quick_fields
+
+    raw = [("kq-id", b"t-9"), ("kq-enqueued-at", b"1700000000000"), ("kq-type", b"x"), ("kq-attempt", b"4"),
+           ("kq-attempt", b"5")]  # repeated: the last wins, as in header_map
+    meta = TaskMeta.from_headers(header_map(raw))
+    for given in (raw, dict(raw), {k: v.decode() for k, v in raw}):
+        assert quick_fields(given) == (meta.task_id, meta.attempt, meta.enqueued_at) == ("t-9", 5, 1700000000000)
+        assert header_int(given, "kq-enqueued-at") == 1700000000000
+    assert quick_fields([("kq-attempt", b"zero"), ("kq-enqueued-at", b"")]) == (None, 1, None)
+    assert header_int(None, "kq-enqueued-at") is None
+    assert header_int([("kq-enqueued-at", b"x")], "kq-enqueued-at") is None
