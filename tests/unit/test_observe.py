@@ -173,3 +173,37 @@ def test_children_health_reads_each_childs_beat(tmp_path: Path) -> None:
     assert not beat_path(tmp_path, 102).exists()
     ok, reason = health.ready()
     assert not ok and "1 of 2 worker processes are restarting" in reason
+
+
+def test_a_dead_childs_live_gauges_leave_the_supervisors_scrape(tmp_path: Path) -> None:
+    """Two child processes write multiprocess gauges and counters; once the supervisor is told one
+    died, its live gauges stop counting and its counters stay (done work is still done)."""
+    import os
+    import subprocess
+    import sys
+
+    from prometheus_client import multiprocess
+
+    child = (
+        "from prometheus_client import CollectorRegistry, Counter, Gauge\n"
+        "r = CollectorRegistry()\n"
+        "Gauge('kqueue_worker_concurrency', 'c', registry=r, multiprocess_mode='livesum').set(8)\n"
+        "Counter('kqueue_tasks', 't', registry=r).inc(5)\n"
+    )
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    pids = []
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, "-c", child + "import os; print(os.getpid())"], env=env,
+                              capture_output=True, text=True, check=True)
+        pids.append(int(proc.stdout))
+    health = ChildrenHealth(tmp_path, processes=2)
+
+    def scrape() -> tuple[float | None, float | None]:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=str(tmp_path))  # type: ignore[no-untyped-call]
+        return (registry.get_sample_value("kqueue_worker_concurrency"), registry.get_sample_value("kqueue_tasks_total"))
+
+    assert scrape() == (16.0, 10.0)
+    health.started(0, pids[0])
+    health.ended(0, pids[0])
+    assert scrape() == (8.0, 10.0)
