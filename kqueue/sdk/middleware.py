@@ -113,7 +113,12 @@ class SettleEvent:
     @property
     def enqueued_at_ms(self) -> int | None:
         if self._enqueued_at_ms is UNREAD:  # alone: metrics read this one on every task
-            self._enqueued_at_ms = header_int(self.raw_headers, H_ENQUEUED_AT)
+            raw = self.raw_headers
+            if type(raw) is dict:  # the worker's own header dict: one lookup
+                value = raw.get(H_ENQUEUED_AT)
+                self._enqueued_at_ms = (int(value) or None) if value and value.isdigit() else None
+            else:
+                self._enqueued_at_ms = header_int(raw, H_ENQUEUED_AT)
         return self._enqueued_at_ms
 
     def __repr__(self) -> str:

@@ -20,3 +20,11 @@ def settle_event(item: WorkItem, outcome: Settlement, failure: Failure | None, n
                        attempt, failure.error_type if failure else None, failure.message if failure else None,
                        enqueued_at, item.started_at or None, item.run_seconds, now_ms, destination,
                        tier_of_topic(destination) if destination is not None else None, item.raw_headers)
+
+
+def completed_event(item: WorkItem, now_ms: int) -> SettleEvent:
+    """`settle_event` for a completion, the path every successful task takes: nothing parsed."""
+    task = item.task
+    return SettleEvent(Settlement.COMPLETED, UNREAD, task.name if task is not None else item.meta.task_type,
+                       item.queue, item.topic, item.partition, item.offset, item.key, UNREAD, None, None, UNREAD,
+                       item.started_at or None, item.run_seconds, now_ms, None, None, item.raw_headers)

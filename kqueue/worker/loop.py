@@ -23,7 +23,7 @@ from kqueue.worker.checkpoint import Checkpoint, CommitResult, SettleCounts
 from kqueue.worker.commit_health import CommitHealth
 from kqueue.worker.committer import BackgroundCommitter
 from kqueue.worker.decode import Decoder
-from kqueue.worker.events import settle_event
+from kqueue.worker.events import completed_event, settle_event
 from kqueue.worker.executor import Executor
 from kqueue.worker.options import Transport, WorkerOptions, WorkerStats, kafka_transport
 from kqueue.worker.partitions import PartitionTable, PauseReason
@@ -214,8 +214,7 @@ class Worker:
                 self._fail(item, failure, now)
         if self._hooks.settle:
             done = [item for item in done if self._checkpoint.owns(item)]
-            self._hooks.emit_each(self._hooks.settle,
-                                  [settle_event(item, Settlement.COMPLETED, None, now) for item in done])
+            self._hooks.emit_each(self._hooks.settle, [completed_event(item, now) for item in done])
         self._checkpoint.completed(done)
 
     def _fail(self, item: WorkItem, failure: Failure, now: int) -> None:

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 import kqueue
 from kqueue.control.stats import summarize, with_rates
+from kqueue.core.ids import derived_task_id
 from kqueue.core.records import Settlement
 from kqueue.observe.children import ChildrenHealth
 from kqueue.observe.health import Beat, liveness, readiness, write_beat
@@ -207,3 +208,19 @@ def test_a_dead_childs_live_gauges_leave_the_supervisors_scrape(tmp_path: Path) 
     health.started(0, pids[0])
     health.ended(0, pids[0])
     assert scrape() == (8.0, 10.0)
+
+
+@pytest.mark.parametrize("raw", [
+    {"kq-id": b"t-3", "kq-attempt": b"2", "kq-enqueued-at": b"1700000000000"},  # the worker's own dict
+    [("kq-id", b"t-3"), ("kq-attempt", b"2"), ("kq-enqueued-at", b"1700000000000")],  # as Kafka gives them
+])
+def test_settle_event_reads_header_fields_on_first_use(raw: object) -> None:
+    from kqueue.sdk.middleware import UNREAD
+
+    event = SettleEvent(Settlement.COMPLETED, UNREAD, "send", "email", "email", 2, 40, None, UNREAD, None, None,
+                        UNREAD, None, 0.1, 1700000000500, raw_headers=raw)  # type: ignore[arg-type]
+    assert event.enqueued_at_ms == 1700000000000 and event.task_id == "t-3" and event.attempt == 2
+    bare = SettleEvent(Settlement.COMPLETED, UNREAD, "send", "email", "email", 2, 40, None, UNREAD, None, None,
+                       UNREAD, None, 0.1, 1, raw_headers={"kq-enqueued-at": b"soon"})
+    assert bare.enqueued_at_ms is None and bare.attempt == 1
+    assert bare.task_id == derived_task_id("email", 2, 40)  # no kq-id: the same id the worker derives
