@@ -7,6 +7,7 @@ K        kqueue worker, no-op sync handler          (goal >= 0.3x R)
 K-async  kqueue worker, no-op async handler
 K+ops    (--observe) K with the operations middleware of `kqueue consume --metrics-port`: metrics,
          lag probe, health, lifecycle log (budget: >= 0.9x K)
+K+ops+log (--observe) K+ops with the lifecycle log on at INFO, JSON format, to a null stream
 K+ops+trace (--observe) K+ops plus tracing into an SDK tracer provider with no exporter
 raw produce   Producer.produce of fastavro-encoded values, acks=all + idempotent
 SDK enqueue   task.enqueue(payload), same producer settings (goal >= 0.5x raw produce)
@@ -16,10 +17,14 @@ All read the same pre-filled topic (the one SDK enqueue wrote), each with a fres
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
+import logging
+import os
 import statistics
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -118,13 +123,40 @@ def _observed_apps(bootstrap: str, queue: str, partitions: int) -> dict[str, kqu
     from kqueue.observe.tracing import TracingMiddleware
 
     apps: dict[str, kqueue.App] = {}
-    for name, traced in (("K+ops", False), ("K+ops+trace", True)):
+    for name, traced in (("K+ops", False), ("K+ops+log", False), ("K+ops+trace", True)):
         middleware = [TracingMiddleware(TracerProvider())] if traced else []
         app = kqueue.App("bench", bootstrap, partitions=partitions, middleware=middleware)
         app.task(queue=queue, name="noop", schema=SCHEMA.parsed)(lambda payload: None)
         install_operations(app, metrics_port=0, host="127.0.0.1")
         apps[name] = app
     return apps
+
+
+@contextlib.contextmanager
+def _task_log() -> Iterator[None]:
+    """The `kqueue.task` lines on, as `kqueue consume --log-format json` writes them, into a null stream."""
+    from kqueue.observe.logs import formatter
+
+    logger = logging.getLogger("kqueue.task")
+    handler = logging.StreamHandler(open(os.devnull, "w"))  # noqa: SIM115  # closed below
+    handler.setFormatter(formatter("json"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+        logger.propagate = True
+        handler.stream.close()
+
+
+def _observed_run(name: str, app: kqueue.App, queue: str, n: int, concurrency: int) -> float:
+    if name != "K+ops+log":
+        return worker_run(app, queue, n, concurrency)
+    with _task_log():
+        return worker_run(app, queue, n, concurrency)
 
 
 def main() -> None:
@@ -169,7 +201,7 @@ def main() -> None:
                     ("R", lambda: raw_consume(bootstrap, queue, n)),
                     ("K", lambda: worker_run(sync_app, queue, n, args.concurrency)),
                     ("K-async", lambda: worker_run(async_app, queue, n, args.concurrency)),
-                    *((name, lambda app=app: worker_run(app, queue, n, args.concurrency))  # type: ignore[misc]
+                    *((name, lambda name=name, app=app: _observed_run(name, app, queue, n, args.concurrency))
                       for name, app in observed.items()),
                 ):
                     progress.update(bar, description=f"round {round_no}: {name}")

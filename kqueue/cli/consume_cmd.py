@@ -10,7 +10,7 @@ import typer
 from kqueue.cli.common import console, fail, options, setup_logging
 from kqueue.core.errors import KqueueError
 from kqueue.observe.health import LIVENESS_TIMEOUT
-from kqueue.observe.install import install_operations
+from kqueue.observe.install import METRICS_PORT_ENV, install_operations
 from kqueue.sdk.loader import load_app
 from kqueue.transport.config import GROUP_PROTOCOLS
 from kqueue.worker.loop import Worker, WorkerOptions
@@ -32,7 +32,7 @@ def consume(
     log_format: str = typer.Option("text", "--log-format", envvar="KQUEUE_LOG_FORMAT",
                                    help="text, or json: one object per line with the task's fields as keys"),
     metrics_port: int | None = typer.Option(
-        None, "--metrics-port", envvar="KQUEUE_METRICS_PORT", min=0, max=65535,
+        None, "--metrics-port", envvar=METRICS_PORT_ENV, min=0, max=65535,
         help="Serve /metrics (Prometheus), /livez and /readyz on this port (with --processes: for all of them)"),
     metrics_host: str = typer.Option("0.0.0.0", "--metrics-host", help="Address the metrics port listens on"),
     liveness_timeout: float = typer.Option(

@@ -99,8 +99,7 @@ def demo(
                     if settled >= tasks:
                         break
                     time.sleep(0.5)
-            time.sleep(1.0)  # the settlements' counters are updated as they settle; let the last ones land
-            figures = scrape(metrics_url)
+            figures = _final_figures(metrics_url, len(completed) + len(dead))
         finally:
             worker.send_signal(signal.SIGTERM)
             code = worker.wait(timeout=90)
@@ -136,6 +135,20 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def _final_figures(url: str, settled: int, timeout: float = 5.0) -> Samples:
+    """The worker's metrics once they count every settled task (tallies reach /metrics each second)."""
+    deadline = time.monotonic() + timeout
+    figures = scrape(url)
+    while time.monotonic() < deadline:
+        final = total(figures, "kqueue_tasks_total", outcome="completed") + total(
+            figures, "kqueue_tasks_total", outcome="dead_lettered")
+        if final >= settled:
+            break
+        time.sleep(0.25)
+        figures = scrape(url)
+    return figures
 
 
 def _print_figures(url: str, figures: Samples) -> None:

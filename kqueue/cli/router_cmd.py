@@ -7,7 +7,7 @@ import typer
 
 from kqueue.cli.common import console, fail, options, resolve_bootstrap, setup_logging
 from kqueue.core.names import DEFAULT_DELAY_TIERS
-from kqueue.observe.install import install_operations
+from kqueue.observe.install import METRICS_PORT_ENV, install_operations
 from kqueue.sdk.app import App
 from kqueue.worker.loop import Worker, WorkerOptions
 
@@ -20,7 +20,7 @@ def router(
     log_level: str = typer.Option("INFO", "--log-level", envvar="KQUEUE_LOG_LEVEL",
                                   help="DEBUG, INFO, WARNING or ERROR"),
     log_format: str = typer.Option("text", "--log-format", envvar="KQUEUE_LOG_FORMAT", help="text or json"),
-    metrics_port: int | None = typer.Option(None, "--metrics-port", envvar="KQUEUE_METRICS_PORT", min=0,
+    metrics_port: int | None = typer.Option(None, "--metrics-port", envvar=METRICS_PORT_ENV, min=0,
                                             max=65535, help="Serve /metrics, /livez and /readyz on this port"),
     metrics_host: str = typer.Option("0.0.0.0", "--metrics-host", help="Address the metrics port listens on"),
 ) -> None:

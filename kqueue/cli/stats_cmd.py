@@ -30,7 +30,8 @@ def stats(
 
     def read(previous: QueueStats | None) -> QueueStats:
         try:
-            return with_rates(previous, read_queue_stats(bootstrap, queue, group, opts.topic_prefix))
+            return with_rates(previous, read_queue_stats(bootstrap, queue, group, opts.topic_prefix,
+                                                         previous=previous))
         except QueueNotFound as exc:
             raise fail(str(exc)) from None
         except KafkaException as exc:

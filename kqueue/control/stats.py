@@ -92,7 +92,10 @@ class QueueNotFound(LookupError):
     pass
 
 
-def read_queue_stats(bootstrap: str, queue: str, group: str, prefix: str = "", timeout: float = 10.0) -> QueueStats:
+def read_queue_stats(bootstrap: str, queue: str, group: str, prefix: str = "", timeout: float = 10.0,
+                     previous: QueueStats | None = None) -> QueueStats:
+    """The queue's figures now; with `previous` (a --watch refresh) the dead letters are counted again
+    only if the DLQ has grown since."""
     admin = make_admin(bootstrap)
     topics = existing_topics(admin, timeout)
     main = names.main_topic(queue, prefix)
@@ -101,7 +104,9 @@ def read_queue_stats(bootstrap: str, queue: str, group: str, prefix: str = "", t
     mine = [t for t in topics if names.queue_of_topic(t, prefix) == queue and (t == main or t.startswith(f"{main}."))]
     depths = topic_depths(bootstrap, mine, group, timeout)
     stats = summarize(queue, group, depths, _members(admin, group, timeout), prefix)
-    if 0 < stats.dlq_records <= EXACT_DLQ_COUNT:
+    if previous is not None and previous.dlq_end == stats.dlq_end:
+        stats = dataclasses.replace(stats, dlq_records=previous.dlq_records)
+    elif 0 < stats.dlq_records <= EXACT_DLQ_COUNT:
         letters = len(read_records(bootstrap, [names.dlq_topic(queue, prefix)], timeout))
         stats = dataclasses.replace(stats, dlq_records=letters)
     return stats

@@ -13,7 +13,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, multiprocess
 
 from kqueue.observe.health import LIVENESS_TIMEOUT, Verdict, liveness, read_beat, readiness
-from kqueue.observe.install import CHILD_DIR_ENV, beat_path
+from kqueue.observe.install import CHILD_DIR_ENV, METRICS_PORT_ENV, beat_path
 from kqueue.observe.server import OperationsServer
 
 
@@ -73,7 +73,10 @@ class SupervisorOperations:
             self.server = OperationsServer(registry, self.health, port, host).start()
 
     def child_env(self, base: dict[str, str]) -> dict[str, str]:
-        return {**base, CHILD_DIR_ENV: str(self.directory), "PROMETHEUS_MULTIPROC_DIR": str(self.directory)}
+        env = {k: v for k, v in base.items() if k != METRICS_PORT_ENV}  # the port is the supervisor's
+        if self.server is None:  # nothing would serve what the children measure
+            return env
+        return {**env, CHILD_DIR_ENV: str(self.directory), "PROMETHEUS_MULTIPROC_DIR": str(self.directory)}
 
     def close(self) -> None:
         if self.server is not None:

@@ -3,7 +3,8 @@
 - live: the poll loop is turning. Its last tick is recent (a starting worker gets the same bound
   to reach its first tick). Failing means stuck for good: restart it.
 - ready: it has joined its group, Kafka answered lately, and commits are not failing. Failing
-  means "not doing its job right now" (an outage, a rebalance, a drain), which a restart would not fix.
+  means "not doing its job right now" (an outage, a drain, not in the group yet), which a restart
+  would not fix.
 The decisions are plain functions of a `Beat`, so the supervisor of `--processes` makes the same
 ones from its children's beat files.
 """

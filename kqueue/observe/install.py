@@ -17,6 +17,7 @@ from kqueue.sdk.middleware import Middleware
 
 # Set by the --processes supervisor for its children: where their metrics and beats go.
 CHILD_DIR_ENV = "KQUEUE_METRICS_DIR"
+METRICS_PORT_ENV = "KQUEUE_METRICS_PORT"
 
 
 @dataclass
@@ -51,6 +52,12 @@ def install_operations(app: App, metrics_port: int | None, host: str = "0.0.0.0"
     ops = Operations()
     ops.middleware.append(lifecycle_log())
     shared = child_dir()
+    if shared is not None:
+        # A child that restarted itself (execv) keeps its pid: its old live gauges (lag, partitions
+        # owned) would otherwise stay in the files beside the new ones. Counters are kept.
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(os.getpid(), str(shared))  # type: ignore[no-untyped-call]
     if metrics_port is not None or shared is not None:
         ops.metrics = MetricsMiddleware(app)
         ops.lag = LagProbe(app.bootstrap_servers, app.topic_prefix, ops.metrics.metrics)

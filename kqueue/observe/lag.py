@@ -81,18 +81,20 @@ class LagProbe(Middleware):
         self._stop.set()
 
     def _run(self) -> None:
-        admin = make_admin(self._bootstrap, quiet=True)
+        admin: AdminClient | None = None
         while not self._stop.is_set():
             with self._lock:
                 group, partitions = self._group, self._partitions
             try:
+                if admin is None:  # made in here: settings that fail now may be fixed by the next pass
+                    admin = make_admin(self._bootstrap, quiet=True)
                 self._publish(group, self._read(admin, group, partitions))
                 self.answered_at = time.monotonic()
             except Exception as exc:  # Kafka away: the gauges keep their last values; readiness notices
                 log.debug("reading lag failed: %s", exc)
                 # librdkafka's admin client keeps a stale leader epoch after a broker restart and then
                 # fails every ListOffsets with FENCED_LEADER_EPOCH: a fresh client reads fresh metadata.
-                admin = make_admin(self._bootstrap, quiet=True)
+                admin = None
             self._stop.wait(self._every)
 
     def _read(self, admin: AdminClient, group: str, partitions: Iterable[TP]) -> dict[LagKey, int]:

@@ -349,6 +349,9 @@ class RedactingFilter(logging.Filter):
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
             record.exc_text = scrub(record.exc_text, secrets)
+            # Formatters that render exc_info themselves (python-json-logger does) would print the
+            # traceback unscrubbed: leave them the clean text only (every formatter falls back to it).
+            record.exc_info = None
         if record.stack_info:
             record.stack_info = scrub(record.stack_info, secrets)
         for name, value in list(record.__dict__.items()):

@@ -462,3 +462,12 @@ def test_checks_catch_broken_objects(helm: str) -> None:
     check_service_monitor(monitors[0], services)
     with pytest.raises(AssertionError):
         check_service_monitor(monitors[0], [])
+
+
+def test_keda_oauthbearer_reads_each_oidc_setting_from_the_secret_that_holds_it(helm: str) -> None:
+    docs = rendered(helm, CHART / "ci" / "oauth-keda-values.yaml")
+    [auth] = [d for d in docs if d["kind"] == "TriggerAuthentication"]
+    refs = {r["parameter"]: r["name"] for r in auth["spec"]["secretTargetRef"]}
+    [chart_secret] = [d["metadata"]["name"] for d in docs if d["kind"] == "Secret"]
+    assert refs["username"] == refs["oauthTokenEndpointUri"] == chart_secret  # set in kafka.config
+    assert refs["password"] == "my-kafka-secret"  # the client secret: only in the existing Secret

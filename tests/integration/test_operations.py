@@ -47,12 +47,15 @@ def kq(bootstrap: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def consume(bootstrap: str, queue: str, group: str, port: int, stderr_file: Path,
-            *extra: str) -> subprocess.Popen[bytes]:
+            *extra: str, port_by_env: bool = False) -> subprocess.Popen[bytes]:
     env = {**os.environ, "KQUEUE_BOOTSTRAP_SERVERS": bootstrap, "KQ_TEST_QUEUE": queue}
+    port_args = ["--metrics-port", str(port)]
+    if port_by_env:  # as the chart or a shell profile would set it
+        env["KQUEUE_METRICS_PORT"], port_args = str(port), []
     with stderr_file.open("wb") as err:
         return subprocess.Popen(
             [sys.executable, "-m", "kqueue", "consume", "--app", "tests.apps.observed:app", "--group", group,
-             "--metrics-port", str(port), "--metrics-host", "127.0.0.1", *extra],
+             *port_args, "--metrics-host", "127.0.0.1", *extra],
             env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
 
 
@@ -124,6 +127,18 @@ def test_metrics_health_logs_and_stats_match_what_ran(kafka: Kafka, tmp_path: Pa
 
     after = json.loads(kq(kafka.bootstrap, "stats", queue, "--group", group, "--json").stdout)
     assert after["dlq_records"] == 4 and after["lag"] <= 12  # at most one transaction marker per partition
+    # --watch: one object per refresh, the later ones with rates (nothing moves now: zero).
+    watch = subprocess.Popen([sys.executable, "-m", "kqueue", "stats", queue, "--group", group, "--watch", "--json",
+                              "--interval", "0.5"], stdout=subprocess.PIPE, text=True, cwd=ROOT,
+                             env={**os.environ, "KQUEUE_BOOTSTRAP_SERVERS": kafka.bootstrap})
+    try:
+        assert watch.stdout is not None
+        first, second = json.loads(watch.stdout.readline()), json.loads(watch.stdout.readline())
+    finally:
+        watch.kill()
+        watch.wait()
+    assert first["rates"] == {} and second["rates"] == {"settled_per_s": 0.0, "dead_letters_per_s": 0.0}
+    assert second["dlq_records"] == 4  # carried over: the DLQ did not grow
 
     lines = [json.loads(line) for line in log_file.read_text().splitlines() if line.startswith("{")]
     tasks = [line for line in lines if line.get("logger") == "kqueue.task"]
@@ -148,8 +163,9 @@ def test_one_scrape_covers_every_process_and_livez_names_a_stuck_one(kafka: Kafk
     queue, group = unique("opsmp"), unique("opsmp-group")
     enqueue(kafka.bootstrap, queue, [{"n": i} for i in range(60)])
     port = free_port()
+    # The port by variable: the children inherit the environment, and must not take the port too.
     proc = consume(kafka.bootstrap, queue, group, port, tmp_path / "sup.log", "--processes", "2",
-                   "--liveness-timeout", "3", "--log-level", "WARNING")
+                   "--liveness-timeout", "3", "--log-level", "WARNING", port_by_env=True)
     try:
         wait_for(lambda: total(samples(port), "kqueue_tasks_total", outcome="completed") >= 60, 90,
                  "60 completions in one scrape")
@@ -162,6 +178,7 @@ def test_one_scrape_covers_every_process_and_livez_names_a_stuck_one(kafka: Kafk
 
         children = _children(proc.pid)
         assert len(children) == 2
+        assert "cannot serve metrics" not in (tmp_path / "sup.log").read_text()
         os.kill(children[0], signal.SIGSTOP)  # its loop stops turning; the supervisor still answers
         try:
             wait_for(lambda: get(port, "/livez")[0] == 503, 15, "/livez to fail")

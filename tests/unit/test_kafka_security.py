@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import io
+import json
 import logging
 import os
 import sys
@@ -340,6 +341,30 @@ def test_the_log_filter_scrubs_messages_arguments_and_tracebacks(monkeypatch: py
     assert SECRET not in out
     assert "args *** and {'sasl.password': '***'}" in out and "in the message ***" in out
     assert "RuntimeError: failed with ***" in out and "extra error=handler said ***" in out
+
+
+def test_json_log_lines_carry_scrubbed_tracebacks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """python-json-logger renders exc_info itself; the filter must leave it only the clean text."""
+    from kqueue.observe.logs import formatter
+
+    monkeypatch.setenv("KQUEUE_KAFKA_SASL_PASSWORD", SECRET)
+    stream = io.StringIO()
+    logger = logging.getLogger("test.kafka_security.json")
+    logger.propagate = False
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter("json"))
+    logger.addHandler(handler)
+    security.install_log_redaction(logger)
+    try:
+        try:
+            raise RuntimeError(f"failed with {SECRET}")
+        except RuntimeError:
+            logger.exception("boom")
+    finally:
+        logger.removeHandler(handler)
+    line = json.loads(stream.getvalue())
+    assert SECRET not in stream.getvalue()
+    assert "RuntimeError: failed with ***" in line["exc_info"]
 
 
 def test_install_log_redaction_covers_the_root_loggers_handlers(monkeypatch: pytest.MonkeyPatch) -> None:
