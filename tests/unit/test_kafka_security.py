@@ -313,13 +313,19 @@ def test_scrub_works_even_when_the_settings_are_invalid(monkeypatch: pytest.Monk
     assert security.scrub(f"x{SECRET}y") == "x***y"
 
 
-def test_the_log_filter_scrubs_messages_arguments_and_tracebacks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("KQUEUE_KAFKA_SASL_PASSWORD", SECRET)
+def _private_logger(name: str) -> tuple[logging.Logger, logging.StreamHandler[io.StringIO], io.StringIO]:
+    """A logger writing to a string only (not propagating to pytest's handlers); remove its handler after."""
     stream = io.StringIO()
-    logger = logging.getLogger("test.kafka_security.redaction")
+    logger = logging.getLogger(name)
     logger.propagate = False
     handler = logging.StreamHandler(stream)
     logger.addHandler(handler)
+    return logger, handler, stream
+
+
+def test_the_log_filter_scrubs_messages_arguments_and_tracebacks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KQUEUE_KAFKA_SASL_PASSWORD", SECRET)
+    logger, handler, stream = _private_logger("test.kafka_security.redaction")
     try:
         logger.warning("plain %s", SECRET)
         assert SECRET in stream.getvalue()  # the handler alone lets it through
@@ -348,12 +354,8 @@ def test_json_log_lines_carry_scrubbed_tracebacks(monkeypatch: pytest.MonkeyPatc
     from kqueue.observe.logs import formatter
 
     monkeypatch.setenv("KQUEUE_KAFKA_SASL_PASSWORD", SECRET)
-    stream = io.StringIO()
-    logger = logging.getLogger("test.kafka_security.json")
-    logger.propagate = False
-    handler = logging.StreamHandler(stream)
+    logger, handler, stream = _private_logger("test.kafka_security.json")
     handler.setFormatter(formatter("json"))
-    logger.addHandler(handler)
     security.install_log_redaction(logger)
     try:
         try:
