@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from kqueue.cli import consume_cmd, demo_cmd, dlq_cmd, produce_cmd, queue_cmd, router_cmd, stats_cmd
+from kqueue.cli import cancel_cmd, consume_cmd, demo_cmd, dlq_cmd, produce_cmd, queue_cmd, router_cmd, stats_cmd
 
 
 def add_all(app: typer.Typer) -> None:
@@ -13,5 +13,6 @@ def add_all(app: typer.Typer) -> None:
     app.command("demo")(demo_cmd.demo)
     app.command("router")(router_cmd.router)
     app.command("stats")(stats_cmd.stats)
+    app.command("cancel")(cancel_cmd.cancel)
     app.add_typer(queue_cmd.app, name="queue")
     app.add_typer(dlq_cmd.app, name="dlq")

@@ -19,6 +19,7 @@ class RecordKind(enum.StrEnum):
     STATUS = "status"  # a TaskEvent to _kqueue.status
     DELIVER = "deliver"  # a due tier record to its target
     RE_TIER = "re-tier"  # a due tier record to a shorter tier
+    CANCEL = "cancel"  # a tombstone for the cancel command in _kqueue.control: the task was cancelled
 
 
 class Settlement(enum.StrEnum):
@@ -29,6 +30,7 @@ class Settlement(enum.StrEnum):
     DEAD_LETTERED = "dead-lettered"
     DELIVERED = "delivered"
     RE_TIERED = "re-tiered"
+    CANCELLED = "cancelled"
 
 
 SETTLEMENT_OF_KIND = {
@@ -36,6 +38,7 @@ SETTLEMENT_OF_KIND = {
     RecordKind.DEAD_LETTER: Settlement.DEAD_LETTERED,
     RecordKind.DELIVER: Settlement.DELIVERED,
     RecordKind.RE_TIER: Settlement.RE_TIERED,
+    RecordKind.CANCEL: Settlement.CANCELLED,
 }
 
 

@@ -29,6 +29,7 @@ LEVEL_OF = {
     Settlement.DEAD_LETTERED: logging.WARNING,
     Settlement.DELIVERED: logging.DEBUG,
     Settlement.RE_TIERED: logging.DEBUG,
+    Settlement.CANCELLED: logging.INFO,
 }
 
 

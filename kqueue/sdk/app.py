@@ -12,8 +12,10 @@ from typing import Any, overload
 from confluent_kafka import KafkaException
 
 from kqueue.core.codec import AvroSchema, SchemaStore
+from kqueue.core.control import ControlCommand
 from kqueue.core.errors import DeliveryError
-from kqueue.core.names import DEFAULT_DELAY_TIERS
+from kqueue.core.headers import now_ms
+from kqueue.core.names import DEFAULT_DELAY_TIERS, control_topic
 from kqueue.core.retry import RetryPolicy, Tiers
 from kqueue.core.topology import queue_topic_specs, system_topic_specs
 from kqueue.sdk.middleware import Hooks, Middleware
@@ -60,6 +62,7 @@ class App:
         self._producer_config = producer_config or {}
         self._producer: AcknowledgedProducer | None = None
         self._ensured: set[str] = set()
+        self._system_ready = False
         self._lock = threading.Lock()
         self.tasks: dict[tuple[str, str], TaskDef] = {}
         self.hooks = Hooks(middleware)
@@ -163,6 +166,24 @@ class App:
                 raise DeliveryError(unreachable(self.bootstrap_servers, timeout, exc,
                                                 f"to set up queue {queue!r}")) from None
             self._ensured.add(queue)
+
+    def cancel(self, task_id: str) -> None:
+        """Cancel a task that has not started: workers settle it as `cancelled` when its turn comes
+        (also from a delay tier, and after restarts). Blocks until Kafka has the command."""
+        with self._lock:
+            if not self._system_ready:
+                admin = make_admin(self.bootstrap_servers)
+                try:
+                    specs = system_topic_specs(broker_count(admin, self.enqueue_timeout), self.topic_prefix,
+                                               replication=self.replication)
+                    ensure_topics(admin, specs, self.enqueue_timeout)
+                except KafkaException as exc:
+                    raise DeliveryError(unreachable(self.bootstrap_servers, self.enqueue_timeout, exc,
+                                                    "to cancel a task")) from None
+                self._system_ready = True
+        command = ControlCommand("cancel", task_id, now_ms())
+        self.producer.produce(control_topic(self.topic_prefix), command.encode(), task_id.encode(), [])
+        self.flush(self.enqueue_timeout)
 
     def flush(self, timeout: float = 30.0) -> None:
         """Wait until every enqueued task is in Kafka; raises DeliveryError if any was refused."""

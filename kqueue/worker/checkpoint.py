@@ -33,6 +33,7 @@ class SettleCounts:
     dead_lettered: int = 0
     delivered: int = 0  # due tier records moved to their target
     re_tiered: int = 0
+    cancelled: int = 0
 
     def add(self, outcome: Settlement, n: int = 1) -> None:
         name = outcome.name.lower()

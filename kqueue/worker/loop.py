@@ -12,6 +12,7 @@ from typing import Any
 
 from kqueue.core.completed import decode as decode_completed
 from kqueue.core.headers import now_ms
+from kqueue.core.names import control_topic
 from kqueue.core.records import SETTLEMENT_OF_KIND, TP, OutRecord, Settlement
 from kqueue.core.topology import tier_topics, worker_topics
 from kqueue.sdk.app import App
@@ -19,6 +20,7 @@ from kqueue.sdk.middleware import CommitEvent, PartitionEvent, TickEvent
 from kqueue.transport.consumer import Record
 from kqueue.transport.settle import BatchNotCommitted
 from kqueue.worker import committer
+from kqueue.worker.cancels import CancelWatch
 from kqueue.worker.checkpoint import Checkpoint, CommitResult, SettleCounts
 from kqueue.worker.commit_health import CommitHealth
 from kqueue.worker.committer import BackgroundCommitter
@@ -28,7 +30,7 @@ from kqueue.worker.executor import Executor
 from kqueue.worker.options import Transport, WorkerOptions, WorkerStats, kafka_transport
 from kqueue.worker.partitions import PartitionTable, PauseReason
 from kqueue.worker.router import DelayRouter, is_tier_topic
-from kqueue.worker.routing import route_due, route_failure
+from kqueue.worker.routing import cancel_records, route_due, route_failure
 from kqueue.worker.runner import Runner
 from kqueue.worker.work import Failure, WorkItem
 
@@ -108,13 +110,17 @@ class Worker:
         # At least once, the offsets go through the consumer, which serves one thread at a time (a
         # commit from another thread waits while this one polls): such commits stay on this thread.
         self._background_commits = settler.transactional
-        self._runner = Runner(self._hooks)
+        self._cancels = (CancelWatch(app.bootstrap_servers, control_topic(app.topic_prefix)).start()
+                         if self._transport is kafka_transport and not opts.route_only else None)
+        self._runner = Runner(self._hooks, self._cancels.pending if self._cancels is not None else None)
         self._executor = Executor(opts.concurrency, self._runner)
         self._decoder = Decoder(app)
         self._router = DelayRouter(self._table, app.tiers, app.topic_prefix)
         topics = [] if opts.route_only else [t for q in self.queues for t in worker_topics(q, app.topic_prefix)]
         if opts.route_delays or opts.route_only:
             topics += [t for q in self.queues for t in tier_topics(q, app.tiers.names, app.topic_prefix)]
+        if self._cancels is not None and not self._cancels.wait_caught_up():
+            log.warning("the cancels in %s were not all read in time: starting anyway", control_topic(app.topic_prefix))
         try:
             self._edge.subscribe(topics, self)
             while not self._stopping and not (until is not None and until(self)):
@@ -128,13 +134,14 @@ class Worker:
             finally:
                 settler.close()
                 self._executor.stop()
+                if self._cancels is not None:
+                    self._cancels.stop()
         return self._stats()
 
     def _stats(self) -> WorkerStats:
         counts = self._checkpoint.counts
-        self.stats = WorkerStats(counts.completed, counts.retried, counts.dead_lettered, counts.delivered,
-                                 counts.re_tiered, self.stats.polled, self.stats.assigned, self.stats.revoked,
-                                 self.stats.lost, self.stats.skipped)
+        self.stats = WorkerStats(**vars(counts), polled=self.stats.polled, assigned=self.stats.assigned,
+                                 revoked=self.stats.revoked, lost=self.stats.lost, skipped=self.stats.skipped)
         return self.stats
 
     def assignment(self) -> list[TP]:
@@ -210,7 +217,11 @@ class Worker:
         for item, failure in outcomes:
             if failure is None:
                 done.append(item)
-            elif self._checkpoint.owns(item):
+            elif not self._checkpoint.owns(item):
+                continue
+            elif failure.cancelled:
+                self._route(item, cancel_records(item, self.app.topic_prefix, now), failure)
+            else:
                 self._fail(item, failure, now)
         if self._hooks.settle:
             done = [item for item in done if self._checkpoint.owns(item)]

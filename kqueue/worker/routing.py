@@ -87,3 +87,10 @@ def route_due(item: WorkItem, tiers: Tiers, prefix: str, now_ms: int,
         record = OutRecord(RecordKind.RE_TIER, names.delay_topic(item.queue, move.tier, prefix), item.value,
                            item.key, to_header_list(dict(item.headers)), item.partition)
     return _fitted(record, item, prefix, now_ms, limit)
+
+
+def cancel_records(item: WorkItem, prefix: str, now_ms: int) -> list[OutRecord]:
+    """A cancelled task: the tombstone that retires its cancel command, and its `cancelled` event."""
+    tombstone = OutRecord(RecordKind.CANCEL, names.control_topic(prefix), None, item.task_id.encode(), [], None)
+    event = TaskEvent(item.task_id, item.queue, item.meta.task_type or "", "cancelled", item.meta.attempt, now_ms)
+    return [tombstone, status_record(event, prefix)]

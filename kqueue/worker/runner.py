@@ -98,13 +98,17 @@ def _failure(exc: BaseException) -> Failure:
 class Runner:
     """Calls handlers; with middleware, wraps each call in the before/after hooks."""
 
-    def __init__(self, hooks: Hooks | None = None) -> None:
+    def __init__(self, hooks: Hooks | None = None, cancelled: set[str] | None = None) -> None:
+        # Task ids with a pending cancel (filled by another thread): checked as each task starts.
+        self._cancelled: set[str] = cancelled if cancelled is not None else set()
         self._hooks = hooks if hooks is not None and hooks.around_run else None
         # Settle listeners (metrics, logs) want each run's start and length: two clock reads.
         self._timed = self._hooks is not None or (hooks is not None and bool(hooks.settle))
         self.overruns = Overruns()
 
     def run_sync(self, item: WorkItem) -> Failure | None:
+        if self._cancelled and item.task_id in self._cancelled:
+            return Failure.cancel()
         if self._hooks is not None:
             return self._run_sync_hooked(item, self._hooks)
         task = item.task
@@ -148,6 +152,8 @@ class Runner:
         return None if error is None else _failure(error)
 
     async def run_async(self, item: WorkItem) -> Failure | None:
+        if self._cancelled and item.task_id in self._cancelled:
+            return Failure.cancel()
         task = item.task
         assert task is not None
         hooks = self._hooks

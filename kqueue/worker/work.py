@@ -80,6 +80,7 @@ class Failure:
     reject: bool = False  # dead-letter now, whatever attempts are left
     retryable: bool = True  # False for records that can never run (undecodable, unknown type)
     requested_delay: float | None = None  # from `raise kqueue.Retry(delay=...)`
+    cancelled: bool = False  # not run: a cancel for it was pending when its turn came
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> Failure:
@@ -87,6 +88,10 @@ class Failure:
         delay = exc.delay if isinstance(exc, Retry) else None
         return cls(type(exc).__name__, str(exc) or type(exc).__name__, trace, isinstance(exc, Reject),
                    True, delay)
+
+    @classmethod
+    def cancel(cls) -> Failure:
+        return cls("Cancelled", "cancelled before it started", retryable=False, cancelled=True)
 
     @classmethod
     def unrunnable(cls, error_type: str, message: str) -> Failure:

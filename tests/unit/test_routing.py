@@ -590,3 +590,31 @@ def test_replayed_record_reads_as_a_first_attempt() -> None:
     assert item.meta.attempt == 1
     assert item.meta.max_attempts == 3
     assert item.task_id == "task-9"
+
+
+def test_a_cancelled_task_settles_as_a_control_tombstone_and_a_cancelled_event() -> None:
+    from kqueue.core import names as kq_names
+    from kqueue.core.records import RecordKind
+    from kqueue.core.status import TaskEvent
+    from kqueue.worker.routing import cancel_records
+    from kqueue.worker.work import WorkItem
+
+    item = WorkItem("p.jobs", 1, 7, b"k", b"{}", {"kq-id": b"t-1", "kq-type": b"job", "kq-attempt": b"2"}, "jobs")
+    tombstone, status = cancel_records(item, "p.", 1234)
+    assert (tombstone.kind, tombstone.topic, tombstone.key, tombstone.value) == (
+        RecordKind.CANCEL, kq_names.control_topic("p."), b"t-1", None)
+    assert status.topic == kq_names.status_topic("p.") and status.key == b"t-1" and status.value is not None
+    assert TaskEvent.decode(status.value) == TaskEvent("t-1", "jobs", "job", "cancelled", 2, 1234)
+
+
+def test_the_cancel_watch_keeps_pending_cancels_until_their_tombstone() -> None:
+    from kqueue.core.control import ControlCommand
+    from kqueue.worker.cancels import CancelWatch
+
+    watch = CancelWatch("localhost:1", "_kqueue.control")  # never started: only its bookkeeping
+    watch._apply(b"t-1", ControlCommand("cancel", "t-1", 1).encode())
+    watch._apply(b"jobs", ControlCommand("pause", "jobs", 1).encode())  # not a cancel
+    watch._apply(b"t-2", b"not avro")  # skipped, not fatal
+    assert watch.pending == {"t-1"}
+    watch._apply(b"t-1", None)
+    assert watch.pending == set()

@@ -209,3 +209,31 @@ def test_retrying_gives_up_when_the_budget_is_spent() -> None:
 
     with pytest.raises(KafkaException):
         retrying(always_retriable, budget=0.3, pause=0.1)
+
+
+def test_the_runner_does_not_start_a_task_with_a_pending_cancel() -> None:
+    import asyncio
+
+    import kqueue
+    from kqueue.worker.runner import Runner
+    from kqueue.worker.work import WorkItem
+
+    app = kqueue.App("cancel-runner", "localhost:1")
+    ran: list[str] = []
+    sync_task = app.task(queue="q", name="s")(lambda payload: ran.append("sync"))
+
+    async def async_handler(payload: object) -> None:
+        ran.append("async")
+
+    async_task = app.task(queue="q", name="a")(async_handler)
+    pending = {"t-1"}
+    runner = Runner(None, pending)
+    for task in (sync_task, async_task):
+        item = WorkItem("q", 0, 0, None, b"{}", {"kq-id": b"t-1"}, "q", task=task, payload={})
+        failure = runner.run_sync(item) if task is sync_task else asyncio.run(runner.run_async(item))
+        assert failure is not None and failure.cancelled and not failure.retryable
+    assert ran == []
+    pending.discard("t-1")  # the watch drops it once its tombstone is read: the id may run again
+    assert runner.run_sync(WorkItem("q", 0, 0, None, b"{}", {"kq-id": b"t-1"}, "q", task=sync_task,
+                                    payload={})) is None
+    assert ran == ["sync"]
