@@ -28,6 +28,7 @@ class CancelWatch:
         self._topic = topic
         self._stop = threading.Event()
         self._caught_up = threading.Event()
+        self._waited = False
         self._thread = threading.Thread(target=self._run, name="kqueue-cancels", daemon=True)
 
     def start(self) -> CancelWatch:
@@ -36,6 +37,16 @@ class CancelWatch:
 
     def wait_caught_up(self, timeout: float = CATCH_UP_TIMEOUT) -> bool:
         return self._caught_up.wait(timeout)
+
+    def wait_until_read(self) -> None:
+        """Before the first task: wait (once) until the topic has been read to its end; it was being
+        read while the group formed, so this rarely waits at all."""
+        if self._waited:
+            return
+        self._waited = True
+        if not self.wait_caught_up():
+            log.warning("the cancels in %s were not all read in %.0fs: starting anyway", self._topic,
+                        CATCH_UP_TIMEOUT)
 
     def stop(self) -> None:
         self._stop.set()

@@ -119,8 +119,6 @@ class Worker:
         topics = [] if opts.route_only else [t for q in self.queues for t in worker_topics(q, app.topic_prefix)]
         if opts.route_delays or opts.route_only:
             topics += [t for q in self.queues for t in tier_topics(q, app.tiers.names, app.topic_prefix)]
-        if self._cancels is not None and not self._cancels.wait_caught_up():
-            log.warning("the cancels in %s were not all read in time: starting anyway", control_topic(app.topic_prefix))
         try:
             self._edge.subscribe(topics, self)
             while not self._stopping and not (until is not None and until(self)):
@@ -184,6 +182,8 @@ class Worker:
                 self._committer.start(batch, self._edge.group_metadata())
 
     def _hand_out(self, records: list[Record]) -> None:
+        if self._cancels is not None:
+            self._cancels.wait_until_read()  # the first tasks wait for every pending cancel to be known
         tasks: list[Record] = []
         tier_records: list[Record] = []
         for msg in records:
