@@ -323,6 +323,14 @@ def _private_logger(name: str) -> tuple[logging.Logger, logging.StreamHandler[io
     return logger, handler, stream
 
 
+def _log_failure(logger: logging.Logger) -> None:
+    """An exception whose message holds the secret, logged with its traceback."""
+    try:
+        raise RuntimeError(f"failed with {SECRET}")
+    except RuntimeError:
+        logger.exception("boom")
+
+
 def test_the_log_filter_scrubs_messages_arguments_and_tracebacks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KQUEUE_KAFKA_SASL_PASSWORD", SECRET)
     logger, handler, stream = _private_logger("test.kafka_security.redaction")
@@ -337,10 +345,7 @@ def test_the_log_filter_scrubs_messages_arguments_and_tracebacks(monkeypatch: py
         handler.setFormatter(logging.Formatter("%(message)s error=%(error)s"))
         logger.warning("extra", extra={"error": f"handler said {SECRET}"})
         handler.setFormatter(None)
-        try:
-            raise RuntimeError(f"failed with {SECRET}")
-        except RuntimeError:
-            logger.exception("boom")
+        _log_failure(logger)
     finally:
         logger.removeHandler(handler)
     out = stream.getvalue()
@@ -358,10 +363,7 @@ def test_json_log_lines_carry_scrubbed_tracebacks(monkeypatch: pytest.MonkeyPatc
     handler.setFormatter(formatter("json"))
     security.install_log_redaction(logger)
     try:
-        try:
-            raise RuntimeError(f"failed with {SECRET}")
-        except RuntimeError:
-            logger.exception("boom")
+        _log_failure(logger)
     finally:
         logger.removeHandler(handler)
     line = json.loads(stream.getvalue())
