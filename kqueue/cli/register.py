@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import typer
 
-from kqueue.cli import cancel_cmd, consume_cmd, demo_cmd, dlq_cmd, produce_cmd, queue_cmd, router_cmd, stats_cmd
+from kqueue.cli import (
+    api_cmd,
+    cancel_cmd,
+    consume_cmd,
+    demo_cmd,
+    dlq_cmd,
+    produce_cmd,
+    queue_cmd,
+    router_cmd,
+    stats_cmd,
+    status_cmd,
+)
 
 
 def add_all(app: typer.Typer) -> None:
@@ -14,5 +25,7 @@ def add_all(app: typer.Typer) -> None:
     app.command("router")(router_cmd.router)
     app.command("stats")(stats_cmd.stats)
     app.command("cancel")(cancel_cmd.cancel)
+    app.command("status")(status_cmd.status)
+    app.command("api")(api_cmd.api)
     app.add_typer(queue_cmd.app, name="queue")
     app.add_typer(dlq_cmd.app, name="dlq")

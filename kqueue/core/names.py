@@ -33,6 +33,7 @@ PRIORITIES: Final = ("high", "normal", "low")
 # -- topics -------------------------------------------------------------------------------------
 STATUS_TOPIC: Final = "_kqueue.status"
 CONTROL_TOPIC: Final = "_kqueue.control"
+WORKERS_TOPIC: Final = "_kqueue.workers"  # worker reports (what runs where), about one a second per worker
 DEFAULT_DELAY_TIERS: Final = ("1s", "5s", "30s", "2m", "10m", "1h", "6h")
 
 
@@ -66,6 +67,10 @@ def status_topic(prefix: str = "") -> str:
 
 def control_topic(prefix: str = "") -> str:
     return _prefixed(prefix, CONTROL_TOPIC)
+
+
+def workers_topic(prefix: str = "") -> str:
+    return _prefixed(prefix, WORKERS_TOPIC)
 
 
 def tier_of_topic(topic: str) -> str | None:

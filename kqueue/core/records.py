@@ -20,6 +20,7 @@ class RecordKind(enum.StrEnum):
     DELIVER = "deliver"  # a due tier record to its target
     RE_TIER = "re-tier"  # a due tier record to a shorter tier
     CANCEL = "cancel"  # a tombstone for the cancel command in _kqueue.control: the task was cancelled
+    RESULT = "result"  # a `completed` TaskEvent carrying the result of a task that keeps it
 
 
 class Settlement(enum.StrEnum):
@@ -39,6 +40,7 @@ SETTLEMENT_OF_KIND = {
     RecordKind.DELIVER: Settlement.DELIVERED,
     RecordKind.RE_TIER: Settlement.RE_TIERED,
     RecordKind.CANCEL: Settlement.CANCELLED,
+    RecordKind.RESULT: Settlement.COMPLETED,
 }
 
 

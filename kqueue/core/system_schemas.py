@@ -21,6 +21,9 @@ TASK_EVENT: dict[str, Any] = {
         {"name": "attempt", "type": "int", "default": 1},
         {"name": "error", "type": ["null", "string"], "default": None},
         {"name": "at_ms", "type": "long"},
+        # Added with the status view (issue 11); readers fall back to the fields above for older events.
+        {"name": "worker", "type": ["null", "string"], "default": None},
+        {"name": "result", "type": ["null", "string"], "default": None},
     ],
 }
 
@@ -36,5 +39,41 @@ CONTROL_COMMAND: dict[str, Any] = {
     ],
 }
 
+RUNNING_TASK: dict[str, Any] = {
+    "type": "record",
+    "name": "RunningTask",
+    "namespace": "dev.kqueue.system",
+    "fields": [
+        {"name": "task_id", "type": "string"},
+        {"name": "queue", "type": "string"},
+        {"name": "task_type", "type": "string"},
+        {"name": "attempt", "type": "int"},
+        {"name": "started_ms", "type": "long"},
+    ],
+}
+
+WORKER_REPORT: dict[str, Any] = {
+    "type": "record",
+    "name": "WorkerReport",
+    "namespace": "dev.kqueue.system",
+    "doc": "A worker's state about once a second; value of _kqueue.workers (key = worker id).",
+    "fields": [
+        {"name": "worker_id", "type": "string"},
+        {"name": "group", "type": "string"},
+        {"name": "member_id", "type": "string"},
+        {"name": "at_ms", "type": "long"},
+        {"name": "concurrency", "type": "int"},
+        {"name": "busy", "type": "int"},
+        {"name": "partitions", "type": {"type": "array", "items": "string"}},
+        {"name": "running", "type": {"type": "array", "items": RUNNING_TASK}},
+        {"name": "stopping", "type": "boolean", "default": False},
+    ],
+}
+
+# The TaskEvent written before `worker` and `result` existed: still decodable (schema resolution).
+TASK_EVENT_V1: dict[str, Any] = {**TASK_EVENT, "fields": TASK_EVENT["fields"][:7]}
+
 TASK_EVENT_SCHEMA = AvroSchema.from_dict(TASK_EVENT)
+TASK_EVENT_V1_SCHEMA = AvroSchema.from_dict(TASK_EVENT_V1)
+WORKER_REPORT_SCHEMA = AvroSchema.from_dict(WORKER_REPORT)
 CONTROL_COMMAND_SCHEMA = AvroSchema.from_dict(CONTROL_COMMAND)

@@ -58,9 +58,12 @@ def tier_topics(queue: str, tiers: Sequence[str], prefix: str = "") -> list[str]
 
 def system_topic_specs(brokers: int, prefix: str = "", partitions: int = 6,
                        replication: int | None = None) -> list[TopicSpec]:
-    """`_kqueue.status` and `_kqueue.control`: compacted, the status topic also time-limited (7 days)."""
+    """`_kqueue.status` and `_kqueue.control`: compacted, the status topic also time-limited (7 days);
+    `_kqueue.workers`: compacted and kept one hour (a report older than that describes no live worker)."""
     rf, config = replication_for(brokers, replication)
     status = (*config, ("cleanup.policy", "compact,delete"), ("retention.ms", str(7 * 24 * 3600 * 1000)))
     control = (*config, ("cleanup.policy", "compact"))
+    workers = (*config, ("cleanup.policy", "compact,delete"), ("retention.ms", str(3600 * 1000)))
     return [TopicSpec(names.status_topic(prefix), partitions, rf, status),
-            TopicSpec(names.control_topic(prefix), partitions, rf, control)]
+            TopicSpec(names.control_topic(prefix), partitions, rf, control),
+            TopicSpec(names.workers_topic(prefix), partitions, rf, workers)]

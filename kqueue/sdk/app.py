@@ -23,6 +23,7 @@ from kqueue.sdk.task import Handler, TaskDef
 from kqueue.transport.admin import broker_count, ensure_topics, make_admin, unreachable
 from kqueue.transport.config import resolve_bootstrap
 from kqueue.transport.producer import AcknowledgedProducer
+from kqueue.view.derive import TaskStatus
 
 
 class App:
@@ -42,10 +43,12 @@ class App:
         retry_policy: RetryPolicy | None = None,
         middleware: Sequence[Middleware] = (),
         enqueue_timeout: float = 10.0,
+        api_url: str | None = None,
     ) -> None:
         if enqueue_timeout <= 0:
             raise ValueError("enqueue_timeout must be a positive number of seconds")
         self.name = name
+        self.api_url = api_url  # the status view (`kqueue api`) app.status asks; else KQUEUE_API_URL
         # The longest enqueue() blocks: reaching Kafka to create a queue's topics on its first use, or
         # waiting for room in the send buffer while Kafka is slow or away. Past it: DeliveryError.
         self.enqueue_timeout = enqueue_timeout
@@ -87,18 +90,19 @@ class App:
     def task(
         self, fn: None = None, *, queue: str = "default", name: str | None = None, max_attempts: int = 5,
         timeout: float | None = None, schema: str | Path | dict[str, Any] | None = None,
-        backoff: RetryPolicy | None = None,
+        backoff: RetryPolicy | None = None, keep_result: bool = False,
     ) -> Callable[[Handler], TaskDef]: ...
 
     def task(
         self, fn: Handler | None = None, *, queue: str = "default", name: str | None = None,
         max_attempts: int = 5, timeout: float | None = None, schema: str | Path | dict[str, Any] | None = None,
-        backoff: RetryPolicy | None = None,
+        backoff: RetryPolicy | None = None, keep_result: bool = False,
     ) -> TaskDef | Callable[[Handler], TaskDef]:
         """Register a handler as a task type: `@app.task(queue="email", schema="schemas/x.avsc")`.
 
         max_attempts counts the first run; `backoff` overrides the app's retry policy for this type;
-        `timeout` (seconds) fails an attempt that runs longer.
+        `timeout` (seconds) fails an attempt that runs longer; `keep_result` sends the handler's
+        return value (JSON, up to RESULT_LIMIT bytes) to the status view: `app.status(id).result`.
         """
 
         def register(handler: Handler) -> TaskDef:
@@ -110,7 +114,7 @@ class App:
             if timeout is not None and timeout <= 0:
                 raise ValueError("timeout must be a positive number of seconds")
             definition = TaskDef(self, handler, queue, task_name, max_attempts, timeout, self._schema(schema),
-                                 backoff)
+                                 backoff, keep_result)
             self.tasks[(queue, task_name)] = definition
             return definition
 
@@ -184,6 +188,25 @@ class App:
         command = ControlCommand("cancel", task_id, now_ms())
         self.producer.produce(control_topic(self.topic_prefix), command.encode(), task_id.encode(), [])
         self.flush(self.enqueue_timeout)
+
+    def status(self, task_id: str) -> TaskStatus:
+        """Where the task is now (queued, scheduled, processing, retrying, completed, failed,
+        cancelled), with attempts, times, the last error and a kept result; asked of `kqueue api`.
+        Raises TaskNotFound for an id the view does not know, StatusUnavailable if it cannot be asked."""
+        from kqueue.sdk.status_client import api_url, fetch_status
+
+        if self._producer is not None:
+            self.flush(self.enqueue_timeout)  # this app's own enqueues are in Kafka before the view is asked
+        return fetch_status(api_url(self.api_url), task_id)
+
+    def wait(self, task_id: str, timeout: float = 30.0) -> TaskStatus:
+        """Block until the task is completed, failed or cancelled (TimeoutError past `timeout`);
+        `.value` is the handler's return value for tasks registered with keep_result=True."""
+        from kqueue.sdk.status_client import api_url, wait_for
+
+        if self._producer is not None:
+            self.flush(self.enqueue_timeout)
+        return wait_for(api_url(self.api_url), task_id, timeout)
 
     def flush(self, timeout: float = 30.0) -> None:
         """Wait until every enqueued task is in Kafka; raises DeliveryError if any was refused."""

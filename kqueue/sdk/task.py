@@ -62,6 +62,7 @@ class TaskDef:
     timeout: float | None
     schema: AvroSchema | None
     backoff: RetryPolicy | None = None
+    keep_result: bool = False  # the handler's return value goes to the status view (JSON, capped)
 
     def __post_init__(self) -> None:
         self.is_async = inspect.iscoroutinefunction(self.fn)

@@ -12,7 +12,7 @@ from typing import Any
 
 from kqueue.core.completed import decode as decode_completed
 from kqueue.core.headers import now_ms
-from kqueue.core.names import control_topic
+from kqueue.core.names import control_topic, workers_topic
 from kqueue.core.records import SETTLEMENT_OF_KIND, TP, OutRecord, Settlement
 from kqueue.core.topology import tier_topics, worker_topics
 from kqueue.sdk.app import App
@@ -29,8 +29,9 @@ from kqueue.worker.events import completed_event, settle_event
 from kqueue.worker.executor import Executor
 from kqueue.worker.options import Transport, WorkerOptions, WorkerStats, kafka_transport
 from kqueue.worker.partitions import PartitionTable, PauseReason
+from kqueue.worker.reporter import ReportSender
 from kqueue.worker.router import DelayRouter, is_tier_topic
-from kqueue.worker.routing import cancel_records, route_due, route_failure
+from kqueue.worker.routing import cancel_records, result_records, route_due, route_failure
 from kqueue.worker.runner import Runner
 from kqueue.worker.work import Failure, WorkItem
 
@@ -112,7 +113,11 @@ class Worker:
         self._background_commits = settler.transactional
         self._cancels = (CancelWatch(app.bootstrap_servers, control_topic(app.topic_prefix)).start()
                          if self._transport is kafka_transport and not opts.route_only else None)
-        self._runner = Runner(self._hooks, self._cancels.pending if self._cancels is not None else None)
+        live_kafka = self._transport is kafka_transport and not opts.route_only
+        self._reporter = (ReportSender(app.bootstrap_servers, workers_topic(app.topic_prefix))
+                          if live_kafka and opts.status_reports else None)
+        self._runner = Runner(self._hooks, self._cancels.pending if self._cancels is not None else None,
+                              track_running=self._reporter is not None)
         self._executor = Executor(opts.concurrency, self._runner)
         self._decoder = Decoder(app)
         self._router = DelayRouter(self._table, app.tiers, app.topic_prefix)
@@ -134,6 +139,8 @@ class Worker:
                 self._executor.stop()
                 if self._cancels is not None:
                     self._cancels.stop()
+                if self._reporter is not None:
+                    self._reporter.close(self._tick_event())
         return self._stats()
 
     def _stats(self) -> WorkerStats:
@@ -216,7 +223,10 @@ class Worker:
         done = []
         for item, failure in outcomes:
             if failure is None:
-                done.append(item)
+                if item.task is not None and item.task.keep_result:
+                    self._route(item, result_records(item, self.app.topic_prefix, now, self.worker_id))
+                else:
+                    done.append(item)
             elif not self._checkpoint.owns(item):
                 continue
             elif failure.cancelled:
@@ -241,18 +251,24 @@ class Worker:
 
     def _tick(self) -> None:
         """About once a second, tell on_tick listeners (health, gauges) what the worker holds."""
-        if not self._hooks.tick:
+        if not self._hooks.tick and self._reporter is None:
             return
         now = time.monotonic()
         if now < self._next_tick:
             return
         self._next_tick = now + TICK_EVERY
+        event = self._tick_event()
+        if self._hooks.tick:
+            self._hooks.emit(self._hooks.tick, event)
+        if self._reporter is not None:
+            self._reporter.send(event, self._runner.running)
+
+    def _tick_event(self) -> TickEvent:
         # A commit stuck in flight counts as failing from its start (it is given up only after 12 s).
         failing = max(self._health.failing_for(), self._committer.flight_seconds())
-        event = TickEvent(self.worker_id, self.options.group, self.options.concurrency, self._executor.busy_slots(),
-                          self._table.unsettled(), tuple(self._table.states), self._edge.member_id(), failing,
-                          self._stopping)
-        self._hooks.emit(self._hooks.tick, event)
+        return TickEvent(self.worker_id, self.options.group, self.options.concurrency, self._executor.busy_slots(),
+                         self._table.unsettled(), tuple(self._table.states), self._edge.member_id(), failing,
+                         self._stopping)
 
     def _check_overruns(self) -> None:
         """Too many threads it cannot reclaim (handlers past their limit, commits stuck in the

@@ -32,6 +32,9 @@ class WorkerOptions:
     # Static membership (group.instance.id): a restarted worker with the same id takes its partitions
     # back at once, without a rebalance of the others. Unique per live worker.
     instance_id: str | None = None
+    # Report the tasks running here about once a second to _kqueue.workers (the status view's
+    # `processing`, the dashboard's workers).
+    status_reports: bool = True
     consumer_overrides: dict[str, Any] = field(default_factory=dict)
 
 

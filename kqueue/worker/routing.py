@@ -94,3 +94,26 @@ def cancel_records(item: WorkItem, prefix: str, now_ms: int) -> list[OutRecord]:
     tombstone = OutRecord(RecordKind.CANCEL, names.control_topic(prefix), None, item.task_id.encode(), [], None)
     event = TaskEvent(item.task_id, item.queue, item.meta.task_type or "", "cancelled", item.meta.attempt, now_ms)
     return [tombstone, status_record(event, prefix)]
+
+
+RESULT_LIMIT = 8192  # bytes of JSON a task may keep as its result (the status view is not a blob store)
+
+
+def result_records(item: WorkItem, prefix: str, now_ms: int, worker: str | None = None) -> list[OutRecord]:
+    """A completed task that keeps its result: its `completed` event carrying the value as JSON
+    (or, when the value is not JSON or too large, saying why it was not kept)."""
+    import json
+
+    result: str | None = None
+    note: str | None = None
+    try:
+        result = json.dumps(item.result, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        note = f"result not kept: not JSON ({exc})"
+    if result is not None and len(result.encode()) > RESULT_LIMIT:
+        note = f"result not kept: {len(result.encode())} bytes of JSON, over the {RESULT_LIMIT}-byte limit"
+        result = None
+    task_type = item.task.name if item.task is not None else item.meta.task_type or ""
+    event = TaskEvent(item.task_id, item.queue, task_type, "completed", item.meta.attempt, now_ms, note, worker,
+                      result)
+    return [dataclasses.replace(status_record(event, prefix), kind=RecordKind.RESULT)]

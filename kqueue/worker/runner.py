@@ -51,7 +51,7 @@ class Overruns:
             self.live -= 1
 
 
-def _call_with_deadline(fn: Callable[..., Any], args: tuple[Any, ...], timeout: float, overruns: Overruns) -> None:
+def _call_with_deadline(fn: Callable[..., Any], args: tuple[Any, ...], timeout: float, overruns: Overruns) -> Any:
     """Run a sync handler on its own thread and stop waiting at the deadline.
 
     Python cannot stop a thread: past the deadline the attempt fails and the worker moves on, while
@@ -63,10 +63,11 @@ def _call_with_deadline(fn: Callable[..., Any], args: tuple[Any, ...], timeout: 
     finished = threading.Event()
     overran = False
     errors: list[BaseException] = []
+    results: list[Any] = []
 
     def target() -> None:
         try:
-            fn(*args)
+            results.append(fn(*args))
         except BaseException as exc:
             errors.append(exc)
         finally:
@@ -87,6 +88,7 @@ def _call_with_deadline(fn: Callable[..., Any], args: tuple[Any, ...], timeout: 
             raise _time_limit(timeout)
     if errors:
         raise errors[0]
+    return results[0] if results else None
 
 
 def _failure(exc: BaseException) -> Failure:
@@ -98,9 +100,12 @@ def _failure(exc: BaseException) -> Failure:
 class Runner:
     """Calls handlers; with middleware, wraps each call in the before/after hooks."""
 
-    def __init__(self, hooks: Hooks | None = None, cancelled: set[str] | None = None) -> None:
+    def __init__(self, hooks: Hooks | None = None, cancelled: set[str] | None = None,
+                 track_running: bool = False) -> None:
         # Task ids with a pending cancel (filled by another thread): checked as each task starts.
         self._cancelled: set[str] = cancelled if cancelled is not None else set()
+        # The items whose handlers run now, for worker reports (the status view's `processing`).
+        self.running: dict[int, WorkItem] | None = {} if track_running else None
         self._hooks = hooks if hooks is not None and hooks.around_run else None
         # Settle listeners (metrics, logs) want each run's start and length: two clock reads.
         self._timed = self._hooks is not None or (hooks is not None and bool(hooks.settle))
@@ -109,6 +114,18 @@ class Runner:
     def run_sync(self, item: WorkItem) -> Failure | None:
         if self._cancelled and item.task_id in self._cancelled:
             return Failure.cancel()
+        running = self.running
+        if running is None:
+            return self._run_sync(item)
+        if not item.started_at:
+            item.started_at = time.time()
+        running[id(item)] = item
+        try:
+            return self._run_sync(item)
+        finally:
+            del running[id(item)]
+
+    def _run_sync(self, item: WorkItem) -> Failure | None:
         if self._hooks is not None:
             return self._run_sync_hooked(item, self._hooks)
         task = item.task
@@ -119,9 +136,11 @@ class Runner:
         try:
             args = (item.payload, task_context(item)) if task.wants_ctx else (item.payload,)
             if task.timeout is not None:
-                _call_with_deadline(task.fn, args, task.timeout, self.overruns)
+                value = _call_with_deadline(task.fn, args, task.timeout, self.overruns)
             else:
-                task.fn(*args)
+                value = task.fn(*args)
+            if task.keep_result:
+                item.result = value
         except BaseException as exc:  # even SystemExit from a handler is the task's failure, not the worker's
             if self._timed:
                 item.run_seconds = time.perf_counter() - started
@@ -142,9 +161,11 @@ class Runner:
                 before(ctx)
             args = (item.payload, ctx) if task.wants_ctx else (item.payload,)
             if task.timeout is not None:
-                _call_with_deadline(task.fn, args, task.timeout, self.overruns)
+                value = _call_with_deadline(task.fn, args, task.timeout, self.overruns)
             else:
-                task.fn(*args)
+                value = task.fn(*args)
+            if task.keep_result:
+                item.result = value
         except BaseException as exc:
             error = exc
         item.run_seconds = time.perf_counter() - started
@@ -154,6 +175,18 @@ class Runner:
     async def run_async(self, item: WorkItem) -> Failure | None:
         if self._cancelled and item.task_id in self._cancelled:
             return Failure.cancel()
+        running = self.running
+        if running is None:
+            return await self._run_async(item)
+        if not item.started_at:
+            item.started_at = time.time()
+        running[id(item)] = item
+        try:
+            return await self._run_async(item)
+        finally:
+            del running[id(item)]
+
+    async def _run_async(self, item: WorkItem) -> Failure | None:
         task = item.task
         assert task is not None
         hooks = self._hooks
@@ -169,12 +202,14 @@ class Runner:
                     before(ctx)
             coro = task.fn(item.payload, ctx) if task.wants_ctx else task.fn(item.payload)
             if task.timeout is None:
-                await coro
+                value = await coro
             else:
                 # asyncio.timeout tells our deadline apart from a TimeoutError the handler raised
                 # itself (a socket timeout is the handler's failure, with its own traceback).
                 async with asyncio.timeout(task.timeout) as limit:
-                    await coro
+                    value = await coro
+            if task.keep_result:
+                item.result = value
         except TimeoutError as exc:
             error = _time_limit(task.timeout or 0) if limit is not None and limit.expired() else exc
         except BaseException as exc:  # includes a handler's own CancelledError or SystemExit

@@ -32,6 +32,7 @@ class WorkItem:
     owner: PartitionState | None = None  # the partition ownership that tracked it
     started_at: float = 0.0  # time.time() when its handler started (set only when middleware listens)
     run_seconds: float | None = None
+    result: Any = None  # the handler's return value, kept only for tasks with keep_result
     _headers: dict[str, str] | None = None
     _meta: TaskMeta | None = None
 

@@ -23,8 +23,16 @@ def _free(port: int) -> bool:
     return True
 
 
+def worker_port_offset() -> int:
+    """Under pytest-xdist each worker searches its own port range, so two workers starting brokers
+    at the same moment cannot both find the same range free."""
+    name = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(name[2:]) * 300 if name[2:].isdigit() else 0
+
+
 def free_base_port(nodes: int, start: int = 29092) -> int:
     """A base port where every node's client and controller port is free."""
+    start += worker_port_offset()
     for base in range(start, start + 2000, 10):
         ports = [base + i for i in range(nodes)] + [base + CONTROLLER_PORT_OFFSET + i for i in range(nodes)]
         if all(_free(p) for p in ports):

@@ -21,7 +21,7 @@ from confluent_kafka.admin._scram import (
 
 from kqueue.dev.cluster import DevCluster
 from kqueue.dev.config import CONTROLLER_PORT_OFFSET
-from tests.support.brokers import _free
+from tests.support.brokers import _free, worker_port_offset
 
 SASL_PORT_OFFSET = 50  # node 1: clients base, SASL base+50, controller base+100
 _MECHANISMS = {"SCRAM-SHA-256": ScramMechanism.SCRAM_SHA_256, "SCRAM-SHA-512": ScramMechanism.SCRAM_SHA_512}
@@ -36,6 +36,7 @@ class SaslBroker:
 
 
 def _ports(start: int) -> tuple[int, int]:
+    start += worker_port_offset()
     for base in range(start, start + 2000, 10):
         if all(_free(p) for p in (base, base + SASL_PORT_OFFSET, base + CONTROLLER_PORT_OFFSET)):
             return base, base + SASL_PORT_OFFSET

@@ -1,0 +1,90 @@
+"""Request and response bodies of the REST API (the OpenAPI document is generated from these)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+MAX_NAME = 249  # Kafka's longest topic name: a queue or type name cannot usefully be longer
+MAX_KEY = 4096
+
+
+def _encodable(value: str | None) -> str | None:
+    """JSON allows lone surrogates, UTF-8 (and so Kafka) does not: refuse them as bad input."""
+    if value is not None:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("must be valid Unicode text (no lone surrogates)") from None
+    return value
+
+
+class EnqueueRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(min_length=1, max_length=MAX_NAME, description="The task type (its handler's name)")
+    queue: str | None = Field(None, min_length=1, max_length=MAX_NAME,
+                              description="Needed only when the type exists on several queues")
+    payload: Any = Field(None, description="Checked against the type's Avro schema when it has one")
+    priority: Literal["high", "normal", "low"] = "normal"
+    key: str | None = Field(None, max_length=MAX_KEY, description="Tasks with one key run in order")
+    delay: float | None = Field(None, ge=0, le=366 * 24 * 3600, description="Seconds to wait before it may run")
+    run_at: AwareDatetime | None = Field(None, description="When it may run (with a time zone)")
+    idempotency_key: str | None = Field(None, min_length=1, max_length=MAX_KEY)
+
+    @field_validator("type", "queue", "key", "idempotency_key")
+    @classmethod
+    def _utf8(cls, value: str | None) -> str | None:
+        return _encodable(value)
+
+
+class Enqueued(BaseModel):
+    task_id: str
+    status: Literal["queued"] = "queued"
+    created_at: int = Field(description="Epoch milliseconds")
+
+
+class Timestamps(BaseModel):
+    enqueued_at: int | None = None
+    started_at: int | None = None
+    finished_at: int | None = None
+    next_attempt_at: int | None = None
+
+
+class TaskAnswer(BaseModel):
+    task_id: str
+    status: Literal["queued", "scheduled", "processing", "retrying", "completed", "failed", "cancelled"]
+    queue: str | None = None
+    type: str | None = None
+    attempts: int
+    max_attempts: int | None = None
+    tier: str | None = Field(None, description="The delay tier a scheduled or retrying task waits in")
+    worker: str | None = None
+    error: str | None = None
+    cancel_requested: bool = False
+    timestamps: Timestamps
+    result: Any = None
+
+
+class CancelAnswerBody(BaseModel):
+    task_id: str
+    status: str = Field(description="`cancelled` when it will not run (or did not); else its status now")
+    cancel_requested: bool
+
+
+class ReplayRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    task_ids: list[str] = Field(default_factory=list, max_length=10_000)
+    all: bool = False
+
+
+class ReplayAnswer(BaseModel):
+    replayed: list[str]
+    skipped: list[str]
+    missing: list[str]
+
+
+class Problem(BaseModel):
+    detail: str

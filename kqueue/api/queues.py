@@ -1,0 +1,110 @@
+"""Queue figures and dead letters for the REST API (reads Kafka; the CLI's own functions underneath)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from kqueue.control import dlq
+from kqueue.control.stats import QueueNotFound, QueueStats, read_queue_stats, with_rates
+from kqueue.core import names
+from kqueue.core.codec import decode_payload
+from kqueue.core.errors import DecodeError
+from kqueue.sdk.app import App
+from kqueue.transport.inspect import topic_depths
+from kqueue.view.store import StatusStore
+
+
+class UnknownQueue(LookupError):
+    pass
+
+
+class QueueService:
+    def __init__(self, app: App, store: StatusStore, group: str | None = None) -> None:
+        self.app = app
+        self.store = store
+        self.group = group
+        self._previous: dict[str, QueueStats] = {}
+        self._lock = threading.Lock()
+
+    def _check(self, queue: str) -> None:
+        if queue not in self.app.queues():
+            raise UnknownQueue(f"no queue {queue!r} (the app's queues: {', '.join(self.app.queues())})")
+
+    def group_of(self, queue: str) -> str:
+        """The group whose lag the figures show: the one given, else the first found consuming it."""
+        if self.group is not None:
+            return self.group
+        found = self.store.groups().get(queue) or []
+        return found[0] if found else f"{names.main_topic(queue, self.app.topic_prefix)}.workers"
+
+    def summary(self, queue: str) -> dict[str, Any]:
+        self._check(queue)
+        group = self.group_of(queue)
+        try:
+            stats = read_queue_stats(self.app.bootstrap_servers, queue, group, self.app.topic_prefix,
+                                     previous=self._previous.get(queue))
+        except QueueNotFound:  # registered but never used: no topics yet
+            return {"queue": queue, "group": group, "lag": 0, "dlq_records": 0, "members": 0, "lanes": [],
+                    "rates": {}, "paused": False}
+        with self._lock:
+            previous = self._previous.get(queue)
+            rated = with_rates(previous, stats) if previous is not None else stats
+            self._previous[queue] = stats
+        out = rated.as_json()
+        out["paused"] = False
+        return out
+
+    def detail(self, queue: str) -> dict[str, Any]:
+        out = self.summary(queue)
+        lanes = [lane["topic"] for lane in out["lanes"]]
+        depths = topic_depths(self.app.bootstrap_servers, lanes, out["group"]) if lanes else []
+        out["partitions"] = [{"topic": d.topic, "partition": d.partition, "records": d.records, "lag": d.lag}
+                             for d in depths]
+        out["workers"] = [w for w in self.store.workers() if w["group"] == out["group"]]
+        return out
+
+    # -- dead letters --------------------------------------------------------------------------------
+    def dead_letters(self, queue: str, limit: int) -> list[dict[str, Any]]:
+        self._check(queue)
+        pending = {letter.position for letter in dlq.pending_dead_letters(self.app.bootstrap_servers, queue,
+                                                                          self.app.topic_prefix)}
+        letters = dlq.dead_letters(self.app.bootstrap_servers, queue, self.app.topic_prefix)
+        letters.sort(key=lambda letter: letter.failed_at, reverse=True)
+        return [_letter_json(letter, letter.position in pending) for letter in letters[:limit]]
+
+    def dead_letter(self, queue: str, task_id: str) -> dict[str, Any]:
+        self._check(queue)
+        letters = [letter for letter in dlq.dead_letters(self.app.bootstrap_servers, queue, self.app.topic_prefix)
+                   if letter.task_id == task_id]
+        if not letters:
+            raise LookupError(f"no dead letter of task {task_id!r} in queue {queue!r}")
+        letter = max(letters, key=lambda one: one.offset)
+        out = _letter_json(letter, True)
+        payload = dlq.payload_of(self.app.bootstrap_servers, letter)
+        out["payload"] = None if payload is None else self._readable(queue, letter, payload.value)
+        out["headers"] = dict(letter.headers)
+        return out
+
+    def _readable(self, queue: str, letter: dlq.DeadLetter, value: bytes | None) -> Any:
+        """The payload as JSON when it decodes (Avro with the type's schema, or JSON), else as text."""
+        task = self.app.task_for(queue, letter.task_type or None)
+        try:
+            return decode_payload(value, letter.headers.get(names.H_CONTENT_TYPE),
+                                  task.schema if task is not None else None, self.app.schemas)
+        except DecodeError:
+            return None if value is None else value.decode("utf-8", "replace")
+
+    def replay(self, queue: str, task_ids: list[str], everything: bool) -> dict[str, Any]:
+        self._check(queue)
+        report = dlq.replay(self.app.bootstrap_servers, queue, task_ids, everything=everything,
+                            prefix=self.app.topic_prefix)
+        return {"replayed": [letter.task_id for letter in report.replayed],
+                "skipped": [letter.task_id for letter in report.skipped],
+                "missing": [letter.task_id for letter in report.missing]}
+
+
+def _letter_json(letter: dlq.DeadLetter, pending: bool) -> dict[str, Any]:
+    return {"task_id": letter.task_id, "type": letter.task_type, "attempts": letter.attempts,
+            "failed_at": letter.failed_at, "error": letter.error, "position": letter.position,
+            "pending": pending}

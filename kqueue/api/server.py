@@ -1,0 +1,165 @@
+"""The REST API (`kqueue api`): FastAPI routes over the task and queue services.
+
+Every route under /api requires `Authorization: Bearer <token>` when a token is configured
+(`KQUEUE_API_TOKEN`). Bad input is a 4xx with a one-line `detail`; Kafka out of reach is a 503.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from kqueue.api.bodylimit import BodyLimit
+from kqueue.api.models import (
+    CancelAnswerBody,
+    Enqueued,
+    EnqueueRequest,
+    Problem,
+    ReplayAnswer,
+    ReplayRequest,
+    TaskAnswer,
+)
+from kqueue.api.queues import QueueService, UnknownQueue
+from kqueue.api.service import NotFound, TaskService, ViewBehind
+from kqueue.api.validation import payload_problems
+from kqueue.core.errors import DeliveryError
+from kqueue.view.derive import TaskStatus
+
+MAX_BODY = 1024 * 1024  # bytes; a task's payload belongs in Kafka, not a bulk upload
+TaskId = Annotated[str, Path(min_length=1, max_length=512)]
+QueueName = Annotated[str, Path(min_length=1, max_length=249)]
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem}, 404: {"model": Problem}, 503: {"model": Problem},
+}
+
+
+_BEARER = HTTPBearer(auto_error=False)
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]
+
+
+class TokenCheck:
+    """The dependency every /api route has: the bearer token, compared in constant time."""
+
+    def __init__(self, token: str | None) -> None:
+        self.token = token
+
+    def __call__(self, credentials: Credentials) -> None:
+        if self.token is None:
+            return
+        given = credentials.credentials if credentials is not None else ""
+        if not hmac.compare_digest(given.encode(), self.token.encode()):
+            raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+
+def _answer(status: TaskStatus) -> TaskAnswer:
+    return TaskAnswer.model_validate(status.as_json())
+
+
+def create_api(tasks: TaskService, queues: QueueService, token: str | None = None,
+               max_body: int = MAX_BODY) -> FastAPI:
+    api = FastAPI(title="kqueue", version="1", description="Tasks, queues and dead letters of a kqueue app.")
+    api.add_middleware(BodyLimit, limit=max_body)
+    v1 = APIRouter(prefix="/api/v1", dependencies=[Depends(TokenCheck(token))], responses=_ERRORS)
+
+    @v1.post("/tasks", status_code=202, response_model=Enqueued, responses={422: {}, 413: {"model": Problem}})
+    async def enqueue(body: EnqueueRequest) -> Any:
+        try:
+            task = tasks.task_def(body.type, body.queue)
+        except NotFound as exc:
+            raise HTTPException(404, str(exc)) from None
+        problems = payload_problems(task, body.payload)
+        if problems:
+            return JSONResponse({"detail": problems}, status_code=422)
+        if body.delay is not None and body.run_at is not None:
+            return JSONResponse({"detail": [{"loc": ["body", "delay"], "msg": "give delay or run_at, not both",
+                                             "type": "value_error"}]}, status_code=422)
+        task_id, at = await tasks.enqueue(task, body.payload, key=body.key, priority=body.priority,
+                                          delay=body.delay, run_at=body.run_at,
+                                          idempotency_key=body.idempotency_key)
+        return Enqueued(task_id=task_id, created_at=at)
+
+    @v1.get("/tasks/{task_id}", response_model=TaskAnswer)
+    def get_task(task_id: TaskId) -> TaskAnswer:
+        try:
+            return _answer(tasks.status(task_id))
+        except NotFound as exc:
+            raise HTTPException(404, str(exc)) from None
+
+    @v1.get("/tasks", response_model=list[TaskAnswer])
+    def recent_tasks(queue: Annotated[str | None, Query(max_length=249)] = None,
+                     limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> list[TaskAnswer]:
+        return [_answer(status) for status in tasks.recent(limit, queue)]
+
+    @v1.delete("/tasks/{task_id}", status_code=202, response_model=CancelAnswerBody,
+               responses={200: {"model": CancelAnswerBody}, 409: {"model": TaskAnswer}})
+    def cancel_task(task_id: TaskId) -> Any:
+        try:
+            answer = tasks.cancel(task_id)
+        except NotFound as exc:
+            raise HTTPException(404, str(exc)) from None
+        if answer.code == 409:
+            return JSONResponse(_answer(answer.status).model_dump(), status_code=409)
+        pending = answer.status.status in ("queued", "scheduled", "retrying")
+        body = CancelAnswerBody(task_id=task_id, status="cancelled" if answer.code == 200 or pending
+                                else answer.status.status, cancel_requested=answer.code == 202)
+        return JSONResponse(body.model_dump(), status_code=answer.code)
+
+    @v1.get("/queues")
+    def list_queues() -> list[dict[str, Any]]:
+        return [queues.summary(q) for q in tasks.app.queues()]
+
+    @v1.get("/queues/{queue}")
+    def queue_detail(queue: QueueName) -> dict[str, Any]:
+        return queues.detail(queue)
+
+    @v1.get("/queues/{queue}/dlq")
+    def dead_letters(queue: QueueName, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
+        return queues.dead_letters(queue, limit)
+
+    @v1.get("/queues/{queue}/dlq/{task_id}")
+    def dead_letter(queue: QueueName, task_id: TaskId) -> dict[str, Any]:
+        try:
+            return queues.dead_letter(queue, task_id)
+        except UnknownQueue:
+            raise
+        except LookupError as exc:
+            raise HTTPException(404, str(exc)) from None
+
+    @v1.post("/queues/{queue}/dlq/replay", response_model=ReplayAnswer)
+    def replay(queue: QueueName, body: ReplayRequest) -> Any:
+        if not body.task_ids and not body.all:
+            return JSONResponse({"detail": [{"loc": ["body", "task_ids"], "msg": "name task_ids or set all",
+                                             "type": "value_error"}]}, status_code=422)
+        return queues.replay(queue, body.task_ids, body.all)
+
+    @v1.get("/workers")
+    def workers() -> list[dict[str, Any]]:
+        return tasks.store.workers()
+
+    api.include_router(v1)
+
+    @api.exception_handler(RequestValidationError)
+    def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # Where and why only: echoing the input back could carry text JSON allows and UTF-8 does not.
+        detail = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+                  for e in exc.errors()]
+        return JSONResponse({"detail": detail}, status_code=422)
+
+    @api.exception_handler(UnknownQueue)
+    def unknown_queue(_: Request, exc: UnknownQueue) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @api.exception_handler(ViewBehind)
+    def view_behind(_: Request, exc: ViewBehind) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "1"})
+
+    @api.exception_handler(DeliveryError)
+    def kafka_away(_: Request, exc: DeliveryError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "5"})
+
+    return api

@@ -1,0 +1,133 @@
+"""What the REST API does, without HTTP: enqueue, look up, cancel, queue figures, dead letters.
+
+Reads come from the status view's store; a miss is answered only after the view has read the
+lanes and tiers as far as they went when the request came in (so a task enqueued anywhere before
+the GET is never reported unknown while the view is a little behind).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from confluent_kafka import IsolationLevel, TopicPartition
+from confluent_kafka.admin._listoffsets import OffsetSpec
+
+from kqueue.core import names
+from kqueue.core.headers import now_ms
+from kqueue.core.topology import queue_topics
+from kqueue.sdk.app import App
+from kqueue.sdk.task import TaskDef, schedule_ms
+from kqueue.transport.admin import make_admin
+from kqueue.view.derive import TaskStatus, derive
+from kqueue.view.store import StatusStore
+
+MISS_WAIT = 5.0  # seconds a miss may wait for the view to catch up before it is answered
+
+
+class NotFound(LookupError):
+    pass
+
+
+class ViewBehind(RuntimeError):
+    """The view has not caught up with the topics within MISS_WAIT: the answer would be a guess."""
+
+
+@dataclass(frozen=True)
+class CancelAnswer:
+    code: int  # 202 requested, 200 already cancelled, 409 finished
+    status: TaskStatus
+
+
+class TaskService:
+    def __init__(self, app: App, store: StatusStore, miss_wait: float = MISS_WAIT) -> None:
+        self.app = app
+        self.store = store
+        self.miss_wait = miss_wait
+        self._admin = make_admin(app.bootstrap_servers)
+
+    # -- tasks --------------------------------------------------------------------------------------
+    def task_def(self, task_type: str, queue: str | None) -> TaskDef:
+        if queue is not None:
+            found = self.app.tasks.get((queue, task_type))
+            if found is None:
+                raise NotFound(f"no task type {task_type!r} on queue {queue!r}")
+            return found
+        matches = [t for (_, name), t in self.app.tasks.items() if name == task_type]
+        if not matches:
+            raise NotFound(f"no task type {task_type!r}")
+        if len(matches) > 1:
+            raise NotFound(f"task type {task_type!r} exists on several queues: give the queue")
+        return matches[0]
+
+    async def enqueue(self, task: TaskDef, payload: Any, *, key: str | None, priority: str,
+                      delay: float | None, run_at: datetime | None, idempotency_key: str | None) -> tuple[str, int]:
+        """Produce the task and wait until Kafka has it; the view knows it as queued from now on."""
+        at = now_ms()
+        not_before = schedule_ms(at, delay, run_at)
+        task_id = await task.enqueue_async(payload, key=key, priority=priority, delay=delay, run_at=run_at,
+                                           idempotency_key=idempotency_key)
+        tier = self.app.tiers.for_wait((not_before - at) / 1000) if not_before is not None else None
+        self.store.accept(task_id, task.queue, task.name, at, not_before, tier)
+        return task_id, at
+
+    def status(self, task_id: str) -> TaskStatus:
+        found = self._lookup(task_id)
+        if found is not None:
+            return found
+        self._wait_caught_up()
+        found = self._lookup(task_id)
+        if found is None:
+            raise NotFound(f"no task {task_id!r}")
+        return found
+
+    def _lookup(self, task_id: str) -> TaskStatus | None:
+        row = self.store.row(task_id)
+        if row is None:
+            return None
+        settled = self.store.settled(row.topic, row.partition) if row.topic and row.partition is not None else None
+        return derive(row, settled, now_ms())
+
+    def _wait_caught_up(self) -> None:
+        ends = self._topic_ends()
+        deadline = time.monotonic() + self.miss_wait
+        while True:
+            read = self.store.read_positions()
+            if all(read.get(tp, 0) >= end for tp, end in ends.items() if end > 0):
+                return
+            if time.monotonic() >= deadline:
+                raise ViewBehind("the status view is catching up with Kafka; ask again shortly")
+            time.sleep(0.02)
+
+    def _topic_ends(self) -> dict[tuple[str, int], int]:
+        """Where each lane, tier and the status topic end now (last stable offsets)."""
+        topics = [t for q in self.app.queues() for t in queue_topics(q, self.app.topic_prefix, self.app.tiers.names)
+                  if not t.endswith(".dlq")]
+        topics.append(names.status_topic(self.app.topic_prefix))
+        meta = self._admin.list_topics(timeout=10)
+        latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+        request = {TopicPartition(t, p): latest for t in topics if t in meta.topics for p in meta.topics[t].partitions}
+        if not request:
+            return {}
+        futures = self._admin.list_offsets(request, isolation_level=IsolationLevel.READ_COMMITTED,
+                                           request_timeout=10)
+        return {(tp.topic, tp.partition): f.result(timeout=10).offset for tp, f in futures.items()}
+
+    def cancel(self, task_id: str) -> CancelAnswer:
+        current = self.status(task_id)
+        if current.status in ("completed", "failed"):
+            return CancelAnswer(409, current)
+        if current.status == "cancelled":
+            return CancelAnswer(200, current)
+        self.app.cancel(task_id)
+        return CancelAnswer(202, current)
+
+    def recent(self, limit: int, queue: str | None = None) -> list[TaskStatus]:
+        out = []
+        for task_id in self.store.task_ids(limit, queue):
+            found = self._lookup(task_id)
+            if found is not None:
+                out.append(found)
+        return out

@@ -1,0 +1,87 @@
+"""`kqueue api`: the REST API and the status view behind it."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+from pathlib import Path
+
+import typer
+
+from kqueue.cli.common import console, fail, options, setup_logging
+from kqueue.core.errors import DeliveryError, KqueueError
+from kqueue.sdk.loader import load_app
+
+TOKEN_ENV = "KQUEUE_API_TOKEN"
+
+
+def default_db(app_name: str, bootstrap: str, prefix: str) -> Path:
+    """One view per app, cluster and prefix (its read positions only make sense for that cluster)."""
+    tag = hashlib.sha1(f"{bootstrap}|{prefix}".encode()).hexdigest()[:10]
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in app_name) or "app"
+    return Path.home() / ".cache" / "kqueue" / "status" / f"{safe}-{tag}.db"
+
+
+def api(
+    ctx: typer.Context,
+    app_spec: str = typer.Option(..., "--app", "-a", help="Where the App is: package.module:app"),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 in a container)"),
+    port: int = typer.Option(8080, "--port", min=0, max=65535, help="Port to listen on (0: any free port)"),
+    db: Path | None = typer.Option(None, "--db", help="The status view's sqlite file [default: under ~/.cache/kqueue]"),
+    group: list[str] = typer.Option([], "--group", "-g",
+                                    help="Consumer group(s) whose commits mean done [default: those found]"),
+    log_level: str = typer.Option("WARNING", "--log-level", envvar="KQUEUE_LOG_LEVEL"),
+) -> None:
+    """Serve the REST API (tasks, queues, dead letters) with its status view. KQUEUE_API_TOKEN, when
+    set, is the bearer token every /api route asks for."""
+    setup_logging(log_level)
+    opts = options(ctx)
+    try:
+        app = load_app(app_spec)
+    except KqueueError as exc:
+        raise fail(str(exc), 2) from None
+    if opts.bootstrap_servers:
+        app.bootstrap_servers = opts.bootstrap_servers
+    if opts.topic_prefix:
+        app.topic_prefix = opts.topic_prefix
+    if not app.queues():
+        raise fail(f"{app_spec} has no tasks: there is nothing to serve", 2)
+    try:
+        listener = socket.create_server((host, port))
+    except OSError as exc:
+        raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", 2) from None
+    try:
+        for queue in app.queues():  # the view reads the queues' topics: they must exist
+            app.ensure_queue(queue)
+    except DeliveryError as exc:
+        raise fail(str(exc)) from None
+    serve(app, listener, db or default_db(app.name, app.bootstrap_servers, app.topic_prefix), group,
+          os.environ.get(TOKEN_ENV) or None)
+
+
+def serve(app: object, listener: socket.socket, db: Path, groups: list[str], token: str | None) -> None:
+    import uvicorn
+
+    from kqueue.api.queues import QueueService
+    from kqueue.api.server import create_api
+    from kqueue.api.service import TaskService
+    from kqueue.sdk.app import App
+    from kqueue.view.process import IngestProcess
+    from kqueue.view.store import StatusStore
+
+    assert isinstance(app, App)
+    db.parent.mkdir(parents=True, exist_ok=True)
+    store = StatusStore(db)
+    ingest = IngestProcess(app.bootstrap_servers, db, app.queues(), app.tiers.names, app.topic_prefix,
+                           groups).start()
+    api = create_api(TaskService(app, store), QueueService(app, store, groups[0] if groups else None), token)
+    bound_host, bound_port = listener.getsockname()[:2]
+    console.print(f"kqueue api on http://{bound_host}:{bound_port} (OpenAPI at /openapi.json; status view "
+                  f"{db}{'; bearer token required' if token else ''})", highlight=False)
+    server = uvicorn.Server(uvicorn.Config(api, log_level="warning", access_log=False))
+    try:
+        server.run(sockets=[listener])
+    finally:
+        ingest.stop()
+        store.close()

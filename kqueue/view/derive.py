@@ -1,0 +1,169 @@
+"""A task's status, derived from what the view knows about it. Pure.
+
+Workers write nothing when a task completes (that would double the cost of a no-op task). The view
+keeps, per task, its newest position in the log (a lane or a delay tier), the newest event from
+`_kqueue.status` (failed, cancelled, completed with a result, queued on replay), and what worker
+reports say about it running; and per lane partition the group's committed offset, published by
+the ingest only once it has read every outcome that commit can stand for (the fence).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from kqueue.core import completed as completed_metadata
+
+# A worker reports about once a second; a report older than this describes a worker that is gone,
+# and its task will run again elsewhere.
+RUNNING_REPORT_STALE_MS = 10_000
+
+
+@dataclass
+class TaskRow:
+    """What the view has recorded about one task (one row of the store)."""
+
+    task_id: str
+    queue: str | None = None
+    task_type: str | None = None
+    topic: str | None = None  # the newest position: a lane or a delay tier
+    partition: int | None = None
+    offset: int | None = None
+    generation: int = -1  # the DLQ offset it was replayed from (-1: never replayed)
+    attempt: int = 0
+    in_tier: bool = False
+    tier: str | None = None
+    record_ms: int | None = None  # the position's record timestamp
+    not_before: int | None = None
+    enqueued_ms: int | None = None
+    max_attempts: int | None = None
+    error: str | None = None  # the last error (from a retry's headers or an event)
+    event: str | None = None  # the newest event from _kqueue.status
+    event_attempt: int | None = None
+    event_ms: int | None = None
+    result: str | None = None  # JSON text
+    worker: str | None = None  # the worker seen running it (last attempt)
+    started_ms: int | None = None
+    run_attempt: int | None = None
+    run_seen_ms: int | None = None  # when a worker report last listed it running
+    cancel_ms: int | None = None  # a cancel was requested at
+    accepted_ms: int | None = None  # the API accepted it (POST) at
+
+
+@dataclass(frozen=True)
+class Settled:
+    """One lane partition's committed position, fenced: every outcome of the tasks below it is read."""
+
+    committed: int
+    metadata: str = ""
+    at_ms: int = 0  # when the view published it (a completed task's finish time, at most ~1 s late)
+
+    def covers(self, offset: int) -> bool:
+        if offset < self.committed:
+            return True
+        if not self.metadata:
+            return False
+        return offset in completed_metadata.decode(self.committed, self.metadata)
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    task_id: str
+    status: str
+    queue: str | None
+    task_type: str | None
+    attempts: int
+    max_attempts: int | None
+    enqueued_at: int | None
+    started_at: int | None
+    finished_at: int | None
+    next_attempt_at: int | None
+    tier: str | None
+    worker: str | None
+    error: str | None
+    result: str | None
+    cancel_requested: bool
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("completed", "failed", "cancelled")
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> TaskStatus:
+        """The inverse of `as_json` (what the SDK makes of the API's answer)."""
+        import json
+
+        times = body.get("timestamps") or {}
+        result = body.get("result")
+        return cls(body["task_id"], body["status"], body.get("queue"), body.get("type"), body.get("attempts", 0),
+                   body.get("max_attempts"), times.get("enqueued_at"), times.get("started_at"),
+                   times.get("finished_at"), times.get("next_attempt_at"), body.get("tier"), body.get("worker"),
+                   body.get("error"), json.dumps(result, separators=(",", ":")) if result is not None else None,
+                   bool(body.get("cancel_requested")))
+
+    @property
+    def value(self) -> Any:
+        """The result the handler returned (tasks with keep_result), decoded from JSON; else None."""
+        import json
+
+        return json.loads(self.result) if self.result is not None else None
+
+    def as_json(self) -> dict[str, Any]:
+        import json
+
+        out: dict[str, Any] = {
+            "task_id": self.task_id, "status": self.status, "queue": self.queue, "type": self.task_type,
+            "attempts": self.attempts, "max_attempts": self.max_attempts, "tier": self.tier,
+            "worker": self.worker, "error": self.error, "cancel_requested": self.cancel_requested,
+            "timestamps": {"enqueued_at": self.enqueued_at, "started_at": self.started_at,
+                           "finished_at": self.finished_at, "next_attempt_at": self.next_attempt_at},
+        }
+        if self.result is not None:
+            out["result"] = json.loads(self.result)
+        return out
+
+
+def derive(row: TaskRow, settled: Settled | None, now_ms: int) -> TaskStatus:
+    """The status of one task. Order matters: a final event beats a position (unless the task came
+    back later: a replay), a tier beats nothing, a settled lane position means completed."""
+    status, finished = _status(row, settled, now_ms)
+    running = status == "processing" or (row.run_attempt is not None and row.run_attempt == row.attempt)
+    return TaskStatus(
+        task_id=row.task_id, status=status, queue=row.queue, task_type=row.task_type,
+        attempts=max(row.attempt, row.event_attempt or 0),
+        max_attempts=row.max_attempts, enqueued_at=row.enqueued_ms or row.accepted_ms,
+        started_at=row.started_ms if running or finished is not None else None,
+        finished_at=finished, next_attempt_at=row.not_before if status in ("scheduled", "retrying") else None,
+        tier=row.tier if status in ("scheduled", "retrying") else None, worker=row.worker,
+        error=row.error if status != "completed" else None,
+        result=row.result if status == "completed" else None,
+        cancel_requested=row.cancel_ms is not None and status not in ("completed", "failed", "cancelled"),
+    )
+
+
+def _status(row: TaskRow, settled: Settled | None, now_ms: int) -> tuple[str, int | None]:
+    """(status, finished at)."""
+    if row.event in ("completed", "failed", "cancelled") and row.event_ms is not None and _event_is_newer(row):
+        return row.event, row.event_ms
+    if row.topic is None or row.offset is None:
+        # Accepted by the API (or only named by an event): not read back from the log yet.
+        return ("scheduled" if row.not_before is not None and row.not_before > now_ms else "queued"), None
+    if row.in_tier:
+        return ("scheduled" if row.attempt <= 1 else "retrying"), None
+    if settled is not None and settled.covers(row.offset):
+        return "completed", settled.at_ms or None
+    if (row.run_attempt == row.attempt and row.run_seen_ms is not None
+            and now_ms - row.run_seen_ms <= RUNNING_REPORT_STALE_MS
+            and (row.record_ms is None or (row.started_ms or 0) >= row.record_ms - 1000)):
+        return "processing", None
+    return "queued", None
+
+
+def _event_is_newer(row: TaskRow) -> bool:
+    """A final event describes the newest position unless that position was appended after it (a
+    task replayed from the DLQ or enqueued again under its id)."""
+    if row.record_ms is None or row.event_ms is None:
+        return True
+    if row.event_attempt is not None and row.event_attempt < row.attempt:
+        return False  # an older attempt's event: the task moved on
+    return row.event_ms >= row.record_ms or row.generation < 0

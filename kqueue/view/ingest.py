@@ -1,0 +1,239 @@
+"""The status view's ingest: reads kqueue's topics (task headers only) into the store.
+
+It reads, outside any consumer group and with read_committed, every queue's lanes and delay tiers,
+`_kqueue.status`, `_kqueue.control` and `_kqueue.workers`, and about three times a second the
+committed offsets of the groups consuming the lanes, which it publishes once it has read every
+outcome partition up to where it ended when the offsets were taken (see `reading.PendingFence`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    IsolationLevel,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
+from confluent_kafka.admin._listoffsets import OffsetSpec
+
+from kqueue.core import names
+from kqueue.core.control import ControlCommand
+from kqueue.core.headers import header_map
+from kqueue.core.reports import WorkerReport
+from kqueue.core.status import TaskEvent
+from kqueue.core.topology import queue_topics, worker_topics
+from kqueue.transport.admin import make_admin
+from kqueue.transport.config import client_config
+from kqueue.view.derive import Settled
+from kqueue.view.reading import PendingFence, lowest_commits, position_of
+from kqueue.view.store import IngestBatch, StatusStore
+
+log = logging.getLogger("kqueue.view")
+
+FENCE_EVERY = 0.3  # seconds between reads of the groups' commits
+DISCOVER_EVERY = 10.0  # seconds between looks for new groups and topics
+MAX_ROWS = 2_000_000  # the view forgets the least recently touched tasks beyond this
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Ingest:
+    def __init__(self, bootstrap: str, store: StatusStore, queues: Sequence[str], tiers: Sequence[str],
+                 prefix: str = "", groups: Sequence[str] = (), max_rows: int = MAX_ROWS) -> None:
+        self.bootstrap = bootstrap
+        self.store = store
+        self.queues = list(queues)
+        self.tiers = list(tiers)
+        self.prefix = prefix
+        self.fixed_groups = list(groups)
+        self.max_rows = max_rows
+        self._stop = threading.Event()
+        self._consumer = Consumer({
+            **client_config(bootstrap),
+            "group.id": f"_kqueue.view.{uuid.uuid4().hex[:8]}",  # never joins: partitions are assigned
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "isolation.level": "read_committed",
+            "fetch.wait.max.ms": 100,
+            # At a partition's end the client says so, with the end offset: past transaction markers,
+            # which are never delivered and would otherwise leave the view one short of the end.
+            "enable.partition.eof": True,
+        })
+        self._admin = make_admin(bootstrap)
+        self._assigned: set[tuple[str, int]] = set()
+        self._read: dict[tuple[str, int], int] = store.read_positions()
+        self._groups: dict[str, list[str]] = {}  # queue -> groups committing on its lanes
+        self._pending: PendingFence | None = None
+        self._published: dict[tuple[str, int], Settled] = {}
+        self._next_fence = 0.0
+        self._next_discovery = 0.0
+        self._lane_topics = {t for q in self.queues for t in worker_topics(q, prefix)}
+        self._status, self._control = names.status_topic(prefix), names.control_topic(prefix)
+        self._workers = names.workers_topic(prefix)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self.step()
+        finally:
+            self._consumer.close()
+
+    def step(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_discovery:
+            self._discover()
+            # Look again soon while a queue has no group yet (its workers are starting).
+            waiting = not self._assigned or not all(self._groups.values())
+            self._next_discovery = time.monotonic() + (1.0 if waiting else DISCOVER_EVERY)
+        batch = IngestBatch()
+        for msg in self._consumer.consume(2000, timeout=0.1):
+            error = msg.error()
+            if error is None:
+                self._take(msg, batch)
+            elif error.code() == KafkaError._PARTITION_EOF:
+                self._reached_end(msg.topic() or "", msg.partition() or 0, msg.offset() or 0, batch)
+        if batch:
+            self.store.write(batch, _now_ms())
+        if time.monotonic() >= self._next_fence:
+            self._next_fence = time.monotonic() + FENCE_EVERY
+            self._fence()
+
+    # -- reading --------------------------------------------------------------------------------------
+    def _take(self, msg: Any, batch: IngestBatch) -> None:
+        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+        batch.read_positions[(topic, partition)] = offset + 1
+        self._read[(topic, partition)] = offset + 1
+        value = msg.value()
+        try:
+            if topic == self._status:
+                if value is not None:
+                    batch.events.append(TaskEvent.decode(value))
+            elif topic == self._control:
+                if value is not None:
+                    command = ControlCommand.decode(value)
+                    if command.command == "cancel":
+                        batch.cancels.append((command.target, command.at_ms))
+            elif topic == self._workers:
+                if value is not None:
+                    batch.reports.append(WorkerReport.decode(value))
+            elif not topic.endswith(".dlq"):
+                batch.positions.append(position_of(topic, partition, offset, msg.timestamp()[1],
+                                                   header_map(msg.headers()), self.prefix))
+        except Exception as exc:  # one bad record must not stop the view
+            log.warning("status view skipped %s/%d/%d: %s", topic, partition, offset, exc)
+
+    def _reached_end(self, topic: str, partition: int, end: int, batch: IngestBatch) -> None:
+        if end > self._read.get((topic, partition), 0):
+            self._read[(topic, partition)] = batch.read_positions[(topic, partition)] = end
+
+    def _discover(self) -> None:
+        """Assign partitions of topics that exist now; find the groups consuming each queue."""
+        try:
+            meta = self._consumer.list_topics(timeout=10)
+        except KafkaException as exc:
+            log.warning("status view cannot list topics: %s", exc)
+            return
+        wanted = [t for q in self.queues for t in queue_topics(q, self.prefix, self.tiers) if not t.endswith(".dlq")]
+        wanted += [self._status, self._control, self._workers]
+        new = [TopicPartition(t, p, self._read.get((t, p), OFFSET_BEGINNING))
+               for t in wanted if t in meta.topics for p in meta.topics[t].partitions
+               if (t, p) not in self._assigned]
+        if new:
+            self._consumer.incremental_assign(new)
+            self._assigned.update((tp.topic, tp.partition) for tp in new)
+        groups = self._find_groups()
+        if groups != self._groups:
+            self.store.set_groups(groups)
+        self._groups = groups
+
+    def _find_groups(self) -> dict[str, list[str]]:
+        groups = self.fixed_groups
+        if not groups:
+            try:
+                listing = self._admin.list_consumer_groups().result(timeout=10)
+                groups = [g.group_id for g in listing.valid if not g.group_id.startswith("_kqueue.")]
+            except Exception as exc:
+                log.warning("status view cannot list groups: %s", exc)
+                return self._groups
+        out: dict[str, list[str]] = {q: [] for q in self.queues}
+        for group in groups:
+            commits = self._commits(group)
+            for queue in self.queues:
+                lanes = set(worker_topics(queue, self.prefix))
+                if any(t in lanes for t, _ in commits):
+                    out[queue].append(group)
+        return out
+
+    def _commits(self, group: str) -> dict[tuple[str, int], tuple[int, str]]:
+        try:
+            future = self._admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group]
+            listed = future.result(timeout=10).topic_partitions or []
+        except Exception:
+            return {}
+        return {(tp.topic, tp.partition): (tp.offset, tp.metadata or "") for tp in listed
+                if tp.topic in self._lane_topics and tp.error is None}
+
+    # -- the fence -----------------------------------------------------------------------------------
+    def _fence(self) -> None:
+        self._sync_positions()
+        if self._pending is not None:
+            if not self._pending.reached(self._read):
+                return
+            settled = self._pending.settled(_now_ms(), self._published)
+            if settled:
+                self.store.publish_settled(settled)
+                self._published.update(settled)
+            self._pending = None
+            if self.max_rows:
+                self.store.trim(self.max_rows)
+        committed: dict[tuple[str, int], tuple[int, str]] = {}
+        for groups in self._groups.values():
+            if groups:
+                committed.update(lowest_commits([self._commits(g) for g in groups]))
+        if not committed:
+            return
+        outcome = [tp for tp in self._assigned if tp[0] not in self._lane_topics]
+        targets = self._stable_ends(outcome)
+        if targets is not None:
+            self._pending = PendingFence(committed, targets, _now_ms())
+
+    def _stable_ends(self, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int] | None:
+        if not partitions:
+            return {}
+        latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+        request = {TopicPartition(t, p): latest for t, p in partitions}
+        try:
+            futures = self._admin.list_offsets(request, isolation_level=IsolationLevel.READ_COMMITTED,
+                                               request_timeout=10)
+            return {(tp.topic, tp.partition): f.result(timeout=10).offset for tp, f in futures.items()}
+        except Exception as exc:
+            log.warning("status view cannot read topic ends: %s", exc)
+            return None
+
+    def _sync_positions(self) -> None:
+        """A partition whose last records are transaction markers ends past the last record read:
+        the consumer's position says how far it really got (stored too: the API waits on it)."""
+        if not self._assigned:
+            return
+        moved: dict[tuple[str, int], int] = {}
+        for tp in self._consumer.position([TopicPartition(t, p) for t, p in self._assigned]):
+            key = (tp.topic, tp.partition)
+            if tp.offset >= 0 and tp.offset > self._read.get(key, 0):
+                self._read[key] = moved[key] = tp.offset
+        if moved:
+            self.store.write(IngestBatch(read_positions=moved), _now_ms())

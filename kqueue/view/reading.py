@@ -1,0 +1,88 @@
+"""Turn records the ingest read into store updates, and decide when a commit is fenced. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from kqueue.core import names
+from kqueue.core.ids import derived_task_id
+from kqueue.view.derive import Settled
+from kqueue.view.store import Position
+
+
+def _int(values: Mapping[str, str], name: str) -> int | None:
+    text = values.get(name)
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def replay_generation(replay_of: str | None) -> int:
+    """The DLQ offset a replayed task came from (`topic/partition/offset`), -1 for a first life."""
+    if not replay_of:
+        return -1
+    try:
+        return int(replay_of.rsplit("/", 1)[1])
+    except (IndexError, ValueError):
+        return -1
+
+
+def position_of(topic: str, partition: int, offset: int, timestamp_ms: int, headers: Mapping[str, str],
+                prefix: str = "") -> Position:
+    """Where a task record says its task is: a lane, or a delay tier (with its due time)."""
+    tier = names.tier_of_topic(topic)
+    queue = names.queue_of_topic(topic, prefix)
+    error_type, message = headers.get(names.H_ERROR_TYPE), headers.get(names.H_ERROR_MESSAGE)
+    error = f"{error_type}: {message}" if error_type and message else (message or error_type)
+    return Position(
+        task_id=headers.get(names.H_ID) or derived_task_id(topic, partition, offset),
+        queue=queue, task_type=headers.get(names.H_TYPE), topic=topic, partition=partition, offset=offset,
+        generation=replay_generation(headers.get(names.H_REPLAY_OF)),
+        attempt=max(1, _int(headers, names.H_ATTEMPT) or 1), tier=tier, record_ms=timestamp_ms,
+        not_before=_int(headers, names.H_NOT_BEFORE) if tier is not None else None,
+        enqueued_ms=_int(headers, names.H_ENQUEUED_AT), max_attempts=_int(headers, names.H_MAX_ATTEMPTS),
+        error=error,
+    )
+
+
+@dataclass(frozen=True)
+class PendingFence:
+    """A commit read from the group, waiting until the view has read every outcome up to the ends of
+    the outcome topics taken after it (a transaction's markers land partition by partition, so the
+    offset commit can be visible before the retry it committed with)."""
+
+    committed: dict[tuple[str, int], tuple[int, str]]  # lane partition -> (offset, metadata)
+    targets: dict[tuple[str, int], int]  # outcome partition -> its last stable offset then
+    taken_ms: int
+
+    def reached(self, read: Mapping[tuple[str, int], int]) -> bool:
+        return all(read.get(tp, 0) >= end for tp, end in self.targets.items() if end > 0)
+
+    def settled(self, now_ms: int, previous: Mapping[tuple[str, int], Settled]) -> dict[tuple[str, int], Settled]:
+        """The partitions whose commit moved (their publish time is a completed task's finish time)."""
+        out: dict[tuple[str, int], Settled] = {}
+        for tp, (offset, metadata) in self.committed.items():
+            before = previous.get(tp)
+            if before is None or before.committed != offset or before.metadata != metadata:
+                out[tp] = Settled(offset, metadata, now_ms)
+        return out
+
+
+Commits = Mapping[tuple[str, int], tuple[int, str]]  # partition -> (offset, metadata)
+
+
+def lowest_commits(per_group: list[Commits]) -> dict[tuple[str, int], tuple[int, str]]:
+    """Several groups consuming one queue: a task is settled once every group settled it (a group
+    with no commit on a partition has settled nothing there)."""
+    if not per_group:
+        return {}
+    out: dict[tuple[str, int], tuple[int, str]] = {}
+    for tp in set.intersection(*(set(c) for c in per_group)):
+        offset, metadata = min(c[tp] for c in per_group)
+        if offset >= 0:
+            out[tp] = (offset, metadata)
+    return out

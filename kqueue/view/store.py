@@ -1,0 +1,243 @@
+"""The status view's embedded store: sqlite3 in WAL mode (one writer, many readers, survives restarts).
+
+The ingest writes each batch of what it read together with its read positions in one transaction,
+so a restart resumes where the last committed batch ended instead of re-reading the topics. The
+API reads rows by task id (a primary-key lookup: tens of microseconds with millions of rows).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from kqueue.core.reports import WorkerReport
+from kqueue.core.status import TaskEvent
+from kqueue.view.derive import Settled, TaskRow
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tasks (
+    task_id TEXT PRIMARY KEY, queue TEXT, task_type TEXT,
+    topic TEXT, part INTEGER, off INTEGER, generation INTEGER NOT NULL DEFAULT -1,
+    attempt INTEGER NOT NULL DEFAULT 0, in_tier INTEGER NOT NULL DEFAULT 0, tier TEXT, record_ms INTEGER,
+    not_before INTEGER, enqueued_ms INTEGER, max_attempts INTEGER, error TEXT,
+    event TEXT, event_attempt INTEGER, event_ms INTEGER, result TEXT,
+    worker TEXT, started_ms INTEGER, run_attempt INTEGER, run_seen_ms INTEGER,
+    cancel_ms INTEGER, accepted_ms INTEGER, touched_ms INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS tasks_touched ON tasks (touched_ms);
+CREATE TABLE IF NOT EXISTS read_positions (topic TEXT, part INTEGER, next_offset INTEGER,
+    PRIMARY KEY (topic, part));
+CREATE TABLE IF NOT EXISTS settled (topic TEXT, part INTEGER, committed INTEGER, metadata TEXT, at_ms INTEGER,
+    PRIMARY KEY (topic, part));
+CREATE TABLE IF NOT EXISTS groups (queue TEXT PRIMARY KEY, names TEXT);
+CREATE TABLE IF NOT EXISTS workers (worker_id TEXT PRIMARY KEY, grp TEXT, member_id TEXT, at_ms INTEGER,
+    concurrency INTEGER, busy INTEGER, partitions TEXT, running INTEGER, stopping INTEGER);
+"""
+
+_RENAMED = {"partition": "part", "offset": "off"}  # SQL keywords as column names
+_COLUMNS = [_RENAMED.get(f.name, f.name) for f in fields(TaskRow)]
+_SELECT_ROW = f"SELECT {', '.join(_COLUMNS)} FROM tasks WHERE task_id = ?"
+
+# A newer position replaces the row's: ordered by (replay generation, attempt, lane after tier),
+# so records read from different topics out of order never move a task backwards.
+_UPSERT_POSITION = """
+INSERT INTO tasks (task_id, queue, task_type, topic, part, off, generation, attempt, in_tier, tier,
+                   record_ms, not_before, enqueued_ms, max_attempts, error, touched_ms)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (task_id) DO UPDATE SET
+    queue = excluded.queue, task_type = coalesce(excluded.task_type, task_type), topic = excluded.topic,
+    part = excluded.part, off = excluded.off, generation = excluded.generation,
+    attempt = excluded.attempt, in_tier = excluded.in_tier, tier = excluded.tier, record_ms = excluded.record_ms,
+    not_before = excluded.not_before, enqueued_ms = coalesce(excluded.enqueued_ms, enqueued_ms),
+    max_attempts = coalesce(excluded.max_attempts, max_attempts), error = coalesce(excluded.error, error),
+    touched_ms = excluded.touched_ms
+WHERE (excluded.generation, excluded.attempt, 1 - excluded.in_tier) > (generation, attempt, 1 - in_tier)
+"""
+
+# Events of one task arrive in order (one key, one partition): the newest replaces the last.
+_UPSERT_EVENT = """
+INSERT INTO tasks (task_id, queue, task_type, event, event_attempt, event_ms, error, result, worker, touched_ms)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (task_id) DO UPDATE SET
+    queue = coalesce(queue, excluded.queue), task_type = coalesce(task_type, excluded.task_type),
+    event = excluded.event, event_attempt = excluded.event_attempt, event_ms = excluded.event_ms,
+    error = coalesce(excluded.error, error), result = excluded.result, worker = coalesce(excluded.worker, worker),
+    touched_ms = excluded.touched_ms
+"""
+
+_UPSERT_RUNNING = """
+INSERT INTO tasks (task_id, queue, task_type, worker, started_ms, run_attempt, run_seen_ms, touched_ms)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (task_id) DO UPDATE SET
+    queue = coalesce(queue, excluded.queue), task_type = coalesce(task_type, excluded.task_type),
+    worker = excluded.worker, started_ms = excluded.started_ms, run_attempt = excluded.run_attempt,
+    run_seen_ms = excluded.run_seen_ms
+WHERE excluded.run_seen_ms >= coalesce(run_seen_ms, 0)
+"""
+
+
+@dataclass
+class Position:
+    """A task record read from a lane or a delay tier (headers only)."""
+
+    task_id: str
+    queue: str
+    task_type: str | None
+    topic: str
+    partition: int
+    offset: int
+    generation: int
+    attempt: int
+    tier: str | None
+    record_ms: int
+    not_before: int | None
+    enqueued_ms: int | None
+    max_attempts: int | None
+    error: str | None
+
+
+@dataclass
+class IngestBatch:
+    """What one ingest pass read; written in one transaction with the read positions."""
+
+    positions: list[Position] = field(default_factory=list)
+    events: list[TaskEvent] = field(default_factory=list)
+    reports: list[WorkerReport] = field(default_factory=list)
+    cancels: list[tuple[str, int]] = field(default_factory=list)  # (task id, requested at)
+    read_positions: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.positions or self.events or self.reports or self.cancels or self.read_positions)
+
+
+class StatusStore:
+    """One connection per thread (sqlite connections are not shared across threads)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._local = threading.local()
+        with self._conn() as conn:
+            conn.executescript(_SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoints, never corrupt
+            self._local.conn = conn
+        return conn
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # -- writes (the ingest; and the API for tasks it accepted) ------------------------------------------
+    def write(self, batch: IngestBatch, now_ms: int) -> None:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(_UPSERT_POSITION, [
+                (p.task_id, p.queue, p.task_type, p.topic, p.partition, p.offset, p.generation, p.attempt,
+                 1 if p.tier is not None else 0, p.tier, p.record_ms, p.not_before, p.enqueued_ms, p.max_attempts,
+                 p.error, now_ms) for p in batch.positions])
+            conn.executemany(_UPSERT_EVENT, [
+                (e.task_id, e.queue, e.task_type, e.status, e.attempt, e.at_ms, e.error, e.result, e.worker, now_ms)
+                for e in batch.events])
+            for report in batch.reports:
+                self._write_report(conn, report)
+            conn.executemany(
+                "INSERT INTO tasks (task_id, cancel_ms, touched_ms) VALUES (?, ?, ?) "
+                "ON CONFLICT (task_id) DO UPDATE SET cancel_ms = excluded.cancel_ms",
+                [(task_id, at, now_ms) for task_id, at in batch.cancels])
+            conn.executemany(
+                "INSERT OR REPLACE INTO read_positions (topic, part, next_offset) VALUES (?, ?, ?)",
+                [(t, p, o) for (t, p), o in batch.read_positions.items()])
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _write_report(self, conn: sqlite3.Connection, report: WorkerReport) -> None:
+        conn.execute(
+            "INSERT OR REPLACE INTO workers (worker_id, grp, member_id, at_ms, concurrency, busy, partitions, "
+            "running, stopping) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (report.worker_id, report.group, report.member_id, report.at_ms, report.concurrency, report.busy,
+             " ".join(report.partitions), len(report.running), int(report.stopping)))
+        conn.executemany(_UPSERT_RUNNING, [
+            (r.task_id, r.queue, r.task_type, report.worker_id, r.started_ms, r.attempt, report.at_ms, report.at_ms)
+            for r in report.running])
+
+    def publish_settled(self, settled: dict[tuple[str, int], Settled]) -> None:
+        conn = self._conn()
+        conn.executemany(
+            "INSERT OR REPLACE INTO settled (topic, part, committed, metadata, at_ms) VALUES (?, ?, ?, ?, ?)",
+            [(t, p, s.committed, s.metadata, s.at_ms) for (t, p), s in settled.items()])
+
+    def set_groups(self, groups: dict[str, list[str]]) -> None:
+        """The consumer groups found working each queue (the API's queue figures use them)."""
+        self._conn().executemany("INSERT OR REPLACE INTO groups (queue, names) VALUES (?, ?)",
+                                 [(q, " ".join(g)) for q, g in groups.items()])
+
+    def groups(self) -> dict[str, list[str]]:
+        return {q: n.split() for q, n in self._conn().execute("SELECT queue, names FROM groups")}
+
+    def accept(self, task_id: str, queue: str, task_type: str, at_ms: int, not_before: int | None = None,
+               tier: str | None = None) -> None:
+        """A task the API just produced: known (queued, or scheduled) before the ingest reads it back."""
+        self._conn().execute(
+            "INSERT INTO tasks (task_id, queue, task_type, accepted_ms, not_before, tier, touched_ms) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (task_id) DO NOTHING",
+            (task_id, queue, task_type, at_ms, not_before, tier, at_ms))
+
+    def trim(self, max_rows: int) -> int:
+        """Forget the least recently touched rows beyond `max_rows` (the view's memory bound)."""
+        conn = self._conn()
+        (count,) = conn.execute("SELECT count(*) FROM tasks").fetchone()
+        excess = count - max_rows
+        if excess <= 0:
+            return 0
+        conn.execute("DELETE FROM tasks WHERE task_id IN "
+                     "(SELECT task_id FROM tasks ORDER BY touched_ms LIMIT ?)", (excess,))
+        return int(excess)
+
+    # -- reads ---------------------------------------------------------------------------------------
+    def row(self, task_id: str) -> TaskRow | None:
+        found = self._conn().execute(_SELECT_ROW, (task_id,)).fetchone()
+        if found is None:
+            return None
+        row = TaskRow(*found)
+        row.in_tier = bool(row.in_tier)
+        return row
+
+    def settled(self, topic: str, partition: int) -> Settled | None:
+        found = self._conn().execute(
+            "SELECT committed, metadata, at_ms FROM settled WHERE topic = ? AND part = ?",
+            (topic, partition)).fetchone()
+        return None if found is None else Settled(found[0], found[1] or "", found[2] or 0)
+
+    def read_positions(self) -> dict[tuple[str, int], int]:
+        rows = self._conn().execute("SELECT topic, part, next_offset FROM read_positions").fetchall()
+        return {(t, p): o for t, p, o in rows}
+
+    def workers(self) -> list[dict[str, object]]:
+        rows = self._conn().execute(
+            "SELECT worker_id, grp, member_id, at_ms, concurrency, busy, partitions, running, stopping "
+            "FROM workers ORDER BY grp, worker_id").fetchall()
+        return [{"worker_id": w, "group": g, "member_id": m, "at_ms": at, "concurrency": c, "busy": b,
+                 "partitions": parts.split() if parts else [], "running": r, "stopping": bool(s)}
+                for w, g, m, at, c, b, parts, r, s in rows]
+
+    def count(self) -> int:
+        (n,) = self._conn().execute("SELECT count(*) FROM tasks").fetchone()
+        return int(n)
+
+    def task_ids(self, limit: int, queue: str | None = None) -> Iterable[str]:
+        sql = "SELECT task_id FROM tasks" + (" WHERE queue = ?" if queue else "") + " ORDER BY touched_ms DESC LIMIT ?"
+        args: tuple[object, ...] = (queue, limit) if queue else (limit,)
+        return [r[0] for r in self._conn().execute(sql, args)]

@@ -1,0 +1,241 @@
+"""The task lifecycle through a real broker, `kqueue api` (a subprocess) and a worker: every status a
+task can have, as the SDK, the REST API and the CLI report it; counted so that nothing is lost."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Producer
+
+from kqueue import App
+from kqueue.sdk.status_client import TaskNotFound
+from tests.apps.lifecycle import make_app
+from tests.support.api import ROOT, ApiProcess
+from tests.support.kafka import Kafka, unique
+from tests.support.worker import ThreadedWorker, wait_for
+
+TOKEN = "s3cret-token"
+FINISHED = ("completed", "failed", "cancelled")
+
+
+class Setup:
+    def __init__(self, app: App, api: ApiProcess, queue: str, db: Path) -> None:
+        self.app, self.api, self.queue, self.db = app, api, queue, db
+
+    def status(self, task_id: str) -> dict[str, Any]:
+        code, body = self.api.request("GET", f"/api/v1/tasks/{task_id}")
+        assert code == 200, (code, body)
+        return dict(body)
+
+    def post(self, body: dict[str, Any]) -> str:
+        code, answer = self.api.request("POST", "/api/v1/tasks", body)
+        assert code == 202, (code, answer)
+        assert answer["status"] == "queued"
+        return str(answer["task_id"])
+
+    def watch(self, task_id: str, until: tuple[str, ...] = FINISHED, timeout: float = 60) -> list[str]:
+        """The statuses seen while polling (every 50 ms) until one of `until`."""
+        seen: list[str] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.status(task_id)["status"]
+            if not seen or seen[-1] != status:
+                seen.append(status)
+            if status in until:
+                return seen
+            time.sleep(0.05)
+        raise AssertionError(f"{task_id} never reached {until}: saw {seen}")
+
+
+@pytest.fixture(scope="module")
+def setup(bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    queue = unique("life")
+    db = tmp_path_factory.mktemp("view") / "status.db"
+    app = make_app(queue, bootstrap)
+    saved = {k: os.environ.get(k) for k in ("KQUEUE_API_URL", "KQUEUE_API_TOKEN")}
+    api = ApiProcess(bootstrap, queue, db, token=TOKEN)
+    os.environ["KQUEUE_API_URL"], os.environ["KQUEUE_API_TOKEN"] = api.url, TOKEN
+    try:
+        with ThreadedWorker(app, group=unique("life-g"), concurrency=4):
+            yield Setup(app, api, queue, db)
+    finally:
+        api.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def test_a_task_is_known_from_the_moment_its_enqueue_returns(setup: Setup) -> None:
+    """A GET right after the POST answers (queued or later), never 404; so does app.status right
+    after an SDK enqueue that the API never saw (the view catches up before it answers a miss)."""
+    for n in range(10):
+        task_id = setup.post({"type": "add", "payload": {"a": n, "b": 1}})
+        assert setup.status(task_id)["status"] in ("queued", "processing", "completed")
+    add = setup.app.tasks[(setup.queue, "add")]
+    for n in range(10):
+        task_id = add.enqueue({"a": n, "b": 2})
+        assert setup.app.status(task_id).status in ("queued", "processing", "completed")
+    with pytest.raises(TaskNotFound):
+        setup.app.status("no-such-task")
+
+
+def test_each_status_a_task_goes_through(setup: Setup) -> None:
+    app, queue = setup.app, setup.queue
+    # completed, with the handler's return value (kept: keep_result=True)
+    added = app.tasks[(queue, "add")].enqueue({"a": 2, "b": 3})
+    done = app.wait(added, timeout=60)
+    assert (done.status, done.value, done.attempts) == ("completed", {"sum": 5}, 1)
+    assert done.finished_at is not None and done.enqueued_at is not None and done.finished_at >= done.enqueued_at
+    # retrying (with the tier and the next attempt's time), then completed on its third attempt
+    flaky = app.tasks[(queue, "flaky")].enqueue({"fail_attempts": 2})
+    seen = setup.watch(flaky)
+    assert "retrying" in seen and seen[-1] == "completed", seen
+    final = setup.status(flaky)
+    assert final["attempts"] == 3 and final["error"] is None
+    # failed: in the DLQ after its 2 attempts, with the last error
+    doomed = setup.post({"type": "doomed", "payload": {"n": 7}})
+    assert setup.watch(doomed)[-1] == "failed"
+    failed = setup.status(doomed)
+    assert failed["attempts"] == 2 and "doomed task 7" in failed["error"]
+    # processing: seen with its worker and start time while it runs (worker reports, once a second)
+    napping = setup.post({"type": "nap", "payload": {"seconds": 4}})
+    seen = setup.watch(napping, until=("processing",))
+    running = setup.status(napping)
+    assert running["worker"] and running["timestamps"]["started_at"] is not None
+    assert setup.watch(napping)[-1] == "completed"
+
+
+def test_scheduled_then_cancelled_and_cancel_answers(setup: Setup) -> None:
+    before = int(time.time() * 1000)
+    later = setup.post({"type": "add", "payload": {"a": 1, "b": 1}, "delay": 4})
+    scheduled = setup.status(later)
+    assert scheduled["status"] == "scheduled"
+    assert scheduled["tier"] in ("1s", "5s")
+    assert before + 3500 <= scheduled["timestamps"]["next_attempt_at"] <= int(time.time() * 1000) + 4500
+    code, answer = setup.api.request("DELETE", f"/api/v1/tasks/{later}")
+    assert (code, answer["status"], answer["cancel_requested"]) == (202, "cancelled", True)
+    assert setup.watch(later, timeout=60)[-1] == "cancelled"  # settled when its time came, never run
+    assert setup.status(later)["result"] is None
+    code, answer = setup.api.request("DELETE", f"/api/v1/tasks/{later}")
+    assert (code, answer["status"]) == (200, "cancelled")
+    finished = setup.post({"type": "add", "payload": {"a": 1, "b": 2}})
+    setup.watch(finished)
+    code, answer = setup.api.request("DELETE", f"/api/v1/tasks/{finished}")
+    assert code == 409 and answer["status"] == "completed" and answer["result"] == {"sum": 3}
+    code, answer = setup.api.request("DELETE", "/api/v1/tasks/never-enqueued")
+    assert code == 404 and "never-enqueued" in answer["detail"]
+
+
+def test_every_task_ends_in_one_final_status_and_results_match(setup: Setup) -> None:
+    tasks = setup.app.tasks
+    adds = {tasks[(setup.queue, "add")].enqueue({"a": n, "b": 10 * n}, key=f"k{n % 5}"): 11 * n for n in range(30)}
+    flaky = [tasks[(setup.queue, "flaky")].enqueue({"fail_attempts": 1}) for _ in range(10)]
+    doomed = [tasks[(setup.queue, "doomed")].enqueue({"n": n}) for n in range(10)]
+    finals = {task_id: setup.app.wait(task_id, timeout=90) for task_id in [*adds, *flaky, *doomed]}
+    counts = {s: sum(1 for f in finals.values() if f.status == s) for s in FINISHED}
+    assert counts == {"completed": 40, "failed": 10, "cancelled": 0}
+    assert all(finals[t].value == {"sum": total} for t, total in adds.items())
+    assert all(finals[t].attempts == 2 and finals[t].status == "completed" for t in flaky)
+    assert all(finals[t].status == "failed" for t in doomed)
+
+
+def test_bad_requests_get_clear_4xx_answers(setup: Setup) -> None:
+    api = setup.api
+    code, body = api.request("POST", "/api/v1/tasks", {"type": "send_email", "payload": {"to": 5}})
+    assert code == 422 and body["detail"][0]["loc"] == ["body", "payload", "to"]
+    code, body = api.request("POST", "/api/v1/tasks", {"type": "add", "payload": {}, "priority": "urgent"})
+    assert code == 422 and body["detail"][0]["loc"] == ["body", "priority"]
+    code, body = api.request("POST", "/api/v1/tasks", {"type": "no_such_type", "payload": {}})
+    assert code == 404 and "no_such_type" in body["detail"]
+    code, body = api.request("POST", "/api/v1/tasks", {"type": "add", "queue": "elsewhere", "payload": {}})
+    assert code == 404 and "elsewhere" in body["detail"]
+    code, body = api.request("POST", "/api/v1/tasks", raw=b'{"type": "add", "key": "\\ud800", "payload": {}}')
+    assert code == 422 and body["detail"][0]["loc"] == ["body", "key"]
+    code, body = api.request("POST", "/api/v1/tasks", raw=b"x" * (1024 * 1024 + 1))
+    assert code == 413
+    code, body = api.request("POST", "/api/v1/tasks", raw=b"{not json")
+    assert code == 422
+    code, body = api.request("GET", "/api/v1/queues/no-such-queue")
+    assert code == 404 and "no-such-queue" in body["detail"]
+    for method, path in [("GET", "/api/v1/queues"), ("GET", "/api/v1/tasks/x"), ("POST", "/api/v1/tasks"),
+                         ("GET", f"/api/v1/queues/{setup.queue}/dlq"), ("GET", "/api/v1/workers")]:
+        for token in ("", "wrong-token"):
+            code, _ = api.request(method, path, {"type": "add", "payload": {}}, token=token or "-")
+            assert code == 401, (method, path, token)
+
+
+def test_queues_and_dead_letters_with_replay(setup: Setup) -> None:
+    doomed = setup.post({"type": "doomed", "payload": {"n": 99}})
+    assert setup.watch(doomed)[-1] == "failed"
+    first_failure = setup.status(doomed)["timestamps"]["finished_at"]
+    code, queues = setup.api.request("GET", "/api/v1/queues")
+    assert code == 200
+    mine = next(q for q in queues if q["queue"] == setup.queue)
+    assert mine["dlq_records"] >= 1 and {lane["lane"] for lane in mine["lanes"]} >= {"high", "normal", "low"}
+    code, detail = setup.api.request("GET", f"/api/v1/queues/{setup.queue}")
+    # 3 lanes and 2 delay tiers of 3 partitions each; the worker's report names its partitions.
+    assert code == 200 and len(detail["partitions"]) == 15
+    assert detail["workers"] and f"{setup.queue}/0" in detail["workers"][0]["partitions"]
+    code, letters = setup.api.request("GET", f"/api/v1/queues/{setup.queue}/dlq")
+    assert code == 200 and any(letter["task_id"] == doomed and letter["pending"] for letter in letters)
+    code, letter = setup.api.request("GET", f"/api/v1/queues/{setup.queue}/dlq/{doomed}")
+    assert code == 200 and letter["payload"] == {"n": 99} and "doomed task 99" in letter["error"]
+    code, report = setup.api.request("POST", f"/api/v1/queues/{setup.queue}/dlq/replay", {"task_ids": [doomed]})
+    assert code == 200 and report["replayed"] == [doomed]
+    # Replayed: a fresh first attempt, which fails again (the handler always does): a newer failure.
+    wait_for(lambda: (setup.status(doomed)["timestamps"]["finished_at"] or 0) > first_failure, 60,
+             "the replayed task to fail again")
+    again = setup.status(doomed)
+    assert again["status"] == "failed" and again["attempts"] == 2
+
+
+def test_the_cli_shows_a_status(setup: Setup) -> None:
+    task_id = setup.post({"type": "add", "payload": {"a": 20, "b": 22}})
+    env = {**os.environ, "KQUEUE_API_URL": setup.api.url, "KQUEUE_API_TOKEN": TOKEN}
+    shown = subprocess.run([sys.executable, "-m", "kqueue", "status", task_id, "--wait", "60"],
+                           capture_output=True, text=True, env=env, cwd=ROOT, timeout=90, check=False)
+    assert shown.returncode == 0, shown.stderr
+    assert "completed" in shown.stdout and '{"sum":42}' in shown.stdout
+    missing = subprocess.run([sys.executable, "-m", "kqueue", "status", "no-such-id"], capture_output=True,
+                             text=True, env=env, cwd=ROOT, timeout=60, check=False)
+    assert missing.returncode == 1 and "no task 'no-such-id'" in missing.stderr
+    assert "Traceback" not in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_the_view_survives_a_restart_and_catches_up(setup: Setup, bootstrap: str) -> None:
+    before = setup.post({"type": "add", "payload": {"a": 1, "b": 1}})
+    setup.watch(before)
+    setup.api.stop()
+    try:
+        # While the API is down, tasks are enqueued and finish.
+        while_down = [setup.app.tasks[(setup.queue, "add")].enqueue({"a": n, "b": 0}) for n in range(5)]
+        doomed = setup.app.tasks[(setup.queue, "doomed")].enqueue({"n": 5})
+        setup.app.flush()
+        time.sleep(4)
+    finally:
+        setup.api = ApiProcess(bootstrap, setup.queue, setup.db, token=TOKEN)
+        os.environ["KQUEUE_API_URL"] = setup.api.url
+    assert setup.status(before)["status"] == "completed"
+    finals = {task_id: setup.app.wait(task_id, timeout=60) for task_id in [*while_down, doomed]}
+    assert [finals[t].value for t in while_down] == [{"sum": n} for n in range(5)]
+    assert finals[doomed].status == "failed"
+
+
+@pytest.mark.parametrize("kaput", [b"", b"\x00\x01not avro"])
+def test_a_bad_record_in_a_lane_does_not_stop_the_view(setup: Setup, kafka: Kafka, kaput: bytes) -> None:
+    """A record kqueue did not write (no headers, garbage value) is still a task to the view: the
+    worker dead-letters it, and the view keeps answering for the tasks after it."""
+    producer = Producer({"bootstrap.servers": kafka.bootstrap})
+    producer.produce(setup.queue, kaput, b"x")
+    assert producer.flush(30) == 0
+    after = setup.post({"type": "add", "payload": {"a": 3, "b": 4}})
+    assert setup.watch(after)[-1] == "completed"
