@@ -101,7 +101,8 @@ def read_queue_stats(bootstrap: str, queue: str, group: str, prefix: str = "", t
     main = names.main_topic(queue, prefix)
     if main not in topics:
         raise QueueNotFound(f"queue {queue!r} does not exist (no topic {main})")
-    mine = [t for t in topics if names.queue_of_topic(t, prefix) == queue and (t == main or t.startswith(f"{main}."))]
+    mine = [t for t in topics if names.queue_of_topic(t, prefix) == queue and (t == main or t.startswith(f"{main}."))
+            and not names.is_dedup_topic(t)]
     depths = topic_depths(bootstrap, mine, group, timeout)
     stats = summarize(queue, group, depths, _members(admin, group, timeout), prefix)
     if previous is not None and previous.dlq_end == stats.dlq_end:

@@ -23,6 +23,8 @@ H_CONTENT_TYPE: Final = "kq-content-type"
 H_TRACEPARENT: Final = "traceparent"
 H_TRACESTATE: Final = "tracestate"
 H_PAYLOAD_AT: Final = "kq-payload-at"  # on a dead letter by reference: topic/partition/offset of the payload
+H_UNIQUE_KEY: Final = "kq-unique-key"  # a unique task's key (core/dedup.py)
+H_UNIQUE_FOR: Final = "kq-unique-for"  # seconds its claim holds at most
 H_REPLAY_OF: Final = "kq-replay-of"  # set on a task put back on Q by `kqueue dlq replay`: the dead letter's position
 
 CONTENT_AVRO: Final = "avro"
@@ -59,6 +61,15 @@ def delay_topic(queue: str, tier: str, prefix: str = "") -> str:
 
 def dlq_topic(queue: str, prefix: str = "") -> str:
     return f"{main_topic(queue, prefix)}.dlq"
+
+
+def dedup_topic(queue: str, prefix: str = "") -> str:
+    """Claims of idempotency and unique keys (compacted; same partition number as the task)."""
+    return f"{main_topic(queue, prefix)}.dedup"
+
+
+def is_dedup_topic(topic: str) -> bool:
+    return topic.endswith(".dedup")
 
 
 def status_topic(prefix: str = "") -> str:

@@ -21,6 +21,8 @@ class RecordKind(enum.StrEnum):
     RE_TIER = "re-tier"  # a due tier record to a shorter tier
     CANCEL = "cancel"  # a tombstone for the cancel command in _kqueue.control: the task was cancelled
     RESULT = "result"  # a `completed` TaskEvent carrying the result of a task that keeps it
+    DUPLICATE = "duplicate"  # a `cancelled` TaskEvent: a unique task enqueued while another was unfinished
+    CLAIM = "claim"  # an idempotency or unique claim (or its release) in Q.dedup; rides with a settlement
 
 
 class Settlement(enum.StrEnum):
@@ -41,6 +43,7 @@ SETTLEMENT_OF_KIND = {
     RecordKind.RE_TIER: Settlement.RE_TIERED,
     RecordKind.CANCEL: Settlement.CANCELLED,
     RecordKind.RESULT: Settlement.COMPLETED,
+    RecordKind.DUPLICATE: Settlement.CANCELLED,
 }
 
 

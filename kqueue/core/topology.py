@@ -36,6 +36,10 @@ def queue_topics(queue: str, prefix: str = "", tiers: Sequence[str] = ()) -> lis
     return topics
 
 
+# Claims live as long as the longest window (core/dedup.MAX_WINDOW); the newest claim of a key is kept.
+DEDUP_TOPIC_CONFIG: tuple[tuple[str, str], ...] = (
+    ("cleanup.policy", "compact,delete"), ("retention.ms", str(7 * 24 * 3600 * 1000)))
+
 # A tier record's due time counts from when the broker appended it, so tiers use broker time.
 TIER_TOPIC_CONFIG: tuple[tuple[str, str], ...] = (("message.timestamp.type", "LogAppendTime"),)
 
@@ -49,6 +53,7 @@ def queue_topic_specs(
     for topic in queue_topics(queue, prefix, tiers):
         extra = TIER_TOPIC_CONFIG if names.tier_of_topic(topic) is not None else ()
         specs.append(TopicSpec(topic, partitions, rf, config + extra))
+    specs.append(TopicSpec(names.dedup_topic(queue, prefix), partitions, rf, config + DEDUP_TOPIC_CONFIG))
     return specs
 
 

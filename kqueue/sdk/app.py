@@ -13,6 +13,7 @@ from confluent_kafka import KafkaException
 
 from kqueue.core.codec import AvroSchema, SchemaStore
 from kqueue.core.control import ControlCommand
+from kqueue.core.dedup import DEFAULT_IDEMPOTENCY_WINDOW, MAX_WINDOW
 from kqueue.core.errors import DeliveryError
 from kqueue.core.headers import now_ms
 from kqueue.core.names import DEFAULT_DELAY_TIERS, control_topic
@@ -90,19 +91,25 @@ class App:
     def task(
         self, fn: None = None, *, queue: str = "default", name: str | None = None, max_attempts: int = 5,
         timeout: float | None = None, schema: str | Path | dict[str, Any] | None = None,
-        backoff: RetryPolicy | None = None, keep_result: bool = False,
+        backoff: RetryPolicy | None = None, keep_result: bool = False, unique_for: float | None = None,
+        idempotency_window: float = DEFAULT_IDEMPOTENCY_WINDOW,
     ) -> Callable[[Handler], TaskDef]: ...
 
     def task(
         self, fn: Handler | None = None, *, queue: str = "default", name: str | None = None,
         max_attempts: int = 5, timeout: float | None = None, schema: str | Path | dict[str, Any] | None = None,
-        backoff: RetryPolicy | None = None, keep_result: bool = False,
+        backoff: RetryPolicy | None = None, keep_result: bool = False, unique_for: float | None = None,
+        idempotency_window: float = DEFAULT_IDEMPOTENCY_WINDOW,
     ) -> TaskDef | Callable[[Handler], TaskDef]:
         """Register a handler as a task type: `@app.task(queue="email", schema="schemas/x.avsc")`.
 
         max_attempts counts the first run; `backoff` overrides the app's retry policy for this type;
         `timeout` (seconds) fails an attempt that runs longer; `keep_result` sends the handler's
         return value (JSON, up to RESULT_LIMIT bytes) to the status view: `app.status(id).result`.
+        `unique_for` (seconds) makes the type unique: a task enqueued while another of the same
+        unique key (default: the same payload) is unfinished is settled `cancelled` without running.
+        `idempotency_window` (seconds, default 24 h, at most 7 days): how long an idempotency key
+        is remembered.
         """
 
         def register(handler: Handler) -> TaskDef:
@@ -113,8 +120,12 @@ class App:
                 raise ValueError("max_attempts must be at least 1")
             if timeout is not None and timeout <= 0:
                 raise ValueError("timeout must be a positive number of seconds")
+            if unique_for is not None and not 0 < unique_for <= MAX_WINDOW:
+                raise ValueError(f"unique_for must be between 0 and {MAX_WINDOW:g} seconds")
+            if not 0 < idempotency_window <= MAX_WINDOW:
+                raise ValueError(f"idempotency_window must be between 0 and {MAX_WINDOW:g} seconds")
             definition = TaskDef(self, handler, queue, task_name, max_attempts, timeout, self._schema(schema),
-                                 backoff, keep_result)
+                                 backoff, keep_result, unique_for, idempotency_window)
             self.tasks[(queue, task_name)] = definition
             return definition
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from kqueue.core import names
 from kqueue.core.codec import AvroSchema, encode_avro, encode_json
+from kqueue.core.dedup import DEFAULT_IDEMPOTENCY_WINDOW, idempotent_task_id, payload_unique_key
 from kqueue.core.durations import to_seconds
 from kqueue.core.headers import HeaderList, fixed_task_headers, new_task_headers, now_ms
 from kqueue.core.ids import new_task_id
@@ -63,6 +64,8 @@ class TaskDef:
     schema: AvroSchema | None
     backoff: RetryPolicy | None = None
     keep_result: bool = False  # the handler's return value goes to the status view (JSON, capped)
+    unique_for: float | None = None  # seconds: no second task of the same unique key while one is unfinished
+    idempotency_window: float = DEFAULT_IDEMPOTENCY_WINDOW  # seconds an idempotency key is remembered
 
     def __post_init__(self) -> None:
         self.is_async = inspect.iscoroutinefunction(self.fn)
@@ -86,11 +89,29 @@ class TaskDef:
     def _record(
         self, value: bytes, key: str | bytes | None, priority: str, idempotency_key: str | None,
         headers: Mapping[str, str] | None, delay: Delay | None = None, run_at: datetime | None = None,
+        unique_key: str | None = None,
     ) -> tuple[str, str, bytes, bytes | None, list[tuple[str, bytes]]]:
         target = names.lane_topic(self.queue, priority, self.app.topic_prefix)
-        task_id = new_task_id()
+        if idempotency_key is not None:
+            if not idempotency_key:
+                raise ValueError("idempotency_key cannot be empty")
+            # Every enqueue of this key gets the same id, and by default the same partition, whose
+            # owner runs the first and settles the others (core/dedup.py).
+            task_id = idempotent_task_id(self.queue, self.name, idempotency_key)
+            if key is None:
+                key = idempotency_key
+        else:
+            task_id = new_task_id()
+        if unique_key is not None and self.unique_for is None:
+            raise ValueError(f"unique_key needs a task registered with unique_for= (task {self.name!r})")
         raw_key = key.encode() if isinstance(key, str) else key
         now = now_ms()
+        if self.unique_for is not None:
+            unique = unique_key if unique_key is not None else payload_unique_key(value)
+            extra = {**(headers or {}), names.H_UNIQUE_KEY: unique, names.H_UNIQUE_FOR: f"{self.unique_for:g}"}
+            headers = extra
+            if key is None:
+                raw_key = unique.encode()  # duplicates meet on one partition
         fixed = self._fixed_headers.get(priority)
         if fixed is None:
             fixed = self._fixed_headers[priority] = fixed_task_headers(
@@ -121,14 +142,17 @@ class TaskDef:
         headers: Mapping[str, str] | None = None,
         delay: Delay | None = None,
         run_at: datetime | None = None,
+        unique_key: str | None = None,
     ) -> str:
         """Queue one task; returns its id at once. Delivery failures surface on `app.flush()`.
 
         `delay` (seconds, timedelta or "90s") or `run_at` (an aware datetime) schedule it: it will not
-        start before then.
+        start before then. `idempotency_key`: every enqueue of the key within the type's window gets
+        the same id and the task runs once. `unique_key` (types with unique_for=; default: a hash of
+        the payload): a duplicate enqueued while one is unfinished is settled `cancelled`.
         """
         return self.send(self.encode(payload), key=key, priority=priority, idempotency_key=idempotency_key,
-                         headers=headers, delay=delay, run_at=run_at)
+                         headers=headers, delay=delay, run_at=run_at, unique_key=unique_key)
 
     def send(
         self,
@@ -140,10 +164,11 @@ class TaskDef:
         headers: Mapping[str, str] | None = None,
         delay: Delay | None = None,
         run_at: datetime | None = None,
+        unique_key: str | None = None,
     ) -> str:
         """Queue one task whose payload is already encoded (see `encode`)."""
         task_id, topic, value, raw_key, record_headers = self._record(
-            value, key, priority, idempotency_key, headers, delay, run_at
+            value, key, priority, idempotency_key, headers, delay, run_at, unique_key
         )
         self.app.ensure_queue(self.queue)
         self.app.producer.produce(topic, value, raw_key, record_headers)
@@ -159,10 +184,11 @@ class TaskDef:
         headers: Mapping[str, str] | None = None,
         delay: Delay | None = None,
         run_at: datetime | None = None,
+        unique_key: str | None = None,
     ) -> str:
         """Queue one task and wait (without blocking the event loop) until Kafka has it."""
         task_id, topic, value, raw_key, record_headers = self._record(
-            self.encode(payload), key, priority, idempotency_key, headers, delay, run_at
+            self.encode(payload), key, priority, idempotency_key, headers, delay, run_at, unique_key
         )
         await asyncio.to_thread(self.app.ensure_queue, self.queue)
         future = self.app.producer.produce_acknowledged(topic, value, raw_key, record_headers)

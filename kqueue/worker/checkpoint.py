@@ -34,6 +34,7 @@ class SettleCounts:
     delivered: int = 0  # due tier records moved to their target
     re_tiered: int = 0
     cancelled: int = 0
+    duplicates: int = 0  # tasks with an idempotency key already claimed: settled without running
 
     def add(self, outcome: Settlement, n: int = 1) -> None:
         name = outcome.name.lower()
@@ -99,6 +100,15 @@ class Checkpoint:
                 settled += 1
         self.counts.completed += settled
         return settled
+
+    def duplicate(self, item: WorkItem) -> None:
+        """Settle a tracked `item` that must not run (its idempotency key is claimed): done, like a
+        completion, but counted apart."""
+        owner = item.owner
+        if owner is not None and owner.live:
+            owner.watermark.settle(item.offset)
+            owner.completed_above.add(item.offset)
+            self.counts.duplicates += 1
 
     @staticmethod
     def done_before(item: WorkItem) -> bool:
@@ -174,7 +184,8 @@ class Checkpoint:
         for state, position, metadata in batch.moved:
             state.committed = position
             state.noted = metadata
-        kinds = Counter(records[0].kind for _, _, records in batch.released)
+        # A claim alone (a completed task's) counts nothing: the completion counted when it finished.
+        kinds = Counter(records[0].kind for _, _, records in batch.released if records[0].kind in SETTLEMENT_OF_KIND)
         for kind, n in kinds.items():
             self.counts.add(SETTLEMENT_OF_KIND[kind], n)
         return CommitResult(batch.offsets, len(batch.records()), time.monotonic() - batch.started)

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from kqueue.core.completed import decode as decode_completed
+from kqueue.core.dedup import Claim
 from kqueue.core.headers import now_ms
 from kqueue.core.names import control_topic, workers_topic
 from kqueue.core.records import SETTLEMENT_OF_KIND, TP, OutRecord, Settlement
@@ -25,15 +26,28 @@ from kqueue.worker.checkpoint import Checkpoint, CommitResult, SettleCounts
 from kqueue.worker.commit_health import CommitHealth
 from kqueue.worker.committer import BackgroundCommitter
 from kqueue.worker.decode import Decoder
+from kqueue.worker.dedup_gate import Admission, DedupGate, kafka_claim_loader
 from kqueue.worker.events import completed_event, settle_event
 from kqueue.worker.executor import Executor
 from kqueue.worker.options import Transport, WorkerOptions, WorkerStats, kafka_transport
 from kqueue.worker.partitions import PartitionTable, PauseReason
 from kqueue.worker.reporter import ReportSender
 from kqueue.worker.router import DelayRouter, is_tier_topic
-from kqueue.worker.routing import cancel_records, result_records, route_due, route_failure
+from kqueue.worker.routing import (
+    FINAL_KINDS,
+    cancel_records,
+    duplicate_records,
+    result_records,
+    route_due,
+    route_failure,
+)
 from kqueue.worker.runner import Runner
 from kqueue.worker.work import Failure, WorkItem
+
+
+def _no_claims(topic: str, partition: int) -> dict[str, Claim]:
+    return {}
+
 
 __all__ = ["Transport", "Worker", "WorkerOptions", "WorkerStats", "kafka_transport"]
 
@@ -120,6 +134,9 @@ class Worker:
                               track_running=self._reporter is not None)
         self._executor = Executor(opts.concurrency, self._runner)
         self._decoder = Decoder(app)
+        # Claims come from Q.dedup; a scripted transport (state-machine tests) starts with none.
+        loader = kafka_claim_loader(app.bootstrap_servers) if live_kafka else _no_claims
+        self._gate = DedupGate(app.topic_prefix, loader)
         self._router = DelayRouter(self._table, app.tiers, app.topic_prefix)
         topics = [] if opts.route_only else [t for q in self.queues for t in worker_topics(q, app.topic_prefix)]
         if opts.route_delays or opts.route_only:
@@ -206,14 +223,27 @@ class Worker:
             # Track in offset order (before anything can settle), then split by what to do.
             if not self._checkpoint.track(item):
                 continue  # partition no longer ours
-            if self._checkpoint.done_before(item):
+            done = self._checkpoint.done_before(item)
+            # Keyed tasks are admitted in log order, also those not run again (their claims count).
+            admission = self._gate.admit(item, now, done) if failure is None else None
+            if admission is not None and admission.claim is not None and item.owner is not None:
+                item.owner.hold_records(item.offset, [admission.claim])
+            if done:
                 self.stats.skipped += 1  # completed before a crash or hand-over: not run again
-                continue
-            if failure is None:
+            elif admission is not None and not admission.run:
+                self._settle_duplicate(item, admission, now)
+            elif failure is None:
                 runnable.append(item)
             else:
                 self._fail(item, failure, now)
         self._executor.submit(runnable)
+
+    def _settle_duplicate(self, item: WorkItem, admission: Admission, now: int) -> None:
+        holder = admission.holder.task_id if admission.holder is not None else "?"
+        if admission.unique:
+            self._route(item, duplicate_records(item, holder, self.app.topic_prefix, now))
+        else:
+            self._checkpoint.duplicate(item)  # same id as the task that ran: nothing to say about it
 
     def _settle(self) -> None:
         outcomes = self._executor.drain()
@@ -226,6 +256,10 @@ class Worker:
                 if item.task is not None and item.task.keep_result:
                     self._route(item, result_records(item, self.app.topic_prefix, now, self.worker_id))
                 else:
+                    if item.claim_key is not None and item.owner is not None:
+                        released = self._gate.release(item)  # a unique task is over: its key is free
+                        if released is not None:
+                            item.owner.hold_records(item.offset, [released])
                     done.append(item)
             elif not self._checkpoint.owns(item):
                 continue
@@ -242,6 +276,10 @@ class Worker:
         self._route(item, route_failure(item, failure, self.app.tiers, self.app.topic_prefix, now), failure)
 
     def _route(self, item: WorkItem, records: list[OutRecord], failure: Failure | None = None) -> None:
+        if item.claim_key is not None and records[0].kind in FINAL_KINDS:
+            released = self._gate.release(item)
+            if released is not None:
+                records = [*records, released]
         if self._checkpoint.route(item, records) and self._hooks.settle:
             self._emit_settled(item, SETTLEMENT_OF_KIND[records[0].kind], failure, now_ms(), records[0].topic)
 
@@ -410,6 +448,7 @@ class Worker:
 
     def _forget(self, partitions: Iterable[TP]) -> None:
         self._table.remove(partitions)
+        self._gate.forget(partitions)
         # Queued work of partitions no longer ours is dropped; running work finishes unheeded.
         self._executor.drop(lambda item: not self._checkpoint.owns(item))
 

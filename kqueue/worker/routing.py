@@ -96,6 +96,19 @@ def cancel_records(item: WorkItem, prefix: str, now_ms: int) -> list[OutRecord]:
     return [tombstone, status_record(event, prefix)]
 
 
+# Settlements after which a task is over (a unique task's key is released with them).
+FINAL_KINDS = frozenset({RecordKind.DEAD_LETTER, RecordKind.CANCEL, RecordKind.RESULT, RecordKind.DUPLICATE})
+
+
+def duplicate_records(item: WorkItem, holder_task_id: str, prefix: str, now_ms: int) -> list[OutRecord]:
+    """A unique task enqueued while another of its key was unfinished: its `cancelled` event,
+    naming the task it duplicates."""
+    task_type = item.task.name if item.task is not None else item.meta.task_type or ""
+    event = TaskEvent(item.task_id, item.queue, task_type, "cancelled", item.meta.attempt, now_ms,
+                      f"Duplicate: unique task {holder_task_id} with the same unique key is unfinished")
+    return [dataclasses.replace(status_record(event, prefix), kind=RecordKind.DUPLICATE)]
+
+
 RESULT_LIMIT = 8192  # bytes of JSON a task may keep as its result (the status view is not a blob store)
 
 

@@ -33,6 +33,7 @@ class WorkItem:
     started_at: float = 0.0  # time.time() when its handler started (set only when middleware listens)
     run_seconds: float | None = None
     result: Any = None  # the handler's return value, kept only for tasks with keep_result
+    claim_key: str | None = None  # a unique task's claim, released at its final settlement
     _headers: dict[str, str] | None = None
     _meta: TaskMeta | None = None
 

@@ -138,17 +138,19 @@ def test_queue_topics() -> None:
 
 def test_queue_topic_specs() -> None:
     specs = queue_topic_specs("email", partitions=6, brokers=3, tiers=("5s",))
-    assert [s.name for s in specs] == queue_topics("email", tiers=("5s",))
+    assert [s.name for s in specs] == [*queue_topics("email", tiers=("5s",)), "email.dedup"]
     assert all(s.partitions == 6 for s in specs)  # one count: a key keeps its partition number
     isr = ("min.insync.replicas", "2")
     assert all(s.replication == 3 for s in specs)
-    assert all(s.config == (isr,) for s in specs if ".delay." not in s.name)
+    assert all(s.config == (isr,) for s in specs if ".delay." not in s.name and ".dedup" not in s.name)
+    # claims: the newest per key, for as long as the longest window
+    assert specs[-1].config == (isr, ("cleanup.policy", "compact,delete"), ("retention.ms", str(7 * 24 * 3600 * 1000)))
     # tier records wait from when the broker appended them
     assert all(s.config == (isr, ("message.timestamp.type", "LogAppendTime")) for s in specs if ".delay." in s.name)
     single = queue_topic_specs("email", partitions=1, brokers=1, prefix="p.")
     assert single[0] == TopicSpec("p.email.high", 1, 1, ())
     explicit = queue_topic_specs("email", partitions=2, brokers=5, replication=2)
-    assert {(s.replication, s.config) for s in explicit} == {(2, ())}
+    assert {(s.replication, s.config) for s in explicit if ".dedup" not in s.name} == {(2, ())}
     assert TopicSpec("t", 1).replication == -1
 
 

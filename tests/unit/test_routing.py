@@ -14,10 +14,11 @@ from kqueue.core import names
 from kqueue.core.errors import Reject, Retry
 from kqueue.core.headers import HeaderList, delivered_headers, replay_headers, retry_headers
 from kqueue.core.ids import derived_task_id
+from kqueue.core.records import SETTLEMENT_OF_KIND, RecordKind, Settlement
 from kqueue.core.retry import RetryPolicy, Tiers
 from kqueue.core.status import TaskEvent
 from kqueue.sdk.task import TaskDef
-from kqueue.worker.routing import OutRecord, route_due, route_failure
+from kqueue.worker.routing import RESULT_LIMIT, OutRecord, result_records, route_due, route_failure
 from kqueue.worker.work import Failure, WorkItem
 
 NOW = 1_700_000_000_000
@@ -618,3 +619,23 @@ def test_the_cancel_watch_keeps_pending_cancels_until_their_tombstone() -> None:
     assert watch.pending == {"t-1"}
     watch._apply(b"t-1", None)
     assert watch.pending == set()
+
+
+@pytest.mark.parametrize(("value", "kept", "note"), [
+    ({"sum": 3, "tags": ["é"]}, '{"sum":3,"tags":["é"]}', None),
+    (None, "null", None),
+    ({1, 2}, None, "not JSON"),
+    ("x" * (RESULT_LIMIT + 1), None, f"over the {RESULT_LIMIT}-byte limit"),
+])
+def test_a_kept_result_is_one_completed_event_with_the_json_or_why_not(value: object, kept: str | None,
+                                                                       note: str | None) -> None:
+    item = make_item(task_headers(attempt=2), task=make_task())
+    item.result = value
+    (record,) = result_records(item, "p.", NOW, "worker-1")
+    assert record.kind is RecordKind.RESULT and SETTLEMENT_OF_KIND[record.kind] is Settlement.COMPLETED
+    assert record.topic == "p._kqueue.status" and record.key == b"task-1"
+    assert record.value is not None
+    event = TaskEvent.decode(record.value)
+    assert (event.status, event.attempt, event.worker, event.result, event.at_ms) == (
+        "completed", 2, "worker-1", kept, NOW)
+    assert (event.error is None) if note is None else (note in (event.error or ""))

@@ -1,0 +1,157 @@
+"""The worker's side of idempotency keys and unique tasks: admit each keyed task in log order.
+
+Claims of a queue's partition p live in `Q.dedup` partition p. The first time a worker meets a
+keyed task of a partition it owns, it reads that partition's claims (a compacted topic, so about
+one record per live key) and keeps them while it owns the partition; a new claim is written in the
+transaction that commits past its task (core/dedup.py says why that keeps crashes consistent).
+With the range assignor one member owns partition p of every lane, so one owner decides a key.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+
+from kqueue.core import names
+from kqueue.core.dedup import IDEMPOTENCY, UNIQUE, Claim, claim_key, decide
+from kqueue.core.records import TP, OutRecord, RecordKind
+from kqueue.transport.config import client_config
+from kqueue.worker.work import WorkItem
+
+log = logging.getLogger("kqueue.worker")
+LOAD_TIMEOUT = 30.0
+ClaimLoader = Callable[[str, int], dict[str, Claim]]  # (dedup topic, partition) -> claims by key
+
+_KEYED = (names.H_IDEMPOTENCY_KEY, names.H_UNIQUE_KEY)
+
+
+@dataclass(frozen=True)
+class Admission:
+    run: bool
+    claim: OutRecord | None = None  # a new claim to write when the commit passes the task
+    holder: Claim | None = None  # for a duplicate: the claim it collides with
+    unique: bool = False
+
+
+class DedupGate:
+    def __init__(self, prefix: str, loader: ClaimLoader) -> None:
+        self._prefix = prefix
+        self._loader = loader
+        self._books: dict[tuple[str, int], dict[str, Claim]] = {}  # (queue, partition) -> claims
+
+    @staticmethod
+    def keyed(item: WorkItem) -> bool:
+        """Does the record carry an idempotency or unique key? (A scan of its few header names.)"""
+        raw = item.raw_headers
+        if not raw:
+            return False
+        if isinstance(raw, Mapping):
+            return any(name in raw for name in _KEYED)
+        return any(name in _KEYED for name, _ in raw)
+
+    def admit(self, item: WorkItem, now_ms: int, finished: bool = False) -> Admission | None:
+        """None for a task without keys. `finished`: a previous owner completed it (kq1 metadata), so it
+        is not run, but an idempotency key it holds is still claimed."""
+        task = item.task
+        if task is None or not self.keyed(item):
+            return None
+        headers = item.headers
+        unique_key = headers.get(names.H_UNIQUE_KEY)
+        if unique_key is not None:
+            kind, key = UNIQUE, unique_key
+            span = _seconds(headers.get(names.H_UNIQUE_FOR), task.unique_for)
+        else:
+            kind, key = IDEMPOTENCY, headers.get(names.H_IDEMPOTENCY_KEY, "")
+            span = task.idempotency_window
+        if not key or (finished and kind == UNIQUE):
+            return None  # a finished unique task holds nothing any more
+        book = self._book(item.queue, item.partition)
+        ckey = claim_key(kind, task.name, key)
+        origin = headers.get(names.H_ORIGIN) or item.origin
+        decision = decide(book.get(ckey), origin, now_ms)
+        if decision.verdict == "duplicate":
+            return Admission(False, holder=decision.holder, unique=kind == UNIQUE)
+        if decision.verdict == "run":
+            item.claim_key = ckey if kind == UNIQUE else None  # its final settlement frees the key
+            return Admission(True, unique=kind == UNIQUE)
+        claim = Claim(kind, item.task_id, origin, now_ms, now_ms + int(span * 1000))
+        book[ckey] = claim
+        item.claim_key = ckey if kind == UNIQUE else None
+        record = OutRecord(RecordKind.CLAIM, names.dedup_topic(item.queue, self._prefix), claim.encode(),
+                           ckey.encode(), [], item.partition)
+        return Admission(True, claim=record, unique=kind == UNIQUE)
+
+    def release(self, item: WorkItem) -> OutRecord | None:
+        """A unique task's final settlement frees its key: the tombstone to write with it."""
+        ckey = item.claim_key
+        if ckey is None:
+            return None
+        item.claim_key = None
+        book = self._books.get((item.queue, item.partition))
+        if book is not None:
+            book.pop(ckey, None)
+        return OutRecord(RecordKind.CLAIM, names.dedup_topic(item.queue, self._prefix), None, ckey.encode(), [],
+                         item.partition)
+
+    def forget(self, partitions: Iterable[TP]) -> None:
+        """Partitions no longer ours: their next owner may claim meanwhile, so read afresh next time."""
+        for topic, partition in partitions:
+            self._books.pop((names.queue_of_topic(topic, self._prefix), partition), None)
+
+    def _book(self, queue: str, partition: int) -> dict[str, Claim]:
+        book = self._books.get((queue, partition))
+        if book is None:
+            book = self._books[(queue, partition)] = self._loader(names.dedup_topic(queue, self._prefix), partition)
+        return book
+
+
+def _seconds(text: str | None, fallback: float | None) -> float:
+    try:
+        value = float(text) if text is not None else None
+    except ValueError:
+        value = None
+    return value if value is not None and value > 0 else (fallback or 60.0)
+
+
+def kafka_claim_loader(bootstrap: str) -> ClaimLoader:
+    def load(topic: str, partition: int) -> dict[str, Claim]:
+        consumer = Consumer({
+            **client_config(bootstrap),
+            "group.id": f"_kqueue.claims.{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+        })
+        claims: dict[str, Claim] = {}
+        try:
+            tp = TopicPartition(topic, partition)
+            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            if high <= low:
+                return claims
+            consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING)])
+            deadline = time.monotonic() + LOAD_TIMEOUT
+            while time.monotonic() < deadline:
+                for msg in consumer.consume(1000, timeout=0.2):
+                    error = msg.error()
+                    if error is not None:
+                        if error.code() == KafkaError._PARTITION_EOF:
+                            return claims
+                        continue
+                    key, value = (msg.key() or b"").decode(), msg.value()
+                    if value is None:
+                        claims.pop(key, None)
+                    else:
+                        try:
+                            claims[key] = Claim.decode(value)
+                        except (ValueError, KeyError, TypeError):
+                            log.warning("ignoring an unreadable claim in %s/%d", topic, partition)
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, f"reading the claims of {topic}/{partition}"))
+        finally:
+            consumer.close()
+
+    return load
