@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from kqueue.control import dlq
@@ -11,8 +12,10 @@ from kqueue.core import names
 from kqueue.core.codec import decode_payload
 from kqueue.core.errors import DecodeError
 from kqueue.sdk.app import App
-from kqueue.transport.inspect import topic_depths
-from kqueue.view.store import StatusStore
+from kqueue.transport.inspect import read_record_at, topic_depths
+from kqueue.view.store import DeadLetterRow, StatusStore
+
+SUMMARY_TTL = 1.0  # seconds a queue's figures are served again before Kafka is asked anew
 
 
 class UnknownQueue(LookupError):
@@ -25,6 +28,7 @@ class QueueService:
         self.store = store
         self.group = group
         self._previous: dict[str, QueueStats] = {}
+        self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
         self._lock = threading.Lock()
 
     def _check(self, queue: str) -> None:
@@ -39,7 +43,16 @@ class QueueService:
         return found[0] if found else f"{names.main_topic(queue, self.app.topic_prefix)}.workers"
 
     def summary(self, queue: str) -> dict[str, Any]:
+        """The queue's figures, read from Kafka at most once a second (pages poll them)."""
         self._check(queue)
+        cached = self._cache.get(queue)
+        if cached is not None and time.monotonic() - cached[0] < SUMMARY_TTL:
+            return cached[1]
+        out = self._read_summary(queue)
+        self._cache[queue] = (time.monotonic(), out)
+        return out
+
+    def _read_summary(self, queue: str) -> dict[str, Any]:
         group = self.group_of(queue)
         try:
             stats = read_queue_stats(self.app.bootstrap_servers, queue, group, self.app.topic_prefix,
@@ -56,7 +69,7 @@ class QueueService:
         return out
 
     def detail(self, queue: str) -> dict[str, Any]:
-        out = self.summary(queue)
+        out = dict(self.summary(queue))
         lanes = [lane["topic"] for lane in out["lanes"]]
         depths = topic_depths(self.app.bootstrap_servers, lanes, out["group"]) if lanes else []
         out["partitions"] = [{"topic": d.topic, "partition": d.partition, "records": d.records, "lag": d.lag}
@@ -64,23 +77,25 @@ class QueueService:
         out["workers"] = [w for w in self.store.workers() if w["group"] == out["group"]]
         return out
 
-    # -- dead letters --------------------------------------------------------------------------------
+    # -- dead letters (listed from the status view; a payload read from Kafka when shown) ---------------
     def dead_letters(self, queue: str, limit: int) -> list[dict[str, Any]]:
         self._check(queue)
-        pending = {letter.position for letter in dlq.pending_dead_letters(self.app.bootstrap_servers, queue,
-                                                                          self.app.topic_prefix)}
-        letters = dlq.dead_letters(self.app.bootstrap_servers, queue, self.app.topic_prefix)
-        letters.sort(key=lambda letter: letter.failed_at, reverse=True)
-        return [_letter_json(letter, letter.position in pending) for letter in letters[:limit]]
+        topic = names.dlq_topic(queue, self.app.topic_prefix)
+        return [_row_json(row, pending, topic) for row, pending in self.store.dead_letters(queue, limit)]
 
     def dead_letter(self, queue: str, task_id: str) -> dict[str, Any]:
         self._check(queue)
-        letters = [letter for letter in dlq.dead_letters(self.app.bootstrap_servers, queue, self.app.topic_prefix)
-                   if letter.task_id == task_id]
-        if not letters:
+        rows = [(row, pending) for row, pending in self.store.dead_letters(queue, 100_000) if row.task_id == task_id]
+        if not rows:
             raise LookupError(f"no dead letter of task {task_id!r} in queue {queue!r}")
-        letter = max(letters, key=lambda one: one.offset)
-        out = _letter_json(letter, True)
+        row, pending = rows[0]  # the newest
+        topic = names.dlq_topic(queue, self.app.topic_prefix)
+        out = _row_json(row, pending, topic)
+        msg = read_record_at(self.app.bootstrap_servers, topic, row.partition, row.offset)
+        if msg is None:
+            out["payload"], out["headers"] = None, {}
+            return out
+        letter = dlq.DeadLetter.from_message(msg)
         payload = dlq.payload_of(self.app.bootstrap_servers, letter)
         out["payload"] = None if payload is None else self._readable(queue, letter, payload.value)
         out["headers"] = dict(letter.headers)
@@ -104,7 +119,6 @@ class QueueService:
                 "missing": [letter.task_id for letter in report.missing]}
 
 
-def _letter_json(letter: dlq.DeadLetter, pending: bool) -> dict[str, Any]:
-    return {"task_id": letter.task_id, "type": letter.task_type, "attempts": letter.attempts,
-            "failed_at": letter.failed_at, "error": letter.error, "position": letter.position,
-            "pending": pending}
+def _row_json(row: DeadLetterRow, pending: bool, topic: str) -> dict[str, Any]:
+    return {"task_id": row.task_id, "type": row.task_type, "attempts": row.attempts, "failed_at": row.failed_at,
+            "error": row.error, "position": f"{topic}/{row.partition}/{row.offset}", "pending": pending}

@@ -45,9 +45,11 @@ def list_queues(ctx: typer.Context) -> None:
     table = Table(title="queues")
     for column in ("queue", "partitions", "records", "dlq records"):
         table.add_column(column, justify="right" if column != "queue" else "left")
+    per_queue = {queue: [t for t in queue_topics(queue, opts.topic_prefix) if t in topics] for queue in queues}
+    everything = topic_depths(bootstrap, [t for names in per_queue.values() for t in names])  # one client for all
     for queue in queues:
-        names = [t for t in queue_topics(queue, opts.topic_prefix) if t in topics]
-        depths = topic_depths(bootstrap, names)
+        names = per_queue[queue]
+        depths = [d for d in everything if d.topic in names]
         dlq = sum(d.records for d in depths if d.topic.endswith(".dlq"))
         main = sum(d.records for d in depths if not d.topic.endswith(".dlq"))
         table.add_row(queue, str(topics.get(names[0], 0)) if names else "-", str(main), str(dlq))

@@ -192,6 +192,10 @@ def replay(bootstrap: str, queue: str, ids: Iterable[str] = (), task_type: str |
         if on_selected is not None:
             on_selected(report.replayed)
         return report
+    if not ids and task_type is None and not everything:
+        return ReplayReport([], [])
+    if not everything and not select(dead_letters(bootstrap, queue, prefix), ids, task_type):
+        return ReplayReport([], [])  # nothing matches: no need to fence anyone
     # Fence before reading: a run still open is aborted (its commit fails), and a run that committed
     # earlier has its `queued` events visible to the read_committed read below.
     writer = FencedWriter(bootstrap, replay_transactional_id(queue, prefix))

@@ -22,6 +22,7 @@ class RecordKind(enum.StrEnum):
     CANCEL = "cancel"  # a tombstone for the cancel command in _kqueue.control: the task was cancelled
     RESULT = "result"  # a `completed` TaskEvent carrying the result of a task that keeps it
     DUPLICATE = "duplicate"  # a `cancelled` TaskEvent: a unique task enqueued while another was unfinished
+    CONTROL = "control"  # a tombstone retiring a cancel that came too late (the task completed); counts nothing
     CLAIM = "claim"  # an idempotency or unique claim (or its release) in Q.dedup; rides with a settlement
 
 

@@ -92,14 +92,14 @@ class App:
         self, fn: None = None, *, queue: str = "default", name: str | None = None, max_attempts: int = 5,
         timeout: float | None = None, schema: str | Path | dict[str, Any] | None = None,
         backoff: RetryPolicy | None = None, keep_result: bool = False, unique_for: float | None = None,
-        idempotency_window: float = DEFAULT_IDEMPOTENCY_WINDOW,
+        idempotency_window: float = DEFAULT_IDEMPOTENCY_WINDOW, interruptible: bool = False,
     ) -> Callable[[Handler], TaskDef]: ...
 
     def task(
         self, fn: Handler | None = None, *, queue: str = "default", name: str | None = None,
         max_attempts: int = 5, timeout: float | None = None, schema: str | Path | dict[str, Any] | None = None,
         backoff: RetryPolicy | None = None, keep_result: bool = False, unique_for: float | None = None,
-        idempotency_window: float = DEFAULT_IDEMPOTENCY_WINDOW,
+        idempotency_window: float = DEFAULT_IDEMPOTENCY_WINDOW, interruptible: bool = False,
     ) -> TaskDef | Callable[[Handler], TaskDef]:
         """Register a handler as a task type: `@app.task(queue="email", schema="schemas/x.avsc")`.
 
@@ -109,7 +109,8 @@ class App:
         `unique_for` (seconds) makes the type unique: a task enqueued while another of the same
         unique key (default: the same payload) is unfinished is settled `cancelled` without running.
         `idempotency_window` (seconds, default 24 h, at most 7 days): how long an idempotency key
-        is remembered.
+        is remembered. `interruptible` (async handlers): a cancel while it runs cancels its coroutine;
+        any other handler sees `ctx.cancelled` and may stop early.
         """
 
         def register(handler: Handler) -> TaskDef:
@@ -125,7 +126,9 @@ class App:
             if not 0 < idempotency_window <= MAX_WINDOW:
                 raise ValueError(f"idempotency_window must be between 0 and {MAX_WINDOW:g} seconds")
             definition = TaskDef(self, handler, queue, task_name, max_attempts, timeout, self._schema(schema),
-                                 backoff, keep_result, unique_for, idempotency_window)
+                                 backoff, keep_result, unique_for, idempotency_window, interruptible)
+            if interruptible and not definition.is_async:
+                raise ValueError("interruptible=True needs an async handler (a thread cannot be stopped)")
             self.tasks[(queue, task_name)] = definition
             return definition
 

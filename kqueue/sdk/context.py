@@ -18,3 +18,11 @@ class TaskContext:
     offset: int
     enqueued_at: int | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    # The worker's pending cancels (filled by another thread); empty outside a worker.
+    cancels: frozenset[str] | set[str] = field(default=frozenset(), repr=False, compare=False)
+
+    @property
+    def cancelled(self) -> bool:
+        """A cancel for this task arrived while it runs: stop early if you can (raising is fine: a
+        task with a pending cancel is settled `cancelled`, never retried)."""
+        return self.task_id in self.cancels

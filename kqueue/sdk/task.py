@@ -66,6 +66,7 @@ class TaskDef:
     keep_result: bool = False  # the handler's return value goes to the status view (JSON, capped)
     unique_for: float | None = None  # seconds: no second task of the same unique key while one is unfinished
     idempotency_window: float = DEFAULT_IDEMPOTENCY_WINDOW  # seconds an idempotency key is remembered
+    interruptible: bool = False  # async only: a cancel while it runs cancels the handler's coroutine
 
     def __post_init__(self) -> None:
         self.is_async = inspect.iscoroutinefunction(self.fn)

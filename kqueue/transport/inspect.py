@@ -65,6 +65,8 @@ def read_records(bootstrap: str, topics: list[str], timeout: float = 10.0) -> li
         # The end is where the broker says it is: a transaction's commit marker takes the last
         # offset and is never delivered, so counting offsets up to the high watermark would hang.
         "enable.partition.eof": True,
+        # Reading to the end of a small topic: do not let the broker sit on each fetch for 500 ms.
+        "fetch.wait.max.ms": 10,
     })
     try:
         depths = [d for d in topic_depths(bootstrap, topics, timeout=timeout) if d.records > 0]

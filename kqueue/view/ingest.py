@@ -35,7 +35,7 @@ from kqueue.core.topology import queue_topics, worker_topics
 from kqueue.transport.admin import make_admin
 from kqueue.transport.config import client_config
 from kqueue.view.derive import Settled
-from kqueue.view.reading import PendingFence, lowest_commits, position_of
+from kqueue.view.reading import PendingFence, dead_letter_of, lowest_commits, position_of
 from kqueue.view.store import IngestBatch, StatusStore
 
 log = logging.getLogger("kqueue.view")
@@ -131,7 +131,10 @@ class Ingest:
             elif topic == self._workers:
                 if value is not None:
                     batch.reports.append(WorkerReport.decode(value))
-            elif not topic.endswith(".dlq"):
+            elif topic.endswith(".dlq"):
+                batch.dead_letters.append(dead_letter_of(topic, partition, offset, header_map(msg.headers()),
+                                                         self.prefix))
+            else:
                 batch.positions.append(position_of(topic, partition, offset, msg.timestamp()[1],
                                                    header_map(msg.headers()), self.prefix))
         except Exception as exc:  # one bad record must not stop the view
@@ -148,7 +151,7 @@ class Ingest:
         except KafkaException as exc:
             log.warning("status view cannot list topics: %s", exc)
             return
-        wanted = [t for q in self.queues for t in queue_topics(q, self.prefix, self.tiers) if not t.endswith(".dlq")]
+        wanted = [t for q in self.queues for t in queue_topics(q, self.prefix, self.tiers)]
         wanted += [self._status, self._control, self._workers]
         new = [TopicPartition(t, p, self._read.get((t, p), OFFSET_BEGINNING))
                for t in wanted if t in meta.topics for p in meta.topics[t].partitions

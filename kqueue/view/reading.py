@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from kqueue.core import names
 from kqueue.core.ids import derived_task_id
 from kqueue.view.derive import Settled
-from kqueue.view.store import Position
+from kqueue.view.store import DeadLetterRow, Position
 
 
 def _int(values: Mapping[str, str], name: str) -> int | None:
@@ -47,6 +47,16 @@ def position_of(topic: str, partition: int, offset: int, timestamp_ms: int, head
         enqueued_ms=_int(headers, names.H_ENQUEUED_AT), max_attempts=_int(headers, names.H_MAX_ATTEMPTS),
         error=error,
     )
+
+
+def dead_letter_of(topic: str, partition: int, offset: int, headers: Mapping[str, str],
+                   prefix: str = "") -> DeadLetterRow:
+    error_type, message = headers.get(names.H_ERROR_TYPE, ""), headers.get(names.H_ERROR_MESSAGE, "")
+    return DeadLetterRow(
+        queue=names.queue_of_topic(topic, prefix), partition=partition, offset=offset,
+        task_id=headers.get(names.H_ID) or f"{topic}/{partition}/{offset}", task_type=headers.get(names.H_TYPE, ""),
+        attempts=max(1, _int(headers, names.H_ATTEMPT) or 1), failed_at=_int(headers, names.H_FAILED_AT) or 0,
+        error=f"{error_type}: {message}" if error_type else message)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,9 @@ CREATE TABLE IF NOT EXISTS read_positions (topic TEXT, part INTEGER, next_offset
     PRIMARY KEY (topic, part));
 CREATE TABLE IF NOT EXISTS settled (topic TEXT, part INTEGER, committed INTEGER, metadata TEXT, at_ms INTEGER,
     PRIMARY KEY (topic, part));
+CREATE TABLE IF NOT EXISTS dead_letters (queue TEXT, part INTEGER, off INTEGER, task_id TEXT, task_type TEXT,
+    attempts INTEGER, failed_at INTEGER, error TEXT, PRIMARY KEY (queue, part, off));
+CREATE INDEX IF NOT EXISTS dead_letters_failed ON dead_letters (queue, failed_at);
 CREATE TABLE IF NOT EXISTS groups (queue TEXT PRIMARY KEY, names TEXT);
 CREATE TABLE IF NOT EXISTS workers (worker_id TEXT PRIMARY KEY, grp TEXT, member_id TEXT, at_ms INTEGER,
     concurrency INTEGER, busy INTEGER, partitions TEXT, running INTEGER, stopping INTEGER);
@@ -99,6 +102,20 @@ class Position:
     error: str | None
 
 
+@dataclass(frozen=True)
+class DeadLetterRow:
+    """A dead letter as the view lists it (headers only; the payload stays in Kafka)."""
+
+    queue: str
+    partition: int
+    offset: int
+    task_id: str
+    task_type: str
+    attempts: int
+    failed_at: int
+    error: str
+
+
 @dataclass
 class IngestBatch:
     """What one ingest pass read; written in one transaction with the read positions."""
@@ -107,10 +124,12 @@ class IngestBatch:
     events: list[TaskEvent] = field(default_factory=list)
     reports: list[WorkerReport] = field(default_factory=list)
     cancels: list[tuple[str, int]] = field(default_factory=list)  # (task id, requested at)
+    dead_letters: list[DeadLetterRow] = field(default_factory=list)
     read_positions: dict[tuple[str, int], int] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
-        return bool(self.positions or self.events or self.reports or self.cancels or self.read_positions)
+        return bool(self.positions or self.events or self.reports or self.cancels or self.read_positions
+                    or self.dead_letters)
 
 
 class StatusStore:
@@ -155,6 +174,11 @@ class StatusStore:
                 "INSERT INTO tasks (task_id, cancel_ms, touched_ms) VALUES (?, ?, ?) "
                 "ON CONFLICT (task_id) DO UPDATE SET cancel_ms = excluded.cancel_ms",
                 [(task_id, at, now_ms) for task_id, at in batch.cancels])
+            conn.executemany(
+                "INSERT OR REPLACE INTO dead_letters (queue, part, off, task_id, task_type, attempts, failed_at, "
+                "error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(d.queue, d.partition, d.offset, d.task_id, d.task_type, d.attempts, d.failed_at, d.error)
+                 for d in batch.dead_letters])
             conn.executemany(
                 "INSERT OR REPLACE INTO read_positions (topic, part, next_offset) VALUES (?, ?, ?)",
                 [(t, p, o) for (t, p), o in batch.read_positions.items()])
@@ -232,6 +256,15 @@ class StatusStore:
         return [{"worker_id": w, "group": g, "member_id": m, "at_ms": at, "concurrency": c, "busy": b,
                  "partitions": parts.split() if parts else [], "running": r, "stopping": bool(s)}
                 for w, g, m, at, c, b, parts, r, s in rows]
+
+    def dead_letters(self, queue: str, limit: int) -> list[tuple[DeadLetterRow, bool]]:
+        """The newest dead letters of a queue, each with whether it is still pending (not replayed:
+        the task's newest event is the `failed` one written with this letter, or none is known)."""
+        rows = self._conn().execute(
+            "SELECT d.queue, d.part, d.off, d.task_id, d.task_type, d.attempts, d.failed_at, d.error, t.event, "
+            "t.event_ms FROM dead_letters d LEFT JOIN tasks t ON t.task_id = d.task_id WHERE d.queue = ? "
+            "ORDER BY d.failed_at DESC LIMIT ?", (queue, limit)).fetchall()
+        return [(DeadLetterRow(*r[:8]), r[8] is None or (r[8] == "failed" and r[9] == r[6])) for r in rows]
 
     def count(self) -> int:
         (n,) = self._conn().execute("SELECT count(*) FROM tasks").fetchone()

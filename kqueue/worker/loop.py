@@ -14,7 +14,7 @@ from kqueue.core.completed import decode as decode_completed
 from kqueue.core.dedup import Claim
 from kqueue.core.headers import now_ms
 from kqueue.core.names import control_topic, workers_topic
-from kqueue.core.records import SETTLEMENT_OF_KIND, TP, OutRecord, Settlement
+from kqueue.core.records import TP
 from kqueue.core.topology import tier_topics, worker_topics
 from kqueue.sdk.app import App
 from kqueue.sdk.middleware import CommitEvent, PartitionEvent, TickEvent
@@ -26,23 +26,14 @@ from kqueue.worker.checkpoint import Checkpoint, CommitResult, SettleCounts
 from kqueue.worker.commit_health import CommitHealth
 from kqueue.worker.committer import BackgroundCommitter
 from kqueue.worker.decode import Decoder
-from kqueue.worker.dedup_gate import Admission, DedupGate, kafka_claim_loader
-from kqueue.worker.events import completed_event, settle_event
+from kqueue.worker.dedup_gate import DedupGate, kafka_claim_loader
 from kqueue.worker.executor import Executor
 from kqueue.worker.options import Transport, WorkerOptions, WorkerStats, kafka_transport
+from kqueue.worker.outcomes import Outcomes
 from kqueue.worker.partitions import PartitionTable, PauseReason
 from kqueue.worker.reporter import ReportSender
 from kqueue.worker.router import DelayRouter, is_tier_topic
-from kqueue.worker.routing import (
-    FINAL_KINDS,
-    cancel_records,
-    duplicate_records,
-    result_records,
-    route_due,
-    route_failure,
-)
 from kqueue.worker.runner import Runner
-from kqueue.worker.work import Failure, WorkItem
 
 
 def _no_claims(topic: str, partition: int) -> dict[str, Claim]:
@@ -137,6 +128,8 @@ class Worker:
         # Claims come from Q.dedup; a scripted transport (state-machine tests) starts with none.
         loader = kafka_claim_loader(app.bootstrap_servers) if live_kafka else _no_claims
         self._gate = DedupGate(app.topic_prefix, loader)
+        self._outcomes = Outcomes(app, self._checkpoint, self._gate, self._hooks, self.worker_id,
+                                  self._cancels.pending if self._cancels is not None else None)
         self._router = DelayRouter(self._table, app.tiers, app.topic_prefix)
         topics = [] if opts.route_only else [t for q in self.queues for t in worker_topics(q, app.topic_prefix)]
         if opts.route_delays or opts.route_only:
@@ -215,81 +208,19 @@ class Worker:
         self.stats.polled += len(tasks)
         now = now_ms()
         if tier_records:
-            for item in self._router.due_items(tier_records, now):
-                if self._checkpoint.track(item):
-                    self._route(item, route_due(item, self.app.tiers, self.app.topic_prefix, now))
-        runnable: list[WorkItem] = []
-        for item, failure in self._decoder.decode_batch(tasks):
-            # Track in offset order (before anything can settle), then split by what to do.
-            if not self._checkpoint.track(item):
-                continue  # partition no longer ours
-            done = self._checkpoint.done_before(item)
-            # Keyed tasks are admitted in log order, also those not run again (their claims count).
-            admission = self._gate.admit(item, now, done) if failure is None else None
-            if admission is not None and admission.claim is not None and item.owner is not None:
-                item.owner.hold_records(item.offset, [admission.claim])
-            if done:
-                self.stats.skipped += 1  # completed before a crash or hand-over: not run again
-            elif admission is not None and not admission.run:
-                self._settle_duplicate(item, admission, now)
-            elif failure is None:
-                runnable.append(item)
-            else:
-                self._fail(item, failure, now)
+            self._outcomes.due(self._router.due_items(tier_records, now), now)
+        runnable, skipped = self._outcomes.admit(self._decoder.decode_batch(tasks), now)
+        self.stats.skipped += skipped
         self._executor.submit(runnable)
-
-    def _settle_duplicate(self, item: WorkItem, admission: Admission, now: int) -> None:
-        holder = admission.holder.task_id if admission.holder is not None else "?"
-        if admission.unique:
-            self._route(item, duplicate_records(item, holder, self.app.topic_prefix, now))
-        else:
-            self._checkpoint.duplicate(item)  # same id as the task that ran: nothing to say about it
 
     def _settle(self) -> None:
         outcomes = self._executor.drain()
-        if not outcomes:
-            return
-        now = now_ms()
-        done = []
-        for item, failure in outcomes:
-            if failure is None:
-                if item.task is not None and item.task.keep_result:
-                    self._route(item, result_records(item, self.app.topic_prefix, now, self.worker_id))
-                else:
-                    if item.claim_key is not None and item.owner is not None:
-                        released = self._gate.release(item)  # a unique task is over: its key is free
-                        if released is not None:
-                            item.owner.hold_records(item.offset, [released])
-                    done.append(item)
-            elif not self._checkpoint.owns(item):
-                continue
-            elif failure.cancelled:
-                self._route(item, cancel_records(item, self.app.topic_prefix, now), failure)
-            else:
-                self._fail(item, failure, now)
-        if self._hooks.settle:
-            done = [item for item in done if self._checkpoint.owns(item)]
-            self._hooks.emit_each(self._hooks.settle, [completed_event(item, now) for item in done])
-        self._checkpoint.completed(done)
-
-    def _fail(self, item: WorkItem, failure: Failure, now: int) -> None:
-        self._route(item, route_failure(item, failure, self.app.tiers, self.app.topic_prefix, now), failure)
-
-    def _route(self, item: WorkItem, records: list[OutRecord], failure: Failure | None = None) -> None:
-        if item.claim_key is not None and records[0].kind in FINAL_KINDS:
-            released = self._gate.release(item)
-            if released is not None:
-                records = [*records, released]
-        if self._checkpoint.route(item, records) and self._hooks.settle:
-            self._emit_settled(item, SETTLEMENT_OF_KIND[records[0].kind], failure, now_ms(), records[0].topic)
-
-    def _emit_settled(self, item: WorkItem, outcome: Settlement, failure: Failure | None, now: int,
-                      destination: str | None = None) -> None:
-        self._hooks.emit(self._hooks.settle, settle_event(item, outcome, failure, now, destination))
+        if outcomes:
+            self._outcomes.finished(outcomes, now_ms())
 
     def _tick(self) -> None:
         """About once a second, tell on_tick listeners (health, gauges) what the worker holds."""
-        if not self._hooks.tick and self._reporter is None:
+        if not self._hooks.tick and self._reporter is None and self._cancels is None:
             return
         now = time.monotonic()
         if now < self._next_tick:
@@ -300,6 +231,8 @@ class Worker:
             self._hooks.emit(self._hooks.tick, event)
         if self._reporter is not None:
             self._reporter.send(event, self._runner.running)
+        if self._cancels is not None and self._cancels.pending:
+            self._runner.interrupt(self._cancels.pending)
 
     def _tick_event(self) -> TickEvent:
         # A commit stuck in flight counts as failing from its start (it is given up only after 12 s).

@@ -89,6 +89,11 @@ def route_due(item: WorkItem, tiers: Tiers, prefix: str, now_ms: int,
     return _fitted(record, item, prefix, now_ms, limit)
 
 
+def retire_cancel(item: WorkItem, prefix: str) -> OutRecord:
+    """The tombstone for a cancel that came too late: the task completed anyway."""
+    return OutRecord(RecordKind.CONTROL, names.control_topic(prefix), None, item.task_id.encode(), [], None)
+
+
 def cancel_records(item: WorkItem, prefix: str, now_ms: int) -> list[OutRecord]:
     """A cancelled task: the tombstone that retires its cancel command, and its `cancelled` event."""
     tombstone = OutRecord(RecordKind.CANCEL, names.control_topic(prefix), None, item.task_id.encode(), [], None)

@@ -6,7 +6,7 @@ import asyncio
 import contextvars
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from kqueue.sdk.context import TaskContext
@@ -14,14 +14,14 @@ from kqueue.sdk.middleware import Hooks
 from kqueue.worker.work import Failure, WorkItem
 
 
-def task_context(item: WorkItem) -> TaskContext:
+def task_context(item: WorkItem, cancels: set[str] | frozenset[str] = frozenset()) -> TaskContext:
     task = item.task
     assert task is not None
     return TaskContext(
         task_id=item.task_id, task_type=task.name, queue=item.queue, key=item.key,
         attempt=item.meta.attempt, max_attempts=item.meta.max_attempts or task.max_attempts,
         topic=item.topic, partition=item.partition, offset=item.offset,
-        enqueued_at=item.meta.enqueued_at, headers=item.headers,
+        enqueued_at=item.meta.enqueued_at, headers=item.headers, cancels=cancels,
     )
 
 
@@ -106,6 +106,8 @@ class Runner:
         self._cancelled: set[str] = cancelled if cancelled is not None else set()
         # The items whose handlers run now, for worker reports (the status view's `processing`).
         self.running: dict[int, WorkItem] | None = {} if track_running else None
+        # Async handlers of tasks registered interruptible=True, running now: a cancel cancels them.
+        self._interruptibles: dict[int, tuple[WorkItem, asyncio.Future[Any], asyncio.AbstractEventLoop]] = {}
         self._hooks = hooks if hooks is not None and hooks.around_run else None
         # Settle listeners (metrics, logs) want each run's start and length: two clock reads.
         self._timed = self._hooks is not None or (hooks is not None and bool(hooks.settle))
@@ -134,7 +136,7 @@ class Runner:
             item.started_at = time.time()
             started = time.perf_counter()
         try:
-            args = (item.payload, task_context(item)) if task.wants_ctx else (item.payload,)
+            args = (item.payload, task_context(item, self._cancelled)) if task.wants_ctx else (item.payload,)
             if task.timeout is not None:
                 value = _call_with_deadline(task.fn, args, task.timeout, self.overruns)
             else:
@@ -152,7 +154,7 @@ class Runner:
     def _run_sync_hooked(self, item: WorkItem, hooks: Hooks) -> Failure | None:
         task = item.task
         assert task is not None
-        ctx = task_context(item)
+        ctx = task_context(item, self._cancelled)
         error: BaseException | None = None
         item.started_at = time.time()
         started = time.perf_counter()
@@ -172,6 +174,22 @@ class Runner:
         hooks.emit(hooks.after_run, ctx, error, item.run_seconds)
         return None if error is None else _failure(error)
 
+    def _interruptible(self, item: WorkItem, coro: Coroutine[Any, Any, Any]) -> Awaitable[Any]:
+        """The handler as a task of its own, which `interrupt` may cancel (and nothing else with it)."""
+        inner = asyncio.ensure_future(coro)
+        self._interruptibles[id(item)] = (item, inner, asyncio.get_running_loop())
+        inner.add_done_callback(lambda _: self._interruptibles.pop(id(item), None))
+        return inner
+
+    def interrupt(self, cancelled: set[str]) -> int:
+        """Cancel the running async handlers of interruptible tasks named in `cancelled` (any thread)."""
+        hits = 0
+        for item, inner, loop in list(self._interruptibles.copy().values()):
+            if item.task_id in cancelled and not inner.done():
+                loop.call_soon_threadsafe(inner.cancel)
+                hits += 1
+        return hits
+
     async def run_async(self, item: WorkItem) -> Failure | None:
         if self._cancelled and item.task_id in self._cancelled:
             return Failure.cancel()
@@ -190,7 +208,7 @@ class Runner:
         task = item.task
         assert task is not None
         hooks = self._hooks
-        ctx = task_context(item) if hooks is not None or task.wants_ctx else None
+        ctx = task_context(item, self._cancelled) if hooks is not None or task.wants_ctx else None
         error: BaseException | None = None
         limit: asyncio.Timeout | None = None
         if self._timed:
@@ -201,6 +219,8 @@ class Runner:
                 for before in hooks.before_run:
                     before(ctx)
             coro = task.fn(item.payload, ctx) if task.wants_ctx else task.fn(item.payload)
+            if task.interruptible:
+                coro = self._interruptible(item, coro)
             if task.timeout is None:
                 value = await coro
             else:

@@ -92,8 +92,8 @@ class Failure:
                    True, delay)
 
     @classmethod
-    def cancel(cls) -> Failure:
-        return cls("Cancelled", "cancelled before it started", retryable=False, cancelled=True)
+    def cancel(cls, message: str = "cancelled before it started") -> Failure:
+        return cls("Cancelled", message, retryable=False, cancelled=True)
 
     @classmethod
     def unrunnable(cls, error_type: str, message: str) -> Failure:

@@ -7,6 +7,7 @@ fail for a while, always fail, take their time, and one with an Avro schema.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from pathlib import Path
@@ -37,6 +38,19 @@ def make_app(queue: str, bootstrap: str | None = None) -> App:
     @app.task(queue=queue)
     def nap(payload: dict[str, Any]) -> None:
         time.sleep(float(payload.get("seconds", 1)))
+
+    @app.task(queue=queue)
+    def patient(payload: dict[str, Any], ctx: TaskContext) -> None:
+        """Works in small steps and stops when told (ctx.cancelled)."""
+        deadline = time.monotonic() + float(payload.get("seconds", 30))
+        while time.monotonic() < deadline:
+            if ctx.cancelled:
+                raise RuntimeError("stopping: cancelled")
+            time.sleep(0.05)
+
+    @app.task(queue=queue, interruptible=True)
+    async def waiter(payload: dict[str, Any]) -> None:
+        await asyncio.sleep(float(payload.get("seconds", 30)))
 
     @app.task(queue=queue, schema=SCHEMAS / "send_email.avsc")
     def send_email(payload: dict[str, Any]) -> None: ...

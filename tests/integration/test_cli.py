@@ -87,9 +87,9 @@ def test_bad_arguments_are_one_line_errors(kafka: Kafka) -> None:
 def test_queue_create_list_describe(kafka: Kafka) -> None:
     queue = unique("cliq")
     created = kq(kafka.bootstrap, "queue", "create", queue, "--partitions", "4")
-    assert created.returncode == 0 and "created 4 topic(s)" in created.stdout
+    assert created.returncode == 0 and "created 5 topic(s)" in created.stdout  # Q, Q.high, Q.low, Q.dlq, Q.dedup
     again = kq(kafka.bootstrap, "queue", "create", queue)
-    assert "created 0 topic(s), 4 already existed" in again.stdout
+    assert "created 0 topic(s), 5 already existed" in again.stdout
     kq(kafka.bootstrap, "produce", queue, "--type", "t", "--json", "{}")
     listing = kq(kafka.bootstrap, "queue", "list")
     assert listing.returncode == 0 and queue in listing.stdout
