@@ -29,6 +29,7 @@ class QueueService:
         self.group = group
         self._previous: dict[str, QueueStats] = {}
         self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._partitions: dict[str, tuple[float, list[dict[str, Any]]]] = {}
         self._lock = threading.Lock()
 
     def _check(self, queue: str) -> None:
@@ -70,12 +71,19 @@ class QueueService:
 
     def detail(self, queue: str) -> dict[str, Any]:
         out = dict(self.summary(queue))
-        lanes = [lane["topic"] for lane in out["lanes"]]
-        depths = topic_depths(self.app.bootstrap_servers, lanes, out["group"]) if lanes else []
-        out["partitions"] = [{"topic": d.topic, "partition": d.partition, "records": d.records, "lag": d.lag}
-                             for d in depths]
+        cached = self._partitions.get(queue)
+        if cached is None or time.monotonic() - cached[0] >= SUMMARY_TTL:
+            lanes = [lane["topic"] for lane in out["lanes"]]
+            depths = topic_depths(self.app.bootstrap_servers, lanes, out["group"]) if lanes else []
+            cached = self._partitions[queue] = (time.monotonic(), [
+                {"topic": d.topic, "partition": d.partition, "records": d.records, "lag": d.lag} for d in depths])
+        out["partitions"] = cached[1]
         out["workers"] = [w for w in self.store.workers() if w["group"] == out["group"]]
         return out
+
+    def series(self, queue: str, minutes: int) -> list[dict[str, Any]]:
+        self._check(queue)
+        return self.store.series(queue, int(time.time() * 1000), minutes)
 
     # -- dead letters (listed from the status view; a payload read from Kafka when shown) ---------------
     def dead_letters(self, queue: str, limit: int) -> list[dict[str, Any]]:

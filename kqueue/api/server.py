@@ -7,12 +7,14 @@ Every route under /api requires `Authorization: Bearer <token>` when a token is 
 from __future__ import annotations
 
 import hmac
+from pathlib import Path as PathType
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
 
 from kqueue.api.bodylimit import BodyLimit
 from kqueue.api.models import (
@@ -30,6 +32,7 @@ from kqueue.api.validation import payload_problems
 from kqueue.core.errors import DeliveryError
 from kqueue.view.derive import TaskStatus
 
+STATIC = PathType(__file__).resolve().parent / "static"
 MAX_BODY = 1024 * 1024  # bytes; a task's payload belongs in Kafka, not a bulk upload
 TaskId = Annotated[str, Path(min_length=1, max_length=512)]
 QueueName = Annotated[str, Path(min_length=1, max_length=249)]
@@ -95,6 +98,15 @@ def create_api(tasks: TaskService, queues: QueueService, token: str | None = Non
                      limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> list[TaskAnswer]:
         return [_answer(status) for status in tasks.recent(limit, queue)]
 
+    @v1.get("/tasks/{task_id}/timeline")
+    def task_timeline(task_id: TaskId) -> list[dict[str, Any]]:
+        """What the view read about the task, in order: appended, retried through tiers, run, finished."""
+        try:
+            tasks.status(task_id)
+        except NotFound as exc:
+            raise HTTPException(404, str(exc)) from None
+        return tasks.store.timeline(task_id)
+
     @v1.delete("/tasks/{task_id}", status_code=202, response_model=CancelAnswerBody,
                responses={200: {"model": CancelAnswerBody}, 409: {"model": TaskAnswer}})
     def cancel_task(task_id: TaskId) -> Any:
@@ -116,6 +128,11 @@ def create_api(tasks: TaskService, queues: QueueService, token: str | None = Non
     @v1.get("/queues/{queue}")
     def queue_detail(queue: QueueName) -> dict[str, Any]:
         return queues.detail(queue)
+
+    @v1.get("/queues/{queue}/series")
+    def queue_series(queue: QueueName, minutes: Annotated[int, Query(ge=1, le=60)] = 5) -> list[dict[str, Any]]:
+        """Per 10 s over the last minutes: tasks completed, failed, cancelled; latency p50/p99 (ms)."""
+        return queues.series(queue, minutes)
 
     @v1.get("/queues/{queue}/dlq")
     def dead_letters(queue: QueueName, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
@@ -142,6 +159,12 @@ def create_api(tasks: TaskService, queues: QueueService, token: str | None = Non
         return tasks.store.workers()
 
     api.include_router(v1)
+    api.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @api.get("/", include_in_schema=False)
+    def dashboard() -> FileResponse:
+        """The dashboard's page; its data comes from /api (with the token when one is set)."""
+        return FileResponse(STATIC / "dashboard.html")
 
     @api.exception_handler(RequestValidationError)
     def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -17,6 +17,7 @@ import typer
 from rich.table import Table
 
 from kqueue.cli.common import console, fail, options
+from kqueue.cli.demo_api import DemoApi
 from kqueue.core.names import H_ERROR_TYPE, H_ID, dlq_topic
 from kqueue.core.topology import tier_topics
 from kqueue.dev.cluster import ClusterError, DevCluster, port_open
@@ -46,8 +47,12 @@ def demo(
     ctx: typer.Context,
     tasks: int = typer.Option(400, "--tasks", "-n", min=1, help="How many tasks to enqueue"),
     timeout: float = typer.Option(120.0, "--timeout", help="Give up waiting after this many seconds"),
+    serve: bool | None = typer.Option(None, "--serve/--no-serve",
+                                      help="Keep the dashboard up after the summary until Ctrl-C [default: on a "
+                                           "terminal]"),
 ) -> None:
-    """Enqueue example tasks, run them through `kqueue consume`, print what became of them."""
+    """Enqueue example tasks, run them through `kqueue consume`, print what became of them; `kqueue api`
+    serves the dashboard meanwhile."""
     bootstrap = _bootstrap(options(ctx).bootstrap_servers)
     os.environ["KQUEUE_BOOTSTRAP_SERVERS"] = bootstrap
     from kqueue.demo import tasks as demo_tasks  # its App reads the bootstrap servers on import
@@ -77,6 +82,8 @@ def demo(
     metrics_url = f"http://127.0.0.1:{_free_port()}/metrics"
     figures: Samples = {}
     with tempfile.TemporaryDirectory(prefix="kqueue-demo-") as tmp:
+        api = DemoApi(bootstrap, Path(tmp) / "status.db")
+        console.print(f"dashboard: {api.url}/  (REST API {api.url}/api/v1, OpenAPI {api.url}/docs)", highlight=False)
         log = Path(tmp) / "completed.log"
         worker = subprocess.Popen(
             [sys.executable, "-m", "kqueue", "consume", "--app", "kqueue.demo.tasks:app", "--group", DEMO_GROUP,
@@ -104,6 +111,10 @@ def demo(
             worker.send_signal(signal.SIGTERM)
             code = worker.wait(timeout=90)
         completed = _completions(log, kinds)
+        agreed = api.counts(kinds, len(completed), len(dead))
+        if serve if serve is not None else sys.stdin.isatty():
+            api.serve_until_interrupted()
+        api.stop()
     took = time.monotonic() - started
     tier_topics_all = [t for q in app.queues() for t in tier_topics(q, app.tiers.names)]
     retried = {h[H_ID] for h in read_headers(bootstrap, tier_topics_all) if h.get(H_ID) in kinds}
@@ -124,11 +135,15 @@ def demo(
     console.print(f"{len(completed) + len(dead)} of {tasks} tasks settled in {took:.1f}s by `kqueue consume` "
                   f"(exit {code}); dead letters: `kqueue dlq list demo.email`", highlight=False)
     _print_figures(metrics_url, figures)
+    console.print(f"the status view (GET /api/v1/tasks/{{id}} for each task) says: {agreed['completed']} completed, "
+                  f"{agreed['failed']} failed", highlight=False)
     lag = tasks - len(completed) - len(dead)
     if lag != 0:
         raise fail(f"{lag} task(s) were not settled within {timeout:.0f}s")
     if set(completed) & set(dead):
         raise fail("a task both completed and was dead-lettered")
+    if (agreed["completed"], agreed["failed"]) != (len(completed), len(dead)):
+        raise fail("the status view disagrees with what the worker did")
 
 
 def _free_port() -> int:

@@ -67,7 +67,8 @@ def produce(
     source: str | None = typer.Argument(None, metavar="[-]", help="- reads JSON lines from standard input"),
     priority: str = typer.Option("normal", "--priority", "-p", help="high, normal or low"),
     idempotency_key: str | None = typer.Option(None, "--idempotency-key", help="Set the kq-idempotency-key "
-                                               "header; tasks are not deduplicated by it yet"),
+                                               "header: every enqueue of the key gets the same task id, and the "
+                                               "task runs once within its type's window (24 h by default)"),
     schemas_dir: Path | None = typer.Option(None, "--schemas", help="Folder of .avsc files [default: ./schemas]"),
     max_attempts: int = typer.Option(5, "--max-attempts", min=1, help="Attempts before the DLQ"),
     delay: str | None = typer.Option(None, "--delay", "-d", help="Start no sooner than this from now (90s, 5m, 1h)"),

@@ -48,6 +48,8 @@ class TaskRow:
     run_seen_ms: int | None = None  # when a worker report last listed it running
     cancel_ms: int | None = None  # a cancel was requested at
     accepted_ms: int | None = None  # the API accepted it (POST) at
+    touched_ms: int = 0  # when the view last learned something about it
+    done_ms: int | None = None  # when the view saw it finish (its final event, or the commit passing it)
 
 
 @dataclass(frozen=True)
@@ -151,7 +153,7 @@ def _status(row: TaskRow, settled: Settled | None, now_ms: int) -> tuple[str, in
     if row.in_tier:
         return ("scheduled" if row.attempt <= 1 else "retrying"), None
     if settled is not None and settled.covers(row.offset):
-        return "completed", settled.at_ms or None
+        return "completed", row.done_ms or settled.at_ms or None
     if (row.run_attempt == row.attempt and row.run_seen_ms is not None
             and now_ms - row.run_seen_ms <= RUNNING_REPORT_STALE_MS
             and (row.record_ms is None or (row.started_ms or 0) >= row.record_ms - 1000)):

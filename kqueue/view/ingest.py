@@ -76,7 +76,7 @@ class Ingest:
         self._read: dict[tuple[str, int], int] = store.read_positions()
         self._groups: dict[str, list[str]] = {}  # queue -> groups committing on its lanes
         self._pending: PendingFence | None = None
-        self._published: dict[tuple[str, int], Settled] = {}
+        self._published: dict[tuple[str, int], Settled] = store.all_settled()  # a restart goes on from these
         self._next_fence = 0.0
         self._next_discovery = 0.0
         self._lane_topics = {t for q in self.queues for t in worker_topics(q, prefix)}
@@ -199,7 +199,7 @@ class Ingest:
                 return
             settled = self._pending.settled(_now_ms(), self._published)
             if settled:
-                self.store.publish_settled(settled)
+                self.store.publish_settled(settled, self._published)
                 self._published.update(settled)
             self._pending = None
             if self.max_rows:

@@ -13,8 +13,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from kqueue.core.records import TP
 from kqueue.core.reports import WorkerReport
 from kqueue.core.status import TaskEvent
+from kqueue.view import timeline
 from kqueue.view.derive import Settled, TaskRow
 
 _SCHEMA = """
@@ -25,9 +27,11 @@ CREATE TABLE IF NOT EXISTS tasks (
     not_before INTEGER, enqueued_ms INTEGER, max_attempts INTEGER, error TEXT,
     event TEXT, event_attempt INTEGER, event_ms INTEGER, result TEXT,
     worker TEXT, started_ms INTEGER, run_attempt INTEGER, run_seen_ms INTEGER,
-    cancel_ms INTEGER, accepted_ms INTEGER, touched_ms INTEGER NOT NULL DEFAULT 0
+    cancel_ms INTEGER, accepted_ms INTEGER, touched_ms INTEGER NOT NULL DEFAULT 0, done_ms INTEGER
 );
 CREATE INDEX IF NOT EXISTS tasks_touched ON tasks (touched_ms);
+CREATE INDEX IF NOT EXISTS tasks_position ON tasks (topic, part, off);
+CREATE INDEX IF NOT EXISTS tasks_done ON tasks (queue, done_ms);
 CREATE TABLE IF NOT EXISTS read_positions (topic TEXT, part INTEGER, next_offset INTEGER,
     PRIMARY KEY (topic, part));
 CREATE TABLE IF NOT EXISTS settled (topic TEXT, part INTEGER, committed INTEGER, metadata TEXT, at_ms INTEGER,
@@ -62,13 +66,16 @@ WHERE (excluded.generation, excluded.attempt, 1 - excluded.in_tier) > (generatio
 
 # Events of one task arrive in order (one key, one partition): the newest replaces the last.
 _UPSERT_EVENT = """
-INSERT INTO tasks (task_id, queue, task_type, event, event_attempt, event_ms, error, result, worker, touched_ms)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO tasks (task_id, queue, task_type, event, event_attempt, event_ms, error, result, worker, touched_ms,
+                   done_ms)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
+        CASE WHEN ?4 IN ('completed', 'failed', 'cancelled') THEN ?6 ELSE NULL END)
 ON CONFLICT (task_id) DO UPDATE SET
     queue = coalesce(queue, excluded.queue), task_type = coalesce(task_type, excluded.task_type),
     event = excluded.event, event_attempt = excluded.event_attempt, event_ms = excluded.event_ms,
     error = coalesce(excluded.error, error), result = excluded.result, worker = coalesce(excluded.worker, worker),
-    touched_ms = excluded.touched_ms
+    touched_ms = excluded.touched_ms,
+    done_ms = CASE WHEN excluded.event IN ('completed', 'failed', 'cancelled') THEN excluded.event_ms ELSE NULL END
 """
 
 _UPSERT_RUNNING = """
@@ -140,6 +147,7 @@ class StatusStore:
         self._local = threading.local()
         with self._conn() as conn:
             conn.executescript(_SCHEMA)
+            conn.executescript(timeline.SCHEMA)
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -179,6 +187,7 @@ class StatusStore:
                 "error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [(d.queue, d.partition, d.offset, d.task_id, d.task_type, d.attempts, d.failed_at, d.error)
                  for d in batch.dead_letters])
+            timeline.record(conn, batch)
             conn.executemany(
                 "INSERT OR REPLACE INTO read_positions (topic, part, next_offset) VALUES (?, ?, ?)",
                 [(t, p, o) for (t, p), o in batch.read_positions.items()])
@@ -197,11 +206,22 @@ class StatusStore:
             (r.task_id, r.queue, r.task_type, report.worker_id, r.started_ms, r.attempt, report.at_ms, report.at_ms)
             for r in report.running])
 
-    def publish_settled(self, settled: dict[tuple[str, int], Settled]) -> None:
+    def publish_settled(self, settled: dict[TP, Settled], previous: dict[TP, Settled]) -> None:
+        """Commits that moved, and the tasks they passed: finished now (history and figures need when)."""
         conn = self._conn()
-        conn.executemany(
-            "INSERT OR REPLACE INTO settled (topic, part, committed, metadata, at_ms) VALUES (?, ?, ?, ?, ?)",
-            [(t, p, s.committed, s.metadata, s.at_ms) for (t, p), s in settled.items()])
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(
+                "INSERT OR REPLACE INTO settled (topic, part, committed, metadata, at_ms) VALUES (?, ?, ?, ?, ?)",
+                [(t, p, s.committed, s.metadata, s.at_ms) for (t, p), s in settled.items()])
+            for (topic, partition), now in settled.items():
+                before = previous.get((topic, partition))
+                timeline.commit_passed(conn, topic, partition, before.committed if before else 0, now.committed,
+                                       now.at_ms)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     def set_groups(self, groups: dict[str, list[str]]) -> None:
         """The consumer groups found working each queue (the API's queue figures use them)."""
@@ -245,6 +265,10 @@ class StatusStore:
             (topic, partition)).fetchone()
         return None if found is None else Settled(found[0], found[1] or "", found[2] or 0)
 
+    def all_settled(self) -> dict[tuple[str, int], Settled]:
+        rows = self._conn().execute("SELECT topic, part, committed, metadata, at_ms FROM settled").fetchall()
+        return {(t, p): Settled(c, m or "", a or 0) for t, p, c, m, a in rows}
+
     def read_positions(self) -> dict[tuple[str, int], int]:
         rows = self._conn().execute("SELECT topic, part, next_offset FROM read_positions").fetchall()
         return {(t, p): o for t, p, o in rows}
@@ -265,6 +289,12 @@ class StatusStore:
             "t.event_ms FROM dead_letters d LEFT JOIN tasks t ON t.task_id = d.task_id WHERE d.queue = ? "
             "ORDER BY d.failed_at DESC LIMIT ?", (queue, limit)).fetchall()
         return [(DeadLetterRow(*r[:8]), r[8] is None or (r[8] == "failed" and r[9] == r[6])) for r in rows]
+
+    def timeline(self, task_id: str) -> list[dict[str, object]]:
+        return timeline.of_task(self._conn(), task_id)
+
+    def series(self, queue: str, now_ms: int, minutes: int = 5, bucket_s: int = 10) -> list[dict[str, object]]:
+        return timeline.series(self._conn(), queue, now_ms, minutes, bucket_s)
 
     def count(self) -> int:
         (n,) = self._conn().execute("SELECT count(*) FROM tasks").fetchone()

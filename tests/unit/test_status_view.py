@@ -193,10 +193,32 @@ def test_trim_forgets_the_least_recently_touched(tmp_path: Path) -> None:
 
 def test_settled_and_groups_round_trip(tmp_path: Path) -> None:
     store = StatusStore(tmp_path / "v.db")
-    store.publish_settled({("q", 0): Settled(5, "kq1:x", NOW)})
+    store.publish_settled({("q", 0): Settled(5, "kq1:x", NOW)}, {})
     store.set_groups({"q": ["g1", "g2"]})
     assert store.settled("q", 0) == Settled(5, "kq1:x", NOW) and store.settled("q", 1) is None
     assert store.groups() == {"q": ["g1", "g2"]}
+    assert store.all_settled() == {("q", 0): Settled(5, "kq1:x", NOW)}
+
+
+def test_a_commit_passing_tasks_finishes_them_and_their_timeline_says_so(tmp_path: Path) -> None:
+    store = StatusStore(tmp_path / "v.db")
+    lane = [Position(f"t{i}", "q", "work", "q", 0, i, -1, 1, None, NOW - 1000 + i, None, NOW - 2000, 3, None)
+            for i in range(4)]
+    retry = Position("t1", "q", "work", "q.delay.1s", 0, 0, -1, 2, "1s", NOW - 500, NOW + 500, NOW - 2000, 3, "E: x")
+    failed = TaskEvent("t2", "q", "work", "failed", 1, NOW - 100, "E: y")
+    store.write(IngestBatch(positions=[*lane, retry], events=[failed]), NOW)
+    store.publish_settled({("q", 0): Settled(3, "", NOW)}, {})
+    done = {t: store.row(t).done_ms for t in ("t0", "t1", "t2", "t3")}  # type: ignore[union-attr]
+    # t0 passed by the commit; t1 moved to a tier; t2 finished when it failed; t3 is above the commit.
+    assert done == {"t0": NOW, "t1": None, "t2": NOW - 100, "t3": None}
+    assert [e["what"] for e in store.timeline("t1")] == ["queued on q (attempt 1)",
+                                                         "waiting in the 1s tier (attempt 2)"]
+    assert store.timeline("t1")[1]["detail"] == "after E: x"
+    assert [e["what"] for e in store.timeline("t0")] == ["queued on q (attempt 1)", "completed"]
+    assert [e["what"] for e in store.timeline("t2")][-1] == "failed (attempt 1)"
+    series = store.series("q", NOW + 1, minutes=1)
+    assert sum(b["completed"] for b in series) == 1 and sum(b["failed"] for b in series) == 1
+    assert [b["p50_ms"] for b in series if b["completed"]] == [2000]
 
 
 def test_an_event_written_before_worker_and_result_existed_still_decodes() -> None:
