@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import socket
 import statistics
 import sys
 import tempfile
@@ -33,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import kqueue
 from benchmarks.common import Row, Stopwatch, broker, console, report
 from benchmarks.throughput import SCHEMA, payload
+from kqueue.api.listen import listen
 from kqueue.view.process import IngestProcess
 from kqueue.view.store import IngestBatch, Position, StatusStore
 from kqueue.worker.loop import Worker, WorkerOptions
@@ -113,7 +113,7 @@ def get_latency(bootstrap: str, known: int, gets: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="kqueue-bench-get-") as tmp:
         store = StatusStore(Path(tmp) / "view.db")
         ids = fill(store, known)
-        listener = socket.create_server(("127.0.0.1", 0))
+        listener = listen("127.0.0.1", 0)
         port = listener.getsockname()[1]
         server = uvicorn.Server(uvicorn.Config(create_api(TaskService(app, store), QueueService(app, store)),
                                                log_level="warning", access_log=False))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 
+from kqueue.api.listen import listen
 from kqueue.cli.common import console, fail, options, setup_logging
 from kqueue.core.errors import DeliveryError, KqueueError
 from kqueue.sdk.loader import load_app
@@ -48,7 +49,7 @@ def api(
     if not app.queues():
         raise fail(f"{app_spec} has no tasks: there is nothing to serve", 2)
     try:
-        listener = socket.create_server((host, port))
+        listener = listen(host, port)
     except OSError as exc:
         raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", 2) from None
     try:
