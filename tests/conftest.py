@@ -27,5 +27,5 @@ def kafka(bootstrap: str) -> Kafka:
 @pytest.fixture()
 def cluster3() -> Iterator[DevCluster]:
     """A fresh three-node cluster (RF 3, min ISR 2) for failover tests; deleted afterwards."""
-    with jars_cluster(nodes=3, start_port=39092) as cluster:
+    with jars_cluster(nodes=3, start_port=11092) as cluster:
         yield cluster

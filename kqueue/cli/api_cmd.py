@@ -10,9 +10,8 @@ from pathlib import Path
 import typer
 
 from kqueue.api.listen import listen
-from kqueue.cli.common import console, fail, options, setup_logging
-from kqueue.core.errors import DeliveryError, KqueueError
-from kqueue.sdk.loader import load_app
+from kqueue.cli.common import console, fail, load_cli_app, options, setup_logging
+from kqueue.core.errors import DeliveryError
 
 TOKEN_ENV = "KQUEUE_API_TOKEN"
 
@@ -38,14 +37,7 @@ def api(
     set, is the bearer token every /api route asks for."""
     setup_logging(log_level)
     opts = options(ctx)
-    try:
-        app = load_app(app_spec)
-    except KqueueError as exc:
-        raise fail(str(exc), 2) from None
-    if opts.bootstrap_servers:
-        app.bootstrap_servers = opts.bootstrap_servers
-    if opts.topic_prefix:
-        app.topic_prefix = opts.topic_prefix
+    app = load_cli_app(app_spec, opts)
     if not app.queues():
         raise fail(f"{app_spec} has no tasks: there is nothing to serve", 2)
     try:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 
 from kqueue.transport.config import resolve_bootstrap
 
-__all__ = ["GlobalOptions", "console", "err_console", "fail", "options", "resolve_bootstrap", "setup_logging"]
+if TYPE_CHECKING:
+    from kqueue.sdk.app import App
+
+__all__ = ["GlobalOptions", "console", "err_console", "fail", "load_cli_app", "options", "resolve_bootstrap",
+           "setup_logging"]
 
 console = Console()
 err_console = Console(stderr=True)
@@ -32,6 +37,23 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
     err_console.print(f"[red]error:[/red] {scrub(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+def load_cli_app(app_spec: str, opts: GlobalOptions) -> App:
+    """The user's App from --app, with the global --bootstrap-servers/--topic-prefix applied; a
+    spec that does not load is a one-line usage error."""
+    from kqueue.core.errors import KqueueError
+    from kqueue.sdk.loader import load_app
+
+    try:
+        app = load_app(app_spec)
+    except KqueueError as exc:
+        raise fail(str(exc), 2) from None
+    if opts.bootstrap_servers:
+        app.bootstrap_servers = opts.bootstrap_servers
+    if opts.topic_prefix:
+        app.topic_prefix = opts.topic_prefix
+    return app
 
 
 def setup_logging(level_name: str, log_format: str = "text") -> None:

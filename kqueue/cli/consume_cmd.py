@@ -7,11 +7,9 @@ import sys
 
 import typer
 
-from kqueue.cli.common import console, fail, options, setup_logging
-from kqueue.core.errors import KqueueError
+from kqueue.cli.common import console, fail, load_cli_app, options, setup_logging
 from kqueue.observe.health import LIVENESS_TIMEOUT
 from kqueue.observe.install import METRICS_PORT_ENV, install_operations
-from kqueue.sdk.loader import load_app
 from kqueue.transport.config import GROUP_PROTOCOLS
 from kqueue.worker.loop import Worker, WorkerOptions
 from kqueue.worker.supervisor import supervise
@@ -76,14 +74,7 @@ def consume(
             child += ["--queue", q]
         commands = [child + (["--instance-id", f"{instance_id}-{i}"] if instance_id else []) for i in range(processes)]
         raise typer.Exit(_supervise(commands, grace, metrics_port, metrics_host, liveness_timeout))
-    try:
-        app = load_app(app_spec)
-    except KqueueError as exc:
-        raise fail(str(exc), 2) from None
-    if opts.bootstrap_servers:
-        app.bootstrap_servers = opts.bootstrap_servers
-    if opts.topic_prefix:
-        app.topic_prefix = opts.topic_prefix
+    app = load_cli_app(app_spec, opts)
     unknown = sorted(set(queue) - set(app.queues()))
     if unknown:
         raise fail(f"{app_spec} has no tasks on queue(s) {', '.join(unknown)} (it has: "

@@ -72,7 +72,8 @@ def to_header_list(values: Mapping[str, str | int | None]) -> HeaderList:
     return [(k, str(v).encode()) for k, v in values.items() if v is not None]
 
 
-def _int(values: Mapping[str, str], name: str, default: int) -> int:
+def int_value(values: Mapping[str, str], name: str, default: int) -> int:
+    """An integer from parsed headers, or `default` when it is missing or not a number."""
     text = values.get(name)
     if text is None:
         return default
@@ -99,13 +100,13 @@ class TaskMeta:
 
     @classmethod
     def from_headers(cls, values: Mapping[str, str]) -> TaskMeta:
-        max_attempts = _int(values, names.H_MAX_ATTEMPTS, 0)
-        enqueued = _int(values, names.H_ENQUEUED_AT, 0)
-        not_before = _int(values, names.H_NOT_BEFORE, 0)
+        max_attempts = int_value(values, names.H_MAX_ATTEMPTS, 0)
+        enqueued = int_value(values, names.H_ENQUEUED_AT, 0)
+        not_before = int_value(values, names.H_NOT_BEFORE, 0)
         return cls(
             task_id=values.get(names.H_ID),
             task_type=values.get(names.H_TYPE),
-            attempt=max(1, _int(values, names.H_ATTEMPT, 1)),
+            attempt=max(1, int_value(values, names.H_ATTEMPT, 1)),
             max_attempts=max_attempts or None,
             enqueued_at=enqueued or None,
             not_before=not_before or None,

@@ -17,14 +17,15 @@ import time
 import uuid
 from typing import Any, NoReturn, Protocol
 
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, Producer, TopicPartition
 
 from kqueue.core.errors import DeliveryError, KqueueError
 from kqueue.core.records import TP, OutRecord
+from kqueue.transport.admin import make_admin
 from kqueue.transport.config import producer_config
 from kqueue.transport.consumer import ConsumerEdge, offset_with_note
 from kqueue.transport.producer import POLL_EVERY, TaskProducer, produce_waiting
-from kqueue.transport.txn import TxnAction, classify, error_of, is_permanent, retrying
+from kqueue.transport.txn import FENCED_CODES, TxnAction, classify, commit_outcome, error_of, is_permanent, retrying
 
 log = logging.getLogger("kqueue.worker")
 
@@ -141,6 +142,7 @@ class TransactionalSettler:
 
     def __init__(self, bootstrap: str, group: str, timeout: float = 30.0) -> None:
         self._timeout = timeout
+        self._bootstrap, self._group = bootstrap, group
         # With KIP-447 fencing by group metadata a unique id per worker incarnation is enough.
         config: dict[str, Any] = producer_config(bootstrap, **{
             "transactional.id": f"kqueue-{group}-{uuid.uuid4().hex[:12]}",
@@ -224,10 +226,41 @@ class TransactionalSettler:
             if error.txn_requires_abort() and not error.fatal():
                 producer.poll(0)  # serve the delivery reports that say which records were refused
                 self._give_up(exc, refused, producer, generation)  # nothing of the batch became visible
+            if error.code() in FENCED_CODES and self._after_fenced_commit(offsets, metadata or {}, generation):
+                return
             raise SettlementError(f"the batch transaction's commit did not complete: {error}") from exc
         finally:
             with self._lock:
                 self._sending_commit = False
+
+    def _after_fenced_commit(self, offsets: dict[TP, int], notes: dict[TP, str], generation: int) -> bool:
+        """Fenced while ending the transaction: ask the group whether the batch's offsets landed
+        (waiting out pending transactional offsets). True: it committed; BatchNotCommitted: it was
+        aborted, a fresh producer carries it; False: unknown (the caller fails)."""
+        ours = {tp: (offset, notes.get(tp, "")) for tp, offset in offsets.items()}
+        try:
+            committed = self._committed(list(ours))
+        except Exception as exc:
+            log.error("fenced on commit, and the group's offsets could not be read: %s", exc)
+            return False
+        outcome = commit_outcome(ours, committed)
+        if outcome == "unknown":
+            return False
+        with self._lock:
+            if generation == self._generation:
+                self._producer = None  # fenced: unusable either way
+        if outcome == "landed":
+            log.warning("the transactional producer was fenced after its batch committed; replacing it")
+            return True
+        log.warning("the coordinator aborted the batch transaction (fenced on commit); a fresh producer carries it")
+        raise BatchNotCommitted("the batch transaction was aborted by its coordinator")
+
+    def _committed(self, partitions: list[TP]) -> dict[TP, tuple[int, str]]:
+        admin = make_admin(self._bootstrap)
+        request = ConsumerGroupTopicPartitions(self._group, [TopicPartition(t, p) for t, p in partitions])
+        future = admin.list_consumer_group_offsets([request], require_stable=True)[self._group]
+        listed = future.result(timeout=self._timeout).topic_partitions or []
+        return {(tp.topic, tp.partition): (tp.offset, tp.metadata or "") for tp in listed if tp.error is None}
 
     def abandon(self) -> bool:
         """Give up the producer stuck in this flight, unless its commit is already sent."""

@@ -65,3 +65,25 @@ def retrying(step: Callable[[], T], budget: float, pause: float = 0.2,
             if classify(error_of(exc)) is not TxnAction.RETRY or time.monotonic() + pause > deadline:
                 raise
         sleep(pause)
+
+
+# A producer fenced while ending its transaction: with a transactional.id no other live producer
+# shares, the only one that bumps its epoch is the coordinator, aborting the transaction at its
+# timeout (e.g. after a broker outage) before the commit reached it.
+FENCED_CODES = frozenset({KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH})
+
+Commit = dict[tuple[str, int], tuple[int, str]]  # partition -> (offset, metadata)
+
+
+def commit_outcome(ours: Commit, committed: Commit) -> str:
+    """Did the batch's transaction commit? Its offsets (and metadata, which changes whenever the
+    offset does not) are visible to the group if and only if it did: `landed`, `aborted`, or
+    `unknown` when some partitions show it and others do not (no atomic outcome looks like that)."""
+    if not ours:
+        return "unknown"
+    shown = [committed.get(tp) == mine for tp, mine in ours.items()]
+    if all(shown):
+        return "landed"
+    if not any(shown):
+        return "aborted"
+    return "unknown"

@@ -6,19 +6,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from kqueue.core import names
+from kqueue.core.headers import int_value
 from kqueue.core.ids import derived_task_id
 from kqueue.view.derive import Settled
 from kqueue.view.store import DeadLetterRow, Position
 
 
 def _int(values: Mapping[str, str], name: str) -> int | None:
-    text = values.get(name)
-    if text is None:
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        return None
+    missing = -(2**63)  # no header is this: tells "absent or not a number" apart from any value
+    found = int_value(values, name, missing)
+    return None if found == missing else found
 
 
 def replay_generation(replay_of: str | None) -> int:

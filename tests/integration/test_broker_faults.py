@@ -60,7 +60,7 @@ def test_a_worker_waits_out_an_outage_of_its_only_broker(tmp_path: Path) -> None
     and carries on by itself when the broker is back; nothing is lost."""
     from tests.support.brokers import jars_cluster
 
-    with jars_cluster(nodes=1, start_port=33092) as cluster:
+    with jars_cluster(nodes=1, start_port=13092) as cluster:
         state = cluster.load_state()
         assert state is not None
         queue, group, log = unique("outage"), unique("g"), tmp_path / "done.log"

@@ -21,7 +21,7 @@ def kqueue(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_up_is_idempotent_and_down_leaves_nothing(tmp_path: Path) -> None:
-    base = free_base_port(1, 49092)
+    base = free_base_port(1, 17092)
     data = str(tmp_path / "cluster")
     # A new user's first command: an empty data dir, first try (this once reported the freshly
     # started node as exited, because its /proc cmdline was read before the JVM had exec'd).
@@ -71,7 +71,7 @@ def test_up_waits_for_a_node_that_is_slow_to_exec(tmp_path: Path, monkeypatch: p
     monkeypatch.setattr("kqueue.dev.cluster.subprocess.Popen", slow_exec)
     cluster = DevCluster(tmp_path / "slow")
     try:
-        state, reused = cluster.up(nodes=1, base_port=free_base_port(1, 49592))
+        state, reused = cluster.up(nodes=1, base_port=free_base_port(1, 17592))
         assert not reused
         assert cluster.running()
         assert port_open(state.base_port)

@@ -44,6 +44,7 @@ class Setup:
 
     def watch(self, task_id: str, until: tuple[str, ...] = FINISHED, timeout: float = 60) -> list[str]:
         """The statuses seen while polling (every 50 ms) until one of `until`."""
+        self.app.flush()  # an SDK enqueue returns before Kafka has the task: known to the view once it has
         seen: list[str] = []
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -31,7 +31,9 @@ def worker_port_offset() -> int:
 
 
 def free_base_port(nodes: int, start: int = 29092) -> int:
-    """A base port where every node's client and controller port is free."""
+    """A base port where every node's client and controller port is free. Tests start below 32768,
+    the bottom of Linux's ephemeral range (net.ipv4.ip_local_port_range), so no client connection
+    can take a port between this probe and the broker's bind."""
     start += worker_port_offset()
     for base in range(start, start + 2000, 10):
         ports = [base + i for i in range(nodes)] + [base + CONTROLLER_PORT_OFFSET + i for i in range(nodes)]

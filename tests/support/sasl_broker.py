@@ -89,7 +89,7 @@ def _wait_authenticated(sasl: str, users: dict[str, tuple[str, str]], timeout: f
 
 @contextmanager
 def sasl_broker(plain_users: dict[str, str], scram_users: dict[str, tuple[str, str]],
-                start_port: int = 46092) -> Iterator[SaslBroker]:
+                start_port: int = 15092) -> Iterator[SaslBroker]:
     """A fresh authenticating broker in a temporary folder, stopped and deleted afterwards.
     scram_users: name -> (SCRAM-SHA-256 or SCRAM-SHA-512, password)."""
     with tempfile.TemporaryDirectory(prefix="kqueue-test-sasl-") as tmp:

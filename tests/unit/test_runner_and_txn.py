@@ -11,7 +11,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 import kqueue
-from kqueue.transport.txn import TxnAction, classify, is_permanent, retrying
+from kqueue.transport.txn import FENCED_CODES, TxnAction, classify, commit_outcome, is_permanent, retrying
 from kqueue.worker.executor import Executor
 from kqueue.worker.runner import Runner
 from kqueue.worker.work import WorkItem
@@ -237,3 +237,15 @@ def test_the_runner_does_not_start_a_task_with_a_pending_cancel() -> None:
     assert runner.run_sync(WorkItem("q", 0, 0, None, b"{}", {"kq-id": b"t-1"}, "q", task=sync_task,
                                     payload={})) is None
     assert ran == ["sync"]
+
+
+def test_a_fenced_commit_is_judged_by_whether_its_offsets_are_visible() -> None:
+    ours = {("q", 0): (10, "kq1:a"), ("q", 1): (7, "")}
+    assert commit_outcome(ours, {("q", 0): (10, "kq1:a"), ("q", 1): (7, "")}) == "landed"
+    assert commit_outcome(ours, {("q", 0): (8, ""), ("q", 1): (5, "")}) == "aborted"
+    assert commit_outcome(ours, {}) == "aborted"  # the group never committed these partitions
+    # Same offset, other metadata: the batch only re-noted what completed above a slow task.
+    assert commit_outcome({("q", 0): (8, "kq1:b")}, {("q", 0): (8, "kq1:a")}) == "aborted"
+    assert commit_outcome(ours, {("q", 0): (10, "kq1:a"), ("q", 1): (5, "")}) == "unknown"  # not atomic
+    assert commit_outcome({}, {}) == "unknown"
+    assert KafkaError.PRODUCER_FENCED in FENCED_CODES and KafkaError._FENCED in FENCED_CODES
