@@ -60,14 +60,12 @@ class QueueService:
                                      previous=self._previous.get(queue))
         except QueueNotFound:  # registered but never used: no topics yet
             return {"queue": queue, "group": group, "lag": 0, "dlq_records": 0, "members": 0, "lanes": [],
-                    "rates": {}, "paused": False}
+                    "rates": {}}
         with self._lock:
             previous = self._previous.get(queue)
             rated = with_rates(previous, stats) if previous is not None else stats
             self._previous[queue] = stats
-        out = rated.as_json()
-        out["paused"] = False
-        return out
+        return rated.as_json()
 
     def detail(self, queue: str) -> dict[str, Any]:
         out = dict(self.summary(queue))
