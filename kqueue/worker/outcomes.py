@@ -81,10 +81,10 @@ class Outcomes:
         done = []
         pending = self._cancels
         for item, failure in outcomes:
-            if pending and failure is not None and not failure.cancelled and item.task_id in pending:
+            if pending and failure is not None and not failure.cancelled and item.quick_id in pending:
                 # Cancelled while it ran and it failed (or was interrupted): cancelled, never retried.
                 failure = Failure.cancel("cancelled while it ran")
-            elif pending and failure is None and item.task_id in pending and item.owner is not None:
+            elif pending and failure is None and item.quick_id in pending and item.owner is not None:
                 item.owner.hold_records(item.offset, [retire_cancel(item, self._prefix)])  # done anyway
             if failure is None:
                 if item.task is not None and item.task.keep_result:

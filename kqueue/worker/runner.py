@@ -114,7 +114,7 @@ class Runner:
         self.overruns = Overruns()
 
     def run_sync(self, item: WorkItem) -> Failure | None:
-        if self._cancelled and item.task_id in self._cancelled:
+        if self._cancelled and item.quick_id in self._cancelled:
             return Failure.cancel()
         running = self.running
         if running is None:
@@ -185,13 +185,13 @@ class Runner:
         """Cancel the running async handlers of interruptible tasks named in `cancelled` (any thread)."""
         hits = 0
         for item, inner, loop in list(self._interruptibles.copy().values()):
-            if item.task_id in cancelled and not inner.done():
+            if item.quick_id in cancelled and not inner.done():
                 loop.call_soon_threadsafe(inner.cancel)
                 hits += 1
         return hits
 
     async def run_async(self, item: WorkItem) -> Failure | None:
-        if self._cancelled and item.task_id in self._cancelled:
+        if self._cancelled and item.quick_id in self._cancelled:
             return Failure.cancel()
         running = self.running
         if running is None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import traceback
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kqueue.core.errors import Reject, Retry
 from kqueue.core.headers import RawHeaders, TaskMeta, header_map
 from kqueue.core.ids import derived_task_id
+from kqueue.core.names import H_ID
 
 if TYPE_CHECKING:
     from kqueue.sdk.task import TaskDef
@@ -36,6 +37,7 @@ class WorkItem:
     claim_key: str | None = None  # a unique task's claim, released at its final settlement
     _headers: dict[str, str] | None = None
     _meta: TaskMeta | None = None
+    _quick_id: str | None = None
 
     @property
     def headers(self) -> dict[str, str]:
@@ -57,6 +59,26 @@ class WorkItem:
     @property
     def task_id(self) -> str:
         return self.meta.task_id or derived_task_id(self.topic, self.partition, self.offset)
+
+    @property
+    def quick_id(self) -> str:
+        """`task_id` without parsing every header: kq-id read straight from the raw headers (the
+        per-task cancel check runs whenever any cancel is pending, so it must stay cheap)."""
+        known = self._quick_id
+        if known is not None:
+            return known
+        found: bytes | str | None = None
+        if self._meta is None and self.raw_headers:
+            pairs = self.raw_headers.items() if isinstance(self.raw_headers, Mapping) else self.raw_headers
+            for name, value in pairs:
+                if name == H_ID:
+                    found = value  # the last one wins, as in header_map
+        if found is None:
+            known = self.task_id
+        else:
+            known = found.decode("utf-8", "replace") if isinstance(found, bytes) else found
+        self._quick_id = known
+        return known
 
     @property
     def lane(self) -> Hashable:
