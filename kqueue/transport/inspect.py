@@ -49,9 +49,46 @@ def topic_depths(bootstrap: str, topics: list[str], group: str | None = None,
         for tp in tps:
             low, high = consumer.get_watermark_offsets(tp, timeout=timeout, cached=False)
             out.append(PartitionDepth(tp.topic, tp.partition, low, high, committed.get((tp.topic, tp.partition))))
-        return out
     finally:
         consumer.close()
+    if group is not None:
+        out = _without_trailing_markers(bootstrap, out, timeout)
+    return out
+
+
+def _without_trailing_markers(bootstrap: str, depths: list[PartitionDepth], timeout: float) -> list[PartitionDepth]:
+    """A partition whose last write was a transaction ends with its commit marker, an offset no
+    consumer ever reads: a group that has read everything is one short of the high watermark. Where
+    exactly one offset is left, look: if reading from the commit reaches the end at once, it was
+    the marker, and the partition has nothing left (its committed offset counts as the end)."""
+    suspects = {(d.topic, d.partition): d for d in depths
+                if d.committed is not None and d.committed >= 0 and d.high - d.committed == 1}
+    if not suspects:
+        return depths
+    consumer = Consumer({
+        **client_config(bootstrap),
+        "group.id": f"_kqueue.inspect.{uuid.uuid4().hex[:8]}",
+        "enable.auto.commit": False,
+        "isolation.level": "read_committed",
+        "enable.partition.eof": True,
+        "fetch.wait.max.ms": 10,
+    })
+    markers: set[tuple[str, int]] = set()
+    try:
+        consumer.assign([TopicPartition(t, p, d.committed or 0) for (t, p), d in suspects.items()])
+        pending = set(suspects)
+        deadline = time.monotonic() + min(timeout, 3.0)
+        while pending and time.monotonic() < deadline:
+            for msg in consumer.consume(500, timeout=0.2):
+                key = (msg.topic() or "", msg.partition() or 0)
+                error = msg.error()
+                if error is not None and error.code() == KafkaError._PARTITION_EOF and key in pending:
+                    markers.add(key)  # nothing readable before the end: the offset left was a marker
+                pending.discard(key)  # a record, or the end: decided either way
+    finally:
+        consumer.close()
+    return [PartitionDepth(d.topic, d.partition, d.low, d.committed, d.committed)
+            if (d.topic, d.partition) in markers and d.committed is not None else d for d in depths]
 
 
 def read_records(bootstrap: str, topics: list[str], timeout: float = 10.0) -> list[Message]:
