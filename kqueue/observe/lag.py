@@ -22,6 +22,7 @@ from kqueue.core.records import TP
 from kqueue.observe.metrics import WorkerMetrics
 from kqueue.sdk.middleware import Middleware, TickEvent
 from kqueue.transport.admin import make_admin
+from kqueue.transport.inspect import trailing_markers
 
 log = logging.getLogger("kqueue.metrics")
 LAG_EVERY = 5.0  # seconds between lag reads
@@ -107,6 +108,11 @@ class LagProbe(Middleware):
         future = admin.list_consumer_group_offsets(
             [ConsumerGroupTopicPartitions(group, [TopicPartition(t, p) for t, p in tps])])[group]
         committed = {(tp.topic, tp.partition): tp.offset for tp in future.result(timeout=timeout).topic_partitions}
+        # A partition ending with a transaction's commit marker is not one task behind.
+        one_short = {tp: committed[tp] for tp in tps
+                     if committed.get(tp, -1) >= 0 and ends.get(tp, 0) - committed[tp] == 1}
+        for tp in trailing_markers(self._bootstrap, one_short, timeout):
+            ends[tp] = committed[tp]
         never = [tp for tp in tps if committed.get(tp, -1) < 0]
         earliest = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
         starts = _offsets(admin, never, earliest, timeout) if never else {}

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
+from kqueue.core.records import TP
 from kqueue.transport.config import client_config
 
 
@@ -57,14 +58,23 @@ def topic_depths(bootstrap: str, topics: list[str], group: str | None = None,
 
 
 def _without_trailing_markers(bootstrap: str, depths: list[PartitionDepth], timeout: float) -> list[PartitionDepth]:
-    """A partition whose last write was a transaction ends with its commit marker, an offset no
-    consumer ever reads: a group that has read everything is one short of the high watermark. Where
-    exactly one offset is left, look: if reading from the commit reaches the end at once, it was
-    the marker, and the partition has nothing left (its committed offset counts as the end)."""
-    suspects = {(d.topic, d.partition): d for d in depths
-                if d.committed is not None and d.committed >= 0 and d.high - d.committed == 1}
-    if not suspects:
-        return depths
+    """A group one offset short of a partition's end, where that offset is a transaction's commit
+    marker (see `trailing_markers`), has nothing left there: its committed offset is the end."""
+    markers = trailing_markers(bootstrap, {(d.topic, d.partition): d.committed for d in depths
+                                           if d.committed is not None and d.committed >= 0
+                                           and d.high - d.committed == 1}, timeout)
+    return [PartitionDepth(d.topic, d.partition, d.low, d.committed, d.committed)
+            if (d.topic, d.partition) in markers and d.committed is not None else d for d in depths]
+
+
+def trailing_markers(bootstrap: str, one_short: dict[TP, int], timeout: float = 3.0) -> set[TP]:
+    """Of partitions whose group is exactly one offset short of the end (`one_short`: partition ->
+    committed offset), those where that offset is a commit marker: a partition whose last write was a
+    transaction ends with one, an offset no consumer ever reads. Reading from the committed offset
+    reaches the end at once there; anywhere else a record comes first (or, in an open transaction,
+    nothing yet: not a marker)."""
+    if not one_short:
+        return set()
     consumer = Consumer({
         **client_config(bootstrap),
         "group.id": f"_kqueue.inspect.{uuid.uuid4().hex[:8]}",
@@ -75,8 +85,8 @@ def _without_trailing_markers(bootstrap: str, depths: list[PartitionDepth], time
     })
     markers: set[tuple[str, int]] = set()
     try:
-        consumer.assign([TopicPartition(t, p, d.committed or 0) for (t, p), d in suspects.items()])
-        pending = set(suspects)
+        consumer.assign([TopicPartition(t, p, offset) for (t, p), offset in one_short.items()])
+        pending = set(one_short)
         deadline = time.monotonic() + min(timeout, 3.0)
         while pending and time.monotonic() < deadline:
             for msg in consumer.consume(500, timeout=0.2):
@@ -87,8 +97,7 @@ def _without_trailing_markers(bootstrap: str, depths: list[PartitionDepth], time
                 pending.discard(key)  # a record, or the end: decided either way
     finally:
         consumer.close()
-    return [PartitionDepth(d.topic, d.partition, d.low, d.committed, d.committed)
-            if (d.topic, d.partition) in markers and d.committed is not None else d for d in depths]
+    return markers
 
 
 def read_records(bootstrap: str, topics: list[str], timeout: float = 10.0) -> list[Message]:
