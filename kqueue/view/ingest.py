@@ -42,6 +42,7 @@ log = logging.getLogger("kqueue.view")
 
 FENCE_EVERY = 0.3  # seconds between reads of the groups' commits
 DISCOVER_EVERY = 10.0  # seconds between looks for new groups and topics
+TRIM_EVERY = 60.0  # seconds between enforcements of MAX_ROWS
 MAX_ROWS = 2_000_000  # the view forgets the least recently touched tasks beyond this
 
 
@@ -79,6 +80,7 @@ class Ingest:
         self._published: dict[tuple[str, int], Settled] = store.all_settled()  # a restart goes on from these
         self._next_fence = 0.0
         self._next_discovery = 0.0
+        self._next_trim = 0.0
         self._lane_topics = {t for q in self.queues for t in worker_topics(q, prefix)}
         self._status, self._control = names.status_topic(prefix), names.control_topic(prefix)
         self._workers = names.workers_topic(prefix)
@@ -202,7 +204,9 @@ class Ingest:
                 self.store.publish_settled(settled, self._published)
                 self._published.update(settled)
             self._pending = None
-            if self.max_rows:
+            if self.max_rows and time.monotonic() >= self._next_trim:
+                # Counting millions of rows takes a while: once a minute is plenty for a bound.
+                self._next_trim = time.monotonic() + TRIM_EVERY
                 self.store.trim(self.max_rows)
         committed: dict[tuple[str, int], tuple[int, str]] = {}
         for groups in self._groups.values():

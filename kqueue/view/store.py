@@ -240,15 +240,24 @@ class StatusStore:
             (task_id, queue, task_type, at_ms, not_before, tier, at_ms))
 
     def trim(self, max_rows: int) -> int:
-        """Forget the least recently touched rows beyond `max_rows` (the view's memory bound)."""
+        """Forget the least recently touched tasks beyond `max_rows`, with their timelines, and the
+        oldest dead letters beyond as many (the view's bound; Kafka keeps the records)."""
         conn = self._conn()
         (count,) = conn.execute("SELECT count(*) FROM tasks").fetchone()
         excess = count - max_rows
-        if excess <= 0:
-            return 0
-        conn.execute("DELETE FROM tasks WHERE task_id IN "
-                     "(SELECT task_id FROM tasks ORDER BY touched_ms LIMIT ?)", (excess,))
-        return int(excess)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if excess > 0:
+                ids = conn.execute("SELECT task_id FROM tasks ORDER BY touched_ms LIMIT ?", (excess,)).fetchall()
+                conn.executemany("DELETE FROM tasks WHERE task_id = ?", ids)
+                conn.executemany("DELETE FROM history WHERE task_id = ?", ids)
+            conn.execute("DELETE FROM dead_letters WHERE rowid IN (SELECT rowid FROM dead_letters "
+                         "ORDER BY failed_at DESC LIMIT -1 OFFSET ?)", (max_rows,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return max(0, int(excess))
 
     # -- reads ---------------------------------------------------------------------------------------
     def row(self, task_id: str) -> TaskRow | None:

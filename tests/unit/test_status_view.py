@@ -16,7 +16,7 @@ from kqueue.core.status import TaskEvent
 from kqueue.core.system_schemas import TASK_EVENT_V1_SCHEMA
 from kqueue.view.derive import Settled, TaskRow, TaskStatus, derive
 from kqueue.view.reading import PendingFence, lowest_commits, position_of, replay_generation
-from kqueue.view.store import IngestBatch, Position, StatusStore
+from kqueue.view.store import DeadLetterRow, IngestBatch, Position, StatusStore
 
 NOW = 1_800_000_000_000
 
@@ -187,8 +187,13 @@ def test_trim_forgets_the_least_recently_touched(tmp_path: Path) -> None:
     store = StatusStore(tmp_path / "v.db")
     for n in range(10):
         store.accept(f"t{n}", "q", "work", NOW + n)
+    store.write(IngestBatch(events=[TaskEvent("t0", "q", "work", "failed", 1, NOW - 10_000, "E")]), NOW - 10_000)
+    letters = [DeadLetterRow("q", 0, i, f"t{i}", "work", 1, NOW + i, "E") for i in range(6)]
+    store.write(IngestBatch(dead_letters=letters), NOW)
     assert store.trim(4) == 6
     assert store.count() == 4 and store.row("t0") is None and store.row("t9") is not None
+    assert store.timeline("t0") == []  # its history went with it
+    assert [row.task_id for row, _ in store.dead_letters("q", 100)] == ["t5", "t4", "t3", "t2"]
 
 
 def test_settled_and_groups_round_trip(tmp_path: Path) -> None:
