@@ -67,6 +67,21 @@ def _without_trailing_markers(bootstrap: str, depths: list[PartitionDepth], time
             if (d.topic, d.partition) in markers and d.committed is not None else d for d in depths]
 
 
+def _end_reader(bootstrap: str) -> Consumer:
+    """A consumer outside any group that reads committed records to a partition's end and says so."""
+    return Consumer({
+        **client_config(bootstrap),
+        "group.id": f"_kqueue.inspect.{uuid.uuid4().hex[:8]}",
+        "enable.auto.commit": False,
+        "isolation.level": "read_committed",
+        # The end is where the broker says it is: a transaction's commit marker takes the last
+        # offset and is never delivered, so counting offsets up to the high watermark would hang.
+        "enable.partition.eof": True,
+        # Reading to the end of a small topic: do not let the broker sit on each fetch for 500 ms.
+        "fetch.wait.max.ms": 10,
+    })
+
+
 def trailing_markers(bootstrap: str, one_short: dict[TP, int], timeout: float = 3.0) -> set[TP]:
     """Of partitions whose group is exactly one offset short of the end (`one_short`: partition ->
     committed offset), those where that offset is a commit marker: a partition whose last write was a
@@ -75,14 +90,7 @@ def trailing_markers(bootstrap: str, one_short: dict[TP, int], timeout: float = 
     nothing yet: not a marker)."""
     if not one_short:
         return set()
-    consumer = Consumer({
-        **client_config(bootstrap),
-        "group.id": f"_kqueue.inspect.{uuid.uuid4().hex[:8]}",
-        "enable.auto.commit": False,
-        "isolation.level": "read_committed",
-        "enable.partition.eof": True,
-        "fetch.wait.max.ms": 10,
-    })
+    consumer = _end_reader(bootstrap)
     markers: set[tuple[str, int]] = set()
     try:
         consumer.assign([TopicPartition(t, p, offset) for (t, p), offset in one_short.items()])
@@ -103,17 +111,7 @@ def trailing_markers(bootstrap: str, one_short: dict[TP, int], timeout: float = 
 def read_records(bootstrap: str, topics: list[str], timeout: float = 10.0) -> list[Message]:
     """Every committed record in `topics`, partition by partition in offset order (small topics:
     dead letters, status views, demos)."""
-    consumer = Consumer({
-        **client_config(bootstrap),
-        "group.id": f"_kqueue.inspect.{uuid.uuid4().hex[:8]}",
-        "enable.auto.commit": False,
-        "isolation.level": "read_committed",
-        # The end is where the broker says it is: a transaction's commit marker takes the last
-        # offset and is never delivered, so counting offsets up to the high watermark would hang.
-        "enable.partition.eof": True,
-        # Reading to the end of a small topic: do not let the broker sit on each fetch for 500 ms.
-        "fetch.wait.max.ms": 10,
-    })
+    consumer = _end_reader(bootstrap)
     try:
         depths = [d for d in topic_depths(bootstrap, topics, timeout=timeout) if d.records > 0]
         if not depths:
