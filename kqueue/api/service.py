@@ -7,12 +7,15 @@ the GET is never reported unknown while the view is a little behind).
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import sqlite3
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from confluent_kafka import IsolationLevel, TopicPartition
+from confluent_kafka import IsolationLevel, KafkaException, TopicPartition
 from confluent_kafka.admin._listoffsets import OffsetSpec
 
 from kqueue.core import names
@@ -24,6 +27,7 @@ from kqueue.transport.admin import make_admin
 from kqueue.view.derive import TaskStatus, derive
 from kqueue.view.store import StatusStore
 
+log = logging.getLogger("kqueue.api")
 MISS_WAIT = 5.0  # seconds a miss may wait for the view to catch up before it is answered
 
 
@@ -70,7 +74,10 @@ class TaskService:
         task_id = await task.enqueue_async(payload, key=key, priority=priority, delay=delay, run_at=run_at,
                                            idempotency_key=idempotency_key)
         tier = self.app.tiers.for_wait((not_before - at) / 1000) if not_before is not None else None
-        self.store.accept(task_id, task.queue, task.name, at, not_before, tier)
+        try:  # off the event loop: the ingest may hold sqlite's write lock for a moment
+            await asyncio.to_thread(self.store.accept, task_id, task.queue, task.name, at, not_before, tier)
+        except sqlite3.Error as exc:  # the task is in Kafka: the ingest learns of it anyway
+            log.warning("could not note task %s in the status view: %s", task_id, exc)
         return task_id, at
 
     def status(self, task_id: str) -> TaskStatus:
@@ -106,14 +113,21 @@ class TaskService:
         topics = [t for q in self.app.queues() for t in queue_topics(q, self.app.topic_prefix, self.app.tiers.names)
                   if not t.endswith(".dlq")]
         topics.append(names.status_topic(self.app.topic_prefix))
-        meta = self._admin.list_topics(timeout=10)
+        try:
+            meta = self._admin.list_topics(timeout=10)
+        except KafkaException as exc:
+            raise ViewBehind(f"cannot reach Kafka: {exc}") from None
         latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
         request = {TopicPartition(t, p): latest for t in topics if t in meta.topics for p in meta.topics[t].partitions}
         if not request:
             return {}
-        futures = self._admin.list_offsets(request, isolation_level=IsolationLevel.READ_COMMITTED,
-                                           request_timeout=10)
-        return {(tp.topic, tp.partition): f.result(timeout=10).offset for tp, f in futures.items()}
+        try:
+            # Open transactions included (a router's delivery may hold a task behind the stable offset).
+            futures = self._admin.list_offsets(request, isolation_level=IsolationLevel.READ_UNCOMMITTED,
+                                               request_timeout=10)
+            return {(tp.topic, tp.partition): f.result(timeout=10).offset for tp, f in futures.items()}
+        except KafkaException as exc:
+            raise ViewBehind(f"cannot ask Kafka where the topics end: {exc}") from None
 
     def cancel(self, task_id: str) -> CancelAnswer:
         current = self.status(task_id)

@@ -59,16 +59,18 @@ def fetch_status(base_url: str, task_id: str, timeout: float = 10.0) -> TaskStat
 def wait_for(base_url: str, task_id: str, timeout: float, interval: float = 0.2) -> TaskStatus:
     """Poll until the task is completed, failed or cancelled; TimeoutError past `timeout`."""
     deadline = time.monotonic() + timeout
+    last = "unknown"
     while True:
         try:
             status = fetch_status(base_url, task_id)
             if status.finished:
                 return status
+            last = status.status
         except StatusUnavailable:
             if time.monotonic() >= deadline:
                 raise
         if time.monotonic() >= deadline:
-            raise TimeoutError(f"task {task_id} is still {status.status} after {timeout:g}s")
+            raise TimeoutError(f"task {task_id} is still {last} after {timeout:g}s")
         time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
         interval = min(interval * 1.5, 2.0)
 

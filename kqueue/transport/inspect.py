@@ -100,8 +100,11 @@ def trailing_markers(bootstrap: str, one_short: dict[TP, int], timeout: float = 
             for msg in consumer.consume(500, timeout=0.2):
                 key = (msg.topic() or "", msg.partition() or 0)
                 error = msg.error()
-                if error is not None and error.code() == KafkaError._PARTITION_EOF and key in pending:
-                    markers.add(key)  # nothing readable before the end: the offset left was a marker
+                if (error is not None and error.code() == KafkaError._PARTITION_EOF and key in pending
+                        and (msg.offset() or 0) > one_short[key]):
+                    # The end, past the offset left and with nothing to read before it: a marker. (An
+                    # end at that offset is an open transaction's record: not a marker.)
+                    markers.add(key)
                 pending.discard(key)  # a record, or the end: decided either way
     finally:
         consumer.close()

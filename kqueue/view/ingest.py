@@ -9,6 +9,7 @@ outcome partition up to where it ended when the offsets were taken (see `reading
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 import uuid
@@ -71,6 +72,8 @@ class Ingest:
             # At a partition's end the client says so, with the end offset: past transaction markers,
             # which are never delivered and would otherwise leave the view one short of the end.
             "enable.partition.eof": True,
+            # A stored position below the log start (retention while the view was down): read what is left.
+            "auto.offset.reset": "earliest",
         })
         self._admin = make_admin(bootstrap)
         self._assigned: set[tuple[str, int]] = set()
@@ -110,10 +113,21 @@ class Ingest:
             elif error.code() == KafkaError._PARTITION_EOF:
                 self._reached_end(msg.topic() or "", msg.partition() or 0, msg.offset() or 0, batch)
         if batch:
-            self.store.write(batch, _now_ms())
+            self._write(batch)
         if time.monotonic() >= self._next_fence:
             self._next_fence = time.monotonic() + FENCE_EVERY
             self._fence()
+
+    def _write(self, batch: IngestBatch) -> None:
+        try:
+            self.store.write(batch, _now_ms())
+        except (sqlite3.IntegrityError, OverflowError, ValueError) as exc:  # one bad value: keep the rest
+            log.warning("status view could not store a batch (%s); storing what it can, one by one", exc)
+            for part in batch.split():
+                try:
+                    self.store.write(part, _now_ms())
+                except (sqlite3.IntegrityError, OverflowError, ValueError) as one:
+                    log.warning("status view skipped a record it cannot store: %s", one)
 
     # -- reading --------------------------------------------------------------------------------------
     def _take(self, msg: Any, batch: IngestBatch) -> None:
@@ -220,12 +234,15 @@ class Ingest:
             self._pending = PendingFence(committed, targets, _now_ms())
 
     def _stable_ends(self, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int] | None:
+        """Where the partitions end, open transactions included: a retry committed with the offsets
+        just read may still be behind its partition's stable offset (its marker not there yet), so
+        the view waits until its read_committed position has passed all of it."""
         if not partitions:
             return {}
         latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
         request = {TopicPartition(t, p): latest for t, p in partitions}
         try:
-            futures = self._admin.list_offsets(request, isolation_level=IsolationLevel.READ_COMMITTED,
+            futures = self._admin.list_offsets(request, isolation_level=IsolationLevel.READ_UNCOMMITTED,
                                                request_timeout=10)
             return {(tp.topic, tp.partition): f.result(timeout=10).offset for tp, f in futures.items()}
         except Exception as exc:

@@ -13,9 +13,10 @@ from kqueue.view.store import DeadLetterRow, Position
 
 
 def _int(values: Mapping[str, str], name: str) -> int | None:
+    """An integer header sqlite can store (64-bit): anything else, absent or not a number is None."""
     missing = -(2**63)  # no header is this: tells "absent or not a number" apart from any value
     found = int_value(values, name, missing)
-    return None if found == missing else found
+    return None if found == missing or not -(2**62) < found < 2**62 else found
 
 
 def replay_generation(replay_of: str | None) -> int:
@@ -39,7 +40,7 @@ def position_of(topic: str, partition: int, offset: int, timestamp_ms: int, head
         task_id=headers.get(names.H_ID) or derived_task_id(topic, partition, offset),
         queue=queue, task_type=headers.get(names.H_TYPE), topic=topic, partition=partition, offset=offset,
         generation=replay_generation(headers.get(names.H_REPLAY_OF)),
-        attempt=max(1, _int(headers, names.H_ATTEMPT) or 1), tier=tier, record_ms=timestamp_ms,
+        attempt=min(max(1, _int(headers, names.H_ATTEMPT) or 1), 2**31 - 1), tier=tier, record_ms=timestamp_ms,
         not_before=_int(headers, names.H_NOT_BEFORE) if tier is not None else None,
         enqueued_ms=_int(headers, names.H_ENQUEUED_AT), max_attempts=_int(headers, names.H_MAX_ATTEMPTS),
         error=error,
@@ -52,7 +53,8 @@ def dead_letter_of(topic: str, partition: int, offset: int, headers: Mapping[str
     return DeadLetterRow(
         queue=names.queue_of_topic(topic, prefix), partition=partition, offset=offset,
         task_id=headers.get(names.H_ID) or f"{topic}/{partition}/{offset}", task_type=headers.get(names.H_TYPE, ""),
-        attempts=max(1, _int(headers, names.H_ATTEMPT) or 1), failed_at=_int(headers, names.H_FAILED_AT) or 0,
+        attempts=min(max(1, _int(headers, names.H_ATTEMPT) or 1), 2**31 - 1),
+        failed_at=_int(headers, names.H_FAILED_AT) or 0,
         error=f"{error_type}: {message}" if error_type else message)
 
 

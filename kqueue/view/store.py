@@ -134,6 +134,16 @@ class IngestBatch:
     dead_letters: list[DeadLetterRow] = field(default_factory=list)
     read_positions: dict[tuple[str, int], int] = field(default_factory=dict)
 
+    def split(self) -> list[IngestBatch]:
+        """One batch per item (the read positions with the last), to store what can be stored."""
+        parts = [IngestBatch(positions=[p]) for p in self.positions]
+        parts += [IngestBatch(events=[e]) for e in self.events]
+        parts += [IngestBatch(reports=[r]) for r in self.reports]
+        parts += [IngestBatch(cancels=[c]) for c in self.cancels]
+        parts += [IngestBatch(dead_letters=[d]) for d in self.dead_letters]
+        parts.append(IngestBatch(read_positions=dict(self.read_positions)))
+        return parts
+
     def __bool__(self) -> bool:
         return bool(self.positions or self.events or self.reports or self.cancels or self.read_positions
                     or self.dead_letters)
@@ -188,6 +198,7 @@ class StatusStore:
                 [(d.queue, d.partition, d.offset, d.task_id, d.task_type, d.attempts, d.failed_at, d.error)
                  for d in batch.dead_letters])
             timeline.record(conn, batch)
+            self._finish_late_reads(conn, batch, now_ms)
             conn.executemany(
                 "INSERT OR REPLACE INTO read_positions (topic, part, next_offset) VALUES (?, ?, ?)",
                 [(t, p, o) for (t, p), o in batch.read_positions.items()])
@@ -195,6 +206,20 @@ class StatusStore:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+    @staticmethod
+    def _finish_late_reads(conn: sqlite3.Connection, batch: IngestBatch, now_ms: int) -> None:
+        """Lane records read after a commit that had already passed them are finished now."""
+        lowest: dict[TP, int] = {}
+        for p in batch.positions:
+            if p.tier is None:
+                tp = (p.topic, p.partition)
+                lowest[tp] = min(lowest.get(tp, p.offset), p.offset)
+        for (topic, partition), low in lowest.items():
+            found = conn.execute("SELECT committed FROM settled WHERE topic = ? AND part = ?",
+                                 (topic, partition)).fetchone()
+            if found is not None and low < found[0]:
+                timeline.commit_passed(conn, topic, partition, low, found[0], now_ms)
 
     def _write_report(self, conn: sqlite3.Connection, report: WorkerReport) -> None:
         conn.execute(

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import enum
 import heapq
+import itertools
 from collections.abc import Callable, Iterable
 
 from kqueue.core.records import TP, OutRecord
 from kqueue.core.watermark import PartitionWatermark
 from kqueue.transport.consumer import ConsumerEdge
 
+_HOLD_ORDER = itertools.count()  # ties among records held at one offset keep their order
 
 class PauseReason(enum.Enum):
     BACKPRESSURE = "backpressure"  # too many unsettled tasks in this worker (task partitions only)
@@ -48,7 +50,8 @@ class PartitionState:
         self.noted = ""  # the metadata of the last commit
 
     def hold_records(self, offset: int, records: list[OutRecord]) -> None:
-        heapq.heappush(self.held, (offset, id(records), records))
+        # Same offset: in the order held (a unique task's claim, then its release), never by address.
+        heapq.heappush(self.held, (offset, next(_HOLD_ORDER), records))
 
     def release_records(self, position: int) -> list[tuple[int, list[OutRecord]]]:
         """Held records of offsets below `position` (covered by a commit to it), in offset order."""

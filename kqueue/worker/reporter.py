@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Iterable
 
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import Producer
 
 from kqueue.core.reports import RunningTask, WorkerReport
 from kqueue.sdk.middleware import TickEvent
@@ -28,7 +28,8 @@ def build_report(tick: TickEvent, running: Iterable[WorkItem], now_ms: int) -> W
         if len(tasks) >= RUNNING_LISTED:
             break
         task_type = item.task.name if item.task is not None else item.meta.task_type or ""
-        tasks.append(RunningTask(item.task_id, item.queue, task_type, item.meta.attempt,
+        attempt = min(item.meta.attempt, 2**31 - 1)  # an Avro int, whatever a foreign header says
+        tasks.append(RunningTask(item.task_id, item.queue, task_type, attempt,
                                  int(item.started_at * 1000) if item.started_at else now_ms))
     return WorkerReport(tick.worker_id, tick.group, tick.member_id, now_ms, tick.concurrency, tick.busy,
                         tuple(f"{t}/{p}" for t, p in tick.partitions), tuple(tasks), tick.stopping)
@@ -41,10 +42,10 @@ class ReportSender:
 
     def send(self, tick: TickEvent, running: dict[int, WorkItem] | None) -> None:
         items = list(running.copy().values()) if running else []  # dict.copy holds the GIL: a safe snapshot
-        report = build_report(tick, items, int(time.time() * 1000))
         try:
+            report = build_report(tick, items, int(time.time() * 1000))
             self._producer.produce(self._topic, report.encode(), tick.worker_id.encode())
-        except (BufferError, KafkaException) as exc:  # a lost report only makes the view a second staler
+        except Exception as exc:  # a lost report only makes the view a second staler; never the worker's end
             log.debug("worker report not sent: %s", exc)
         self._producer.poll(0)
 

@@ -80,6 +80,19 @@ def _wait(browser: WebDriver, what: str, condition: Any, timeout: float = 30) ->
         raise AssertionError(f"the page never showed {what} (screenshot: {shot})") from None
 
 
+def _texts(browser: WebDriver, selector: str) -> list[str]:
+    """The text of every element matching `selector`, read in one go inside the page: the page
+    re-renders its tables every 2 s, so elements looked up one by one can be replaced in between."""
+    return list(browser.execute_script(
+        "return Array.from(document.querySelectorAll(arguments[0])).map(e => e.textContent)", selector))
+
+
+def _attrs(browser: WebDriver, selector: str, name: str) -> list[str]:
+    return list(browser.execute_script(
+        "return Array.from(document.querySelectorAll(arguments[0])).map(e => e.getAttribute(arguments[1]))",
+        selector, name))
+
+
 def _open(run: dict[str, Any]) -> WebDriver:
     browser: WebDriver = run["browser"]
     browser.get(f"{run['api'].url}/#token={TOKEN}")
@@ -89,25 +102,25 @@ def _open(run: dict[str, Any]) -> WebDriver:
 def test_the_page_shows_queues_workers_dead_letters_and_statuses(run: dict[str, Any]) -> None:
     browser = _open(run)
     queue_row = f"#queues tr[data-queue='{run['queue']}']"
-    _wait(browser, "the queue row", lambda b: b.find_elements(By.CSS_SELECTOR, queue_row))
-    cells = [c.text for c in browser.find_elements(By.CSS_SELECTOR, f"{queue_row} td")]
+    _wait(browser, "the queue row", lambda b: _texts(b, f"{queue_row} td"))
+    cells = _texts(browser, f"{queue_row} td")
     assert cells[0] == run["queue"] and cells[6] == "3"  # three dead letters
-    assert browser.find_elements(By.CSS_SELECTOR, f"{queue_row} svg.spark.done polyline")
-    _wait(browser, "a worker", lambda b: any(run["queue"] in r.text for r in b.find_elements(By.CSS_SELECTOR,
-                                                                                             "#workers tbody tr")))
-    _wait(browser, "the dead letters", lambda b: {r.get_attribute("data-task-id") for r in b.find_elements(
-        By.CSS_SELECTOR, "#dlq tbody tr")} >= {*run["doomed"], run["hostile"]})
-    recent = {r.get_attribute("data-task-id"): r.find_elements(By.CSS_SELECTOR, "td")[2].text
-              for r in browser.find_elements(By.CSS_SELECTOR, "#recent tbody tr")}
-    assert all(recent.get(t) == "completed" for t in run["done"]), recent
-    assert all(recent.get(t) == "failed" for t in run["doomed"]), recent
+    assert _texts(browser, f"{queue_row} svg.spark.done title")
+    _wait(browser, "a worker", lambda b: any(run["queue"] in t for t in _texts(b, "#workers tbody tr")))
+    _wait(browser, "the dead letters", lambda b: set(_attrs(b, "#dlq tbody tr", "data-task-id"))
+          >= {*run["doomed"], run["hostile"]})
+    statuses = browser.execute_script(
+        "return Object.fromEntries(Array.from(document.querySelectorAll('#recent tbody tr[data-task-id]'))"
+        ".map(r => [r.dataset.taskId, r.querySelectorAll('td')[2].textContent]))")
+    assert all(statuses.get(t) == "completed" for t in run["done"]), statuses
+    assert all(statuses.get(t) == "failed" for t in run["doomed"]), statuses
 
 
 def test_task_text_is_shown_as_text_never_run_as_html(run: dict[str, Any]) -> None:
     browser = _open(run)
     row = f"#dlq tr[data-task-id='{run['hostile']}']"
-    _wait(browser, "the hostile dead letter", lambda b: b.find_elements(By.CSS_SELECTOR, row))
-    assert HOSTILE in browser.find_element(By.CSS_SELECTOR, row).text
+    _wait(browser, "the hostile dead letter", lambda b: _texts(b, row))
+    assert HOSTILE in _texts(browser, row)[0]
     assert not browser.find_elements(By.CSS_SELECTOR, "main img")
     assert browser.execute_script("return window.__pwned === undefined")
 
@@ -118,10 +131,10 @@ def test_looking_up_a_task_shows_its_status_and_timeline(run: dict[str, Any]) ->
     box.clear()
     box.send_keys(run["doomed"][0])
     browser.find_element(By.CSS_SELECTOR, "#lookup button").click()
-    _wait(browser, "the task's status", lambda b: "failed" in b.find_element(By.ID, "task-fields").text)
-    fields = browser.find_element(By.ID, "task-fields").text
+    _wait(browser, "the task's status", lambda b: "failed" in "".join(_texts(b, "#task-fields")))
+    fields = "".join(_texts(browser, "#task-fields"))
     assert run["doomed"][0] in fields and "doomed task 0" in fields
-    steps = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#timeline li")]
+    steps = _texts(browser, "#timeline li")
     assert any("queued on" in s and "attempt 1" in s for s in steps), steps
     assert any("waiting in the 1s tier (attempt 2)" in s for s in steps), steps
     assert any("failed (attempt 2)" in s for s in steps), steps
@@ -133,9 +146,9 @@ def test_replay_from_the_page(run: dict[str, Any]) -> None:
     code, before = run["api"].request("GET", f"/api/v1/tasks/{target}")
     assert code == 200 and before["status"] == "failed"
     button = f"#dlq tr[data-task-id='{target}'] button.replay"
-    _wait(browser, "the replay button", lambda b: b.find_elements(By.CSS_SELECTOR, button))
-    browser.find_element(By.CSS_SELECTOR, button).click()
-    _wait(browser, "the replay's result", lambda b: f"replayed {target}" in b.find_element(By.ID, "replay-result").text)
+    _wait(browser, "the replay button", lambda b: _texts(b, button))
+    browser.execute_script("document.querySelector(arguments[0]).click()", button)  # the live one, found now
+    _wait(browser, "the replay's result", lambda b: f"replayed {target}" in "".join(_texts(b, "#replay-result")))
 
     def failed_again() -> bool:
         code, now = run["api"].request("GET", f"/api/v1/tasks/{target}")
@@ -151,5 +164,5 @@ def test_without_the_token_the_page_asks_for_it(run: dict[str, Any]) -> None:
     browser.execute_script("sessionStorage.clear()")
     browser.get(f"{run['api'].url}/")
     _wait(browser, "the token form", lambda b: b.find_element(By.ID, "token-form").is_displayed())
-    assert "token" in browser.find_element(By.ID, "error").text
-    assert not browser.find_elements(By.CSS_SELECTOR, "#queues tbody tr[data-queue]")
+    assert "token" in "".join(_texts(browser, "#error"))
+    assert not _texts(browser, "#queues tbody tr[data-queue]")

@@ -128,3 +128,23 @@ def test_enqueue_with_keys() -> None:
     with pytest.raises(ValueError, match="unique_for must be"):
         app.task(queue="q", name="bad", unique_for=0)(lambda p: None)
     assert UNIQUE != IDEMPOTENCY
+
+
+def test_a_release_held_at_its_claims_offset_is_written_after_the_claim() -> None:
+    """Both wait for the same commit: in the order held, or the next owner would load a claim that
+    was already released (and cancel every later task of the key as a duplicate)."""
+    from kqueue.worker.partitions import PartitionState
+
+    app = _app()
+    for _ in range(200):  # the order once depended on memory addresses
+        gate = DedupGate("p.", Loader())
+        item = _item(app, "sync", 5, {names.H_UNIQUE_KEY: "acct"})
+        admission = gate.admit(item, NOW)
+        assert admission is not None and admission.claim is not None
+        state = PartitionState(("p.q", 2), False)
+        state.hold_records(5, [admission.claim])
+        released = gate.release(item)
+        assert released is not None
+        state.hold_records(5, [released])
+        written = [records[0] for _, records in state.release_records(6)]
+        assert [r.value is None for r in written] == [False, True]

@@ -232,3 +232,29 @@ def test_an_event_written_before_worker_and_result_existed_still_decodes() -> No
     assert TaskEvent.decode(old) == TaskEvent("t", "q", "w", "failed", 2, 5, "E", None, None)
     report = WorkerReport("w", "g", "m", 1, 2, 3, ("a/0",), (RunningTask("t", "q", "w", 1, 0),), True)
     assert WorkerReport.decode(report.encode()) == report
+
+
+def test_a_lane_record_read_after_the_commit_passed_it_is_finished_when_read(tmp_path: Path) -> None:
+    store = StatusStore(tmp_path / "v.db")
+    store.publish_settled({("q", 0): Settled(10, "", NOW)}, {})
+    late = Position("t1", "q", "work", "q", 0, 4, -1, 1, None, NOW - 9000, None, NOW - 9000, 3, None)
+    store.write(IngestBatch(positions=[late]), NOW + 50)
+    row = store.row("t1")
+    assert row is not None and row.done_ms == NOW + 50
+    assert [e["what"] for e in store.timeline("t1")][-1] == "completed"
+
+
+def test_foreign_headers_with_huge_numbers_are_stored_not_fatal(tmp_path: Path) -> None:
+    store = StatusStore(tmp_path / "v.db")
+    huge = {names.H_ID: "t9", names.H_ATTEMPT: "9" * 15, names.H_ENQUEUED_AT: "-" + "9" * 25,
+            names.H_NOT_BEFORE: "12abc", names.H_FAILED_AT: str(2**70)}
+    position = position_of("q.delay.1s", 0, 1, NOW, huge)
+    assert position.attempt == 2**31 - 1 and position.enqueued_ms is None and position.not_before is None
+    store.write(IngestBatch(positions=[position]), NOW)
+    assert store.row("t9") is not None
+    assert position_of("q", 0, 2, NOW, {names.H_ATTEMPT: "9" * 30}).attempt == 1  # unreadable: a first attempt
+    from kqueue.view.reading import dead_letter_of
+
+    letter = dead_letter_of("q.dlq", 0, 3, huge)
+    assert letter.failed_at == 0 and letter.attempts == 2**31 - 1
+    store.write(IngestBatch(dead_letters=[letter]), NOW)
