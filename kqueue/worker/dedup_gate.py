@@ -27,7 +27,8 @@ log = logging.getLogger("kqueue.worker")
 LOAD_TIMEOUT = 30.0
 ClaimLoader = Callable[[str, int], dict[str, Claim]]  # (dedup topic, partition) -> claims by key
 
-_KEYED = (names.H_IDEMPOTENCY_KEY, names.H_UNIQUE_KEY)
+_IDEMPOTENCY_HEADER, _UNIQUE_HEADER = names.H_IDEMPOTENCY_KEY, names.H_UNIQUE_KEY
+_KEYED = (_IDEMPOTENCY_HEADER, _UNIQUE_HEADER)
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,8 @@ class DedupGate:
     def keyed(item: WorkItem) -> bool:
         """Does the record carry an idempotency or unique key? (A scan of its few header names.)"""
         raw = item.raw_headers
+        if type(raw) is dict:  # what the decoder makes: two lookups (the Mapping ABC check is slow)
+            return _IDEMPOTENCY_HEADER in raw or _UNIQUE_HEADER in raw
         if not raw:
             return False
         if isinstance(raw, Mapping):

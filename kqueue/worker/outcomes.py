@@ -90,7 +90,8 @@ class Outcomes:
                 if item.task is not None and item.task.keep_result:
                     self.route(item, result_records(item, self._prefix, now, self._worker_id))
                 else:
-                    self._release(item)
+                    if item.claim_key is not None:
+                        self._release(item)
                     done.append(item)
             elif not self._checkpoint.owns(item):
                 continue

@@ -68,11 +68,15 @@ class WorkItem:
         if known is not None:
             return known
         found: bytes | str | None = None
-        if self._meta is None and self.raw_headers:
-            pairs = self.raw_headers.items() if isinstance(self.raw_headers, Mapping) else self.raw_headers
-            for name, value in pairs:
-                if name == H_ID:
-                    found = value  # the last one wins, as in header_map
+        raw = self.raw_headers
+        if self._meta is None and raw:
+            if type(raw) is dict:  # what the decoder makes (the Mapping ABC check is slow)
+                found = raw.get(H_ID)
+            else:
+                pairs = raw.items() if isinstance(raw, Mapping) else raw
+                for name, value in pairs:
+                    if name == H_ID:
+                        found = value  # the last one wins, as in header_map
         if found is None:
             known = self.task_id
         else:
