@@ -26,6 +26,8 @@ def record(conn: sqlite3.Connection, batch: IngestBatch) -> None:
     """Inside the ingest's transaction: what this batch says about each task's life."""
     rows: list[tuple[str, str, int, str]] = []
     for p in batch.positions:
+        if p.tier is None and p.attempt == 1 and p.generation < 0:
+            continue  # a first delivery: the row itself says when it was enqueued (no write per task)
         if p.tier is not None:
             what = f"waiting in the {p.tier} tier (attempt {p.attempt})"
             detail = f"after {p.error}" if p.error else ""
@@ -44,20 +46,27 @@ def record(conn: sqlite3.Connection, batch: IngestBatch) -> None:
 
 
 def commit_passed(conn: sqlite3.Connection, topic: str, partition: int, start: int, end: int, at_ms: int) -> None:
-    """Lane tasks at offsets [start, end) are settled: finished now, unless an event said when."""
-    conn.execute(
-        "INSERT OR IGNORE INTO history (task_id, what, at_ms, detail) SELECT task_id, 'completed', ?, '' FROM tasks "
-        "WHERE topic = ? AND part = ? AND off >= ? AND off < ? AND in_tier = 0 AND done_ms IS NULL",
-        (at_ms, topic, partition, start, end))
+    """Lane tasks at offsets [start, end) are settled: finished now, unless an event said when (the
+    timeline shows it from the row: no history write per completed task)."""
     conn.execute(
         "UPDATE tasks SET done_ms = ? WHERE topic = ? AND part = ? AND off >= ? AND off < ? AND in_tier = 0 "
         "AND done_ms IS NULL", (at_ms, topic, partition, start, end))
 
 
 def of_task(conn: sqlite3.Connection, task_id: str) -> list[dict[str, Any]]:
-    rows = conn.execute("SELECT at_ms, what, detail FROM history WHERE task_id = ? ORDER BY at_ms, rowid",
-                        (task_id,)).fetchall()
-    return [{"at": at, "what": what.split(" @", 1)[0], "detail": detail} for at, what, detail in rows]
+    """The recorded steps, with the two every task has and that are not written per task: enqueued
+    (from the row) and, for a completion no event announced, completed when the commit passed it."""
+    steps: list[tuple[int, str, str]] = []
+    row = conn.execute("SELECT queue, coalesce(enqueued_ms, accepted_ms), done_ms, event FROM tasks "
+                       "WHERE task_id = ?", (task_id,)).fetchone()
+    if row is not None and row[1] is not None:
+        steps.append((row[1], f"enqueued on {row[0]} (attempt 1)", ""))
+    steps += [(at, what.split(" @", 1)[0], detail) for at, what, detail in conn.execute(
+        "SELECT at_ms, what, detail FROM history WHERE task_id = ? ORDER BY at_ms, rowid", (task_id,))]
+    if row is not None and row[2] is not None and row[3] is None:
+        steps.append((row[2], "completed", ""))
+    steps.sort(key=lambda step: step[0])
+    return [{"at": at, "what": what, "detail": detail} for at, what, detail in steps]
 
 
 def _percentile(values: list[int], share: float) -> int | None:

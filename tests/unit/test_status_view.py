@@ -216,10 +216,10 @@ def test_a_commit_passing_tasks_finishes_them_and_their_timeline_says_so(tmp_pat
     done = {t: store.row(t).done_ms for t in ("t0", "t1", "t2", "t3")}  # type: ignore[union-attr]
     # t0 passed by the commit; t1 moved to a tier; t2 finished when it failed; t3 is above the commit.
     assert done == {"t0": NOW, "t1": None, "t2": NOW - 100, "t3": None}
-    assert [e["what"] for e in store.timeline("t1")] == ["queued on q (attempt 1)",
+    assert [e["what"] for e in store.timeline("t1")] == ["enqueued on q (attempt 1)",
                                                          "waiting in the 1s tier (attempt 2)"]
     assert store.timeline("t1")[1]["detail"] == "after E: x"
-    assert [e["what"] for e in store.timeline("t0")] == ["queued on q (attempt 1)", "completed"]
+    assert [e["what"] for e in store.timeline("t0")] == ["enqueued on q (attempt 1)", "completed"]
     assert [e["what"] for e in store.timeline("t2")][-1] == "failed (attempt 1)"
     series = store.series("q", NOW + 1, minutes=1)
     assert sum(b["completed"] for b in series) == 1 and sum(b["failed"] for b in series) == 1
