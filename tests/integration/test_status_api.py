@@ -188,6 +188,8 @@ def test_bad_requests_get_clear_4xx_answers(setup: Setup) -> None:
     # Over 1 MiB: refused from the declared length, before the body is read (so it is never sent here).
     status_line, answer = _raw_post(api.url, 1024 * 1024 + 1)
     assert " 413 " in status_line and "1048576-byte limit" in answer
+    status_line, answer = _raw_post(api.url, None, chunks=20)  # chunked: 20 x 64 KiB, no declared length
+    assert " 413 " in status_line and "1048576-byte limit" in answer
     code, body = api.request("POST", "/api/v1/tasks", raw=b"{not json")
     assert code == 422
     code, body = api.request("GET", "/api/v1/queues/no-such-queue")
@@ -199,12 +201,20 @@ def test_bad_requests_get_clear_4xx_answers(setup: Setup) -> None:
             assert code == 401, (method, path, token)
 
 
-def _raw_post(url: str, declared: int) -> tuple[str, str]:
-    """Send only the headers of a POST declaring `declared` body bytes; the answer's status line and body."""
+def _raw_post(url: str, declared: int | None, chunks: int = 0) -> tuple[str, str]:
+    """A POST that declares `declared` body bytes and sends none, or (declared None) sends `chunks`
+    chunks of 64 KiB with chunked transfer encoding; the answer's status line and body."""
     host, port = url.removeprefix("http://").split(":")
+    length = f"Content-Length: {declared}" if declared is not None else "Transfer-Encoding: chunked"
     with socket.create_connection((host, int(port)), timeout=10) as conn:
         conn.sendall(f"POST /api/v1/tasks HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-                     f"Authorization: Bearer {TOKEN}\r\nContent-Length: {declared}\r\n\r\n".encode())
+                     f"Authorization: Bearer {TOKEN}\r\n{length}\r\n\r\n".encode())
+        chunk = b"10000\r\n" + b"x" * 0x10000 + b"\r\n"
+        try:
+            for _ in range(chunks):
+                conn.sendall(chunk)
+        except OSError:
+            pass  # refused part way: the answer is already there to read
         data = b""
         while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"}"):
             chunk = conn.recv(4096)
