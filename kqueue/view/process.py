@@ -47,9 +47,6 @@ class IngestProcess:
         self._process.start()
         return self
 
-    def alive(self) -> bool:
-        return bool(self._process.is_alive())
-
     def stop(self, timeout: float = 10.0) -> None:
         if self._process.is_alive():
             self._process.terminate()
