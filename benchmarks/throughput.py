@@ -6,12 +6,16 @@ R        raw Consumer.consume(1000) + fastavro decode of every record (the floor
 K        kqueue worker, no-op sync handler          (goal >= 0.3x R)
 K-async  kqueue worker, no-op async handler
 K+ops    (--observe) K with the operations middleware of `kqueue consume --metrics-port`: metrics,
-         lag probe, health, lifecycle log (budget: >= 0.9x K)
+         lag probe, health, lifecycle log (budget: >= 0.9x K). Each K+ops row runs right beside K in
+         every round (in turn before and after it) and its ratio is the median of the rounds' K/K+ops
+         ratios: this machine's speed drifts by tens of percent within a minute, and a ratio of two
+         medians taken minutes apart would carry that drift.
 K+ops+log (--observe) K+ops with the lifecycle log on at INFO, JSON format, to a null stream
 K+ops+trace (--observe) K+ops plus tracing into an SDK tracer provider with no exporter
 raw produce   Producer.produce of fastavro-encoded values, acks=all + idempotent
 SDK enqueue   task.enqueue(payload), same producer settings (goal >= 0.5x raw produce)
 All read the same pre-filled topic (the one SDK enqueue wrote), each with a fresh consumer group.
+Every worker run starts with the garbage-collector settings `kqueue consume` uses (worker/heap.py).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import kqueue
 from benchmarks.common import Row, Stopwatch, broker, console, report
 from kqueue.core.codec import SOE_HEADER_LEN, AvroSchema
 from kqueue.transport.config import producer_config
+from kqueue.worker.heap import settle_worker_heap
 from kqueue.worker.loop import Worker, WorkerOptions
 
 SCHEMA = AvroSchema.from_file(Path(__file__).resolve().parents[1] / "schemas" / "send_email.avsc")
@@ -97,6 +102,7 @@ def raw_consume(bootstrap: str, topic: str, records: int) -> float:
 
 
 def worker_run(app: kqueue.App, queue: str, records: int, concurrency: int) -> float:
+    settle_worker_heap()  # as `kqueue consume` does before its worker runs
     worker = Worker(app, WorkerOptions(group=f"bench-k-{uuid.uuid4().hex[:6]}", queues=[queue],
                                        concurrency=concurrency, batch_size=1000, commit_interval=1.0))
     marks: dict[str, Stopwatch] = {}
@@ -159,6 +165,11 @@ def _observed_run(name: str, app: kqueue.App, queue: str, n: int, concurrency: i
         return worker_run(app, queue, n, concurrency)
 
 
+def paired_ratio(k_seconds: list[float], other_seconds: list[float]) -> float:
+    """The median over rounds of K's time / the other's time, each pair run side by side."""
+    return statistics.median(k / other for k, other in zip(k_seconds, other_seconds, strict=True))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=100_000)
@@ -195,14 +206,16 @@ def main() -> None:
             sdk_enqueue(sync_app, noop, n)  # the topic every consumer run reads, each with a fresh group
             progress.advance(bar)
             for round_no in range(1, args.rounds + 1):
+                beside_k = [(name, lambda name=name, app=app: _observed_run(name, app, queue, n, args.concurrency))
+                            for name, app in observed.items()]
+                k_run = ("K", lambda: worker_run(sync_app, queue, n, args.concurrency))
+                paired = [k_run, *beside_k] if round_no % 2 else [*beside_k, k_run]
                 for name, run in (
                     ("raw produce", lambda: raw_produce(bootstrap, raw_topic, n)),
                     ("SDK enqueue", lambda: sdk_enqueue(sdk_task.app, sdk_task, n)),
                     ("R", lambda: raw_consume(bootstrap, queue, n)),
-                    ("K", lambda: worker_run(sync_app, queue, n, args.concurrency)),
                     ("K-async", lambda: worker_run(async_app, queue, n, args.concurrency)),
-                    *((name, lambda name=name, app=app: _observed_run(name, app, queue, n, args.concurrency))
-                      for name, app in observed.items()),
+                    *paired,
                 ):
                     progress.update(bar, description=f"round {round_no}: {name}")
                     runs[name].append(run())
@@ -214,11 +227,13 @@ def main() -> None:
             Row("K-async worker async no-op", n, med["K-async"], "R", med["R"] / med["K-async"]),
             Row("raw produce", n, med["raw produce"]),
             Row("SDK enqueue", n, med["SDK enqueue"], "raw produce", med["raw produce"] / med["SDK enqueue"]),
-            *(Row(name, n, med[name], "K", med["K"] / med[name]) for name in observed),
+            *(Row(name, n, med[name], "K, paired", paired_ratio(runs["K"], runs[name])) for name in observed),
         ]
         report(f"throughput, {n:,} records, {args.partitions} partitions, median of {args.rounds}", rows,
-               "throughput", {"goals": {"K/R": 0.3, "SDK/raw produce": 0.5}, "concurrency": args.concurrency,
-                              "seconds_per_round": runs})
+               "throughput", {"goals": {"K/R": 0.3, "SDK/raw produce": 0.5, "K+ops/K": 0.9},
+                              "concurrency": args.concurrency, "seconds_per_round": runs,
+                              "ratios_per_round": {name: [k / o for k, o in zip(runs["K"], runs[name], strict=True)]
+                                                   for name in observed}})
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from kqueue.cli.common import console, fail, load_cli_app, options, setup_loggin
 from kqueue.observe.health import LIVENESS_TIMEOUT
 from kqueue.observe.install import METRICS_PORT_ENV, install_operations
 from kqueue.transport.config import GROUP_PROTOCOLS
+from kqueue.worker.heap import settle_worker_heap
 from kqueue.worker.loop import Worker, WorkerOptions
 from kqueue.worker.supervisor import supervise
 
@@ -94,6 +95,7 @@ def consume(
     served = f"; metrics, /livez, /readyz on port {ops.server.port}" if ops.server is not None else ""
     console.print(f"consuming {', '.join(worker.queues)} as group {group} "
                   f"(concurrency {concurrency}) from {app.bootstrap_servers}{served}", highlight=False)
+    settle_worker_heap()
     try:
         stats = worker.run()
     finally:

@@ -37,19 +37,32 @@ _ID, _ATTEMPT, _ENQUEUED_AT = names.H_ID, names.H_ATTEMPT, names.H_ENQUEUED_AT
 def quick_fields(raw: RawHeaders) -> tuple[str | None, int, int | None]:
     """(kq-id, kq-attempt, kq-enqueued-at), decoding nothing else: a settled task's event needs
     these three, and parsing every header would cost more than the rest of its settling."""
-    values = _as_dict(raw)
+    values = header_dict(raw)
     task_id = values.get(_ID)
     if isinstance(task_id, bytes):
         task_id = task_id.decode("utf-8", "replace")
-    return task_id, max(1, _int_or(values.get(_ATTEMPT), 1)), _int_or(values.get(_ENQUEUED_AT), 0) or None
+    return task_id, max(1, _int_or(values.get(_ATTEMPT), 1)), enqueued_at_ms(values)
 
 
 def header_int(raw: RawHeaders, name: str) -> int | None:
     """One integer header straight from the raw headers (None if absent, empty or not a number)."""
-    return _int_or(_as_dict(raw).get(name), 0) or None
+    return _int_or(header_dict(raw).get(name), 0) or None
 
 
-def _as_dict(raw: RawHeaders) -> Mapping[str, bytes | str | None]:
+def enqueued_at_ms(raw: RawHeaders) -> int | None:
+    """kq-enqueued-at straight from the raw headers (None if absent or not a positive number):
+    the latency metric reads it for every completed task."""
+    value = (raw if type(raw) is dict else header_dict(raw)).get(_ENQUEUED_AT)
+    if not value:
+        return None
+    try:
+        ms = int(value)
+    except ValueError:
+        return None
+    return ms if ms > 0 else None
+
+
+def header_dict(raw: RawHeaders) -> Mapping[str, bytes | str | None]:
     """The raw headers by name (the last of a repeated one wins). The worker keeps them as a dict
     already; a Kafka header list becomes one in C."""
     if type(raw) is dict:  # the Mapping ABC check is slow: the common case first

@@ -9,6 +9,7 @@ error messages are (they say why), cut to a bounded length.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
@@ -16,6 +17,7 @@ from pythonjsonlogger.json import JsonFormatter
 from kqueue.core.records import Settlement
 from kqueue.sdk.context import TaskContext
 from kqueue.sdk.middleware import Middleware, SettleEvent
+from kqueue.worker.events import Completions
 
 log = logging.getLogger("kqueue.task")
 LOG_FORMATS = ("text", "json")
@@ -42,6 +44,16 @@ def shown_key(key: bytes | None) -> str | None:
 
 class LifecycleLog(Middleware):
     """A line when a task is settled: completed, retried (to which tier), dead-lettered."""
+
+    def on_settle_many(self, events: Sequence[SettleEvent]) -> None:
+        # Which outcomes are logged at all, asked once per batch rather than once per task.
+        shown = {outcome for outcome, level in LEVEL_OF.items() if log.isEnabledFor(level)}
+        if type(events) is Completions and Settlement.COMPLETED not in shown:
+            return  # their events are never built
+        if shown:
+            for event in events:
+                if event.outcome in shown:
+                    self.on_settle(event)
 
     def on_settle(self, event: SettleEvent) -> None:
         level = LEVEL_OF[event.outcome]

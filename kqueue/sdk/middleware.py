@@ -12,7 +12,9 @@ Where and in what order hooks run:
 - `after_run`: same place, in reverse list order, after the handler (or a failed `before_run`), with
   the error or None and the seconds it took. Raising is logged and changes nothing.
 - `on_settle`, `on_commit`, `on_partitions`, `on_tick`: on the poll loop. `on_settle` when a task's
-  outcome is decided (it is durable with the next commit), `on_commit` once a commit made records and
+  outcome is decided (it is durable with the next commit); `on_settle_many` gets the outcomes decided
+  together (a batch's completions) and by default hands each to `on_settle`: override it instead when
+  a per-event call costs too much, `on_commit` once a commit made records and
   offsets durable, `on_partitions` when partitions are assigned, revoked or lost, `on_tick` about
   once a second while the loop turns (also while it drains) with what the worker holds. Raising is
   logged and changes nothing.
@@ -31,9 +33,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from kqueue.core.headers import HeaderList, RawHeaders, header_int, quick_fields
+from kqueue.core.headers import HeaderList, RawHeaders, enqueued_at_ms, quick_fields
 from kqueue.core.ids import derived_task_id
-from kqueue.core.names import H_ENQUEUED_AT
 from kqueue.core.records import TP, Settlement
 from kqueue.sdk.context import TaskContext
 
@@ -113,12 +114,7 @@ class SettleEvent:
     @property
     def enqueued_at_ms(self) -> int | None:
         if self._enqueued_at_ms is UNREAD:  # alone: metrics read this one on every task
-            raw = self.raw_headers
-            if type(raw) is dict:  # the worker's own header dict: one lookup
-                value = raw.get(H_ENQUEUED_AT)
-                self._enqueued_at_ms = (int(value) or None) if value and value.isdigit() else None
-            else:
-                self._enqueued_at_ms = header_int(raw, H_ENQUEUED_AT)
+            self._enqueued_at_ms = enqueued_at_ms(self.raw_headers)
         return self._enqueued_at_ms
 
     def __repr__(self) -> str:
@@ -165,6 +161,16 @@ class Middleware:
     def on_settle(self, event: SettleEvent) -> None:
         """A task's outcome was decided: completed, retried, dead-lettered, or a tier record moved on."""
 
+    def on_settle_many(self, events: Sequence[SettleEvent]) -> None:
+        """Outcomes decided together, in order. By default each goes to `on_settle` (one that raises
+        is logged and the rest still go)."""
+        on_settle = self.on_settle
+        for event in events:
+            try:
+                on_settle(event)
+            except Exception:
+                log.exception("middleware hook %s failed", getattr(on_settle, "__qualname__", on_settle))
+
     def on_commit(self, event: CommitEvent) -> None:
         """Offsets and routed records were committed."""
 
@@ -175,8 +181,12 @@ class Middleware:
         """The poll loop turned (about once a second): what the worker holds now."""
 
 
+def _overrides(m: Middleware, name: str) -> bool:
+    return getattr(type(m), name) is not getattr(Middleware, name)
+
+
 def _overridden(middleware: Sequence[Middleware], name: str) -> list[Callable[..., None]]:
-    return [getattr(m, name) for m in middleware if getattr(type(m), name) is not getattr(Middleware, name)]
+    return [getattr(m, name) for m in middleware if _overrides(m, name)]
 
 
 class Hooks:
@@ -190,21 +200,13 @@ class Hooks:
         self.enqueue = _overridden(middleware, "on_enqueue")
         self.before_run = _overridden(middleware, "before_run")
         self.after_run = list(reversed(_overridden(middleware, "after_run")))
-        self.settle = _overridden(middleware, "on_settle")
+        # Each takes a list of events: one hook call per batch of completions, not per task.
+        self.settle = [m.on_settle_many for m in middleware
+                       if _overrides(m, "on_settle") or _overrides(m, "on_settle_many")]
         self.commit = _overridden(middleware, "on_commit")
         self.partitions = _overridden(middleware, "on_partitions")
         self.tick = _overridden(middleware, "on_tick")
         self.around_run = bool(self.before_run or self.after_run)
-
-    @staticmethod
-    def emit_each(hooks: list[Callable[..., None]], events: Sequence[Any]) -> None:
-        """`emit` for many events of one kind: each hook takes them all in turn (fewer calls per event)."""
-        for hook in hooks:
-            for event in events:
-                try:
-                    hook(event)
-                except Exception:
-                    log.exception("middleware hook %s failed", getattr(hook, "__qualname__", hook))
 
     @staticmethod
     def emit(hooks: list[Callable[..., None]], *args: Any) -> None:

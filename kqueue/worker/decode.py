@@ -14,8 +14,9 @@ from kqueue.worker.work import Failure, WorkItem
 class Decoder:
     """Per-worker decoding with the lookups that repeat for every record cached."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, read_enqueued_at: bool = False) -> None:
         self.app = app
+        self._read_enqueued_at = read_enqueued_at
         self._queues: dict[str, str] = {}
         self._tasks: dict[tuple[str, bytes | None], TaskDef | None] = {}
 
@@ -53,6 +54,13 @@ class Decoder:
         queue = self._queue(topic)
         value = msg.value()
         item = WorkItem(topic, partition, offset, msg.key(), value, headers, queue)
+        if self._read_enqueued_at:  # `enqueued_at_ms` inlined: this runs for every record
+            enqueued = headers.get(names.H_ENQUEUED_AT)
+            if enqueued:
+                try:
+                    item.enqueued_at_ms = int(enqueued)  # the tally skips one that is not positive
+                except ValueError:  # not a number: no latency for this task
+                    item.enqueued_at_ms = 0
         task = self._task(queue, task_type)
         if task is None:
             known = ", ".join(sorted(n for q, n in self.app.tasks if q == queue)) or "none"

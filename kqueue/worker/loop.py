@@ -124,7 +124,7 @@ class Worker:
         self._runner = Runner(self._hooks, self._cancels.pending if self._cancels is not None else None,
                               track_running=self._reporter is not None)
         self._executor = Executor(opts.concurrency, self._runner)
-        self._decoder = Decoder(app)
+        self._decoder = Decoder(app, read_enqueued_at=bool(self._hooks.settle))
         # Claims come from Q.dedup; a scripted transport (state-machine tests) starts with none.
         loader = kafka_claim_loader(app.bootstrap_servers) if live_kafka else _no_claims
         self._gate = DedupGate(app.topic_prefix, loader)

@@ -15,7 +15,7 @@ from kqueue.sdk.app import App
 from kqueue.sdk.middleware import Hooks
 from kqueue.worker.checkpoint import Checkpoint
 from kqueue.worker.dedup_gate import Admission, DedupGate
-from kqueue.worker.events import completed_event, settle_event
+from kqueue.worker.events import Completions, settle_event
 from kqueue.worker.routing import (
     FINAL_KINDS,
     cancel_records,
@@ -100,8 +100,10 @@ class Outcomes:
             else:
                 self.fail(item, failure, now)
         if self._hooks.settle:
-            done = [item for item in done if self._checkpoint.owns(item)]
-            self._hooks.emit_each(self._hooks.settle, [completed_event(item, now) for item in done])
+            # `Checkpoint.owns`, inlined (per task): an outcome of an earlier ownership settles nothing.
+            done = [item for item in done if (owner := item.owner) is not None and owner.live]
+            if done:
+                self._hooks.emit(self._hooks.settle, Completions(done, now))
         self._checkpoint.completed(done)
 
     def _release(self, item: WorkItem) -> None:
@@ -121,4 +123,4 @@ class Outcomes:
                 records = [*records, released]
         if self._checkpoint.route(item, records) and self._hooks.settle:
             event = settle_event(item, SETTLEMENT_OF_KIND[records[0].kind], failure, now_ms(), records[0].topic)
-            self._hooks.emit(self._hooks.settle, event)
+            self._hooks.emit(self._hooks.settle, [event])

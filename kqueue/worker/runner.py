@@ -133,7 +133,8 @@ class Runner:
         task = item.task
         assert task is not None
         if self._timed:
-            item.started_at = time.time()
+            if not item.started_at:  # run_sync set it already when it tracks running items
+                item.started_at = time.time()
             started = time.perf_counter()
         try:
             args = (item.payload, task_context(item, self._cancelled)) if task.wants_ctx else (item.payload,)
@@ -211,7 +212,7 @@ class Runner:
         ctx = task_context(item, self._cancelled) if hooks is not None or task.wants_ctx else None
         error: BaseException | None = None
         limit: asyncio.Timeout | None = None
-        if self._timed:
+        if self._timed and not item.started_at:  # run_async set it already when it tracks running items
             item.started_at = time.time()
         started = time.perf_counter()
         try:

@@ -35,6 +35,9 @@ class WorkItem:
     run_seconds: float | None = None
     result: Any = None  # the handler's return value, kept only for tasks with keep_result
     claim_key: str | None = None  # a unique task's claim, released at its final settlement
+    # kq-enqueued-at, read while decoding only when settle hooks listen (the metrics' latency):
+    # the header dict is in cache then, not when the task settles. 0: not read, or absent.
+    enqueued_at_ms: int = 0
     _headers: dict[str, str] | None = None
     _meta: TaskMeta | None = None
     _quick_id: str | None = None
