@@ -22,7 +22,7 @@ from kqueue.core.records import TP
 from kqueue.observe.metrics import WorkerMetrics
 from kqueue.sdk.middleware import Middleware, TickEvent
 from kqueue.transport.admin import make_admin
-from kqueue.transport.inspect import trailing_markers
+from kqueue.transport.inspect import MarkerMemory
 
 log = logging.getLogger("kqueue.metrics")
 LAG_EVERY = 5.0  # seconds between lag reads
@@ -70,6 +70,7 @@ class LagProbe(Middleware):
         self._stop = threading.Event()
         self.answered_at: float | None = None  # monotonic time of the last answer from Kafka
         self.last: dict[LagKey, int] = {}
+        self._markers = MarkerMemory(bootstrap)  # an idle queue's trailing markers, read once
 
     def on_tick(self, event: TickEvent) -> None:
         with self._lock:
@@ -111,7 +112,7 @@ class LagProbe(Middleware):
         # A partition ending with a transaction's commit marker is not one task behind.
         one_short = {tp: committed[tp] for tp in tps
                      if committed.get(tp, -1) >= 0 and ends.get(tp, 0) - committed[tp] == 1}
-        for tp in trailing_markers(self._bootstrap, one_short, timeout):
+        for tp in self._markers.markers(one_short, timeout):
             ends[tp] = committed[tp]
         never = [tp for tp in tps if committed.get(tp, -1) < 0]
         earliest = OffsetSpec.earliest()  # type: ignore[no-untyped-call]

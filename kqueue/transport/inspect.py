@@ -111,6 +111,39 @@ def trailing_markers(bootstrap: str, one_short: dict[TP, int], timeout: float = 
     return markers
 
 
+class MarkerMemory:
+    """`trailing_markers`, remembered per partition with the (committed, end) pair it was asked for:
+    the answer holds until one of them moves, so a probe that asks every few seconds about an idle
+    queue reads each partition once instead of starting a consumer each time."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self._bootstrap = bootstrap
+        self._known: dict[TP, tuple[int, int, bool]] = {}  # partition -> (committed, end, is a marker)
+        self.reads = 0  # times a consumer was started to decide (tests count them)
+
+    def markers(self, one_short: dict[TP, int], timeout: float = 3.0) -> set[TP]:
+        """Of `one_short` (partition -> committed offset, its end being that plus one), the partitions
+        ending with a marker."""
+        found: set[TP] = set()
+        unknown: dict[TP, int] = {}
+        for tp, committed in one_short.items():
+            known = self._known.get(tp)
+            if known is not None and known[:2] == (committed, committed + 1):
+                if known[2]:
+                    found.add(tp)
+            else:
+                unknown[tp] = committed
+        if unknown:
+            self.reads += 1
+            fresh = trailing_markers(self._bootstrap, unknown, timeout)
+            for tp, committed in unknown.items():
+                self._known[tp] = (committed, committed + 1, tp in fresh)
+            found |= fresh
+        for tp in self._known.keys() - one_short.keys():
+            del self._known[tp]  # moved on, or no longer asked about: forget it
+        return found
+
+
 def read_records(bootstrap: str, topics: list[str], timeout: float = 10.0) -> list[Message]:
     """Every committed record in `topics`, partition by partition in offset order (small topics:
     dead letters, status views, demos)."""
