@@ -209,7 +209,8 @@ def main() -> None:
                 beside_k = [(name, lambda name=name, app=app: _observed_run(name, app, queue, n, args.concurrency))
                             for name, app in observed.items()]
                 k_run = ("K", lambda: worker_run(sync_app, queue, n, args.concurrency))
-                paired = [k_run, *beside_k] if round_no % 2 else [*beside_k, k_run]
+                # K+ops right beside K either way (the budget's pair), the costlier rows further out.
+                paired = [k_run, *beside_k] if round_no % 2 else [*reversed(beside_k), k_run]
                 for name, run in (
                     ("raw produce", lambda: raw_produce(bootstrap, raw_topic, n)),
                     ("SDK enqueue", lambda: sdk_enqueue(sdk_task.app, sdk_task, n)),
