@@ -17,6 +17,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 
 from kqueue.api.bodylimit import BodyLimit
+from kqueue.api.catchup import ViewBehind
 from kqueue.api.models import (
     CancelAnswerBody,
     Enqueued,
@@ -27,7 +28,7 @@ from kqueue.api.models import (
     TaskAnswer,
 )
 from kqueue.api.queues import QueueService, UnknownQueue
-from kqueue.api.service import NotFound, TaskService, ViewBehind
+from kqueue.api.service import NotFound, TaskService
 from kqueue.api.validation import payload_problems
 from kqueue.core.errors import DeliveryError
 from kqueue.view.derive import TaskStatus
@@ -87,9 +88,9 @@ def create_api(tasks: TaskService, queues: QueueService, token: str | None = Non
         return Enqueued(task_id=task_id, created_at=at)
 
     @v1.get("/tasks/{task_id}", response_model=TaskAnswer)
-    def get_task(task_id: TaskId) -> TaskAnswer:
+    async def get_task(task_id: TaskId) -> TaskAnswer:
         try:
-            return _answer(tasks.status(task_id))
+            return _answer(await tasks.status(task_id))
         except NotFound as exc:
             raise HTTPException(404, str(exc)) from None
 
@@ -99,19 +100,19 @@ def create_api(tasks: TaskService, queues: QueueService, token: str | None = Non
         return [_answer(status) for status in tasks.recent(limit, queue)]
 
     @v1.get("/tasks/{task_id}/timeline")
-    def task_timeline(task_id: TaskId) -> list[dict[str, Any]]:
+    async def task_timeline(task_id: TaskId) -> list[dict[str, Any]]:
         """What the view read about the task, in order: appended, retried through tiers, run, finished."""
         try:
-            tasks.status(task_id)
+            await tasks.status(task_id)
         except NotFound as exc:
             raise HTTPException(404, str(exc)) from None
         return tasks.store.timeline(task_id)
 
     @v1.delete("/tasks/{task_id}", status_code=202, response_model=CancelAnswerBody,
                responses={200: {"model": CancelAnswerBody}, 409: {"model": TaskAnswer}})
-    def cancel_task(task_id: TaskId) -> Any:
+    async def cancel_task(task_id: TaskId) -> Any:
         try:
-            answer = tasks.cancel(task_id)
+            answer = await tasks.cancel(task_id)
         except NotFound as exc:
             raise HTTPException(404, str(exc)) from None
         if answer.code == 409:

@@ -2,7 +2,8 @@
 
 Reads come from the status view's store; a miss is answered only after the view has read the
 lanes and tiers as far as they went when the request came in (so a task enqueued anywhere before
-the GET is never reported unknown while the view is a little behind).
+the GET is never reported unknown while the view is a little behind): `catchup.py` does that wait,
+on the event loop and shared by every miss.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,6 +18,7 @@ from typing import Any
 from confluent_kafka import IsolationLevel, KafkaException, TopicPartition
 from confluent_kafka.admin._listoffsets import OffsetSpec
 
+from kqueue.api.catchup import CatchUp, ViewBehind
 from kqueue.core import names
 from kqueue.core.headers import now_ms
 from kqueue.core.topology import queue_topics
@@ -35,10 +36,6 @@ class NotFound(LookupError):
     pass
 
 
-class ViewBehind(RuntimeError):
-    """The view has not caught up with the topics within MISS_WAIT: the answer would be a guess."""
-
-
 @dataclass(frozen=True)
 class CancelAnswer:
     code: int  # 202 requested, 200 already cancelled, 409 finished
@@ -49,8 +46,8 @@ class TaskService:
     def __init__(self, app: App, store: StatusStore, miss_wait: float = MISS_WAIT) -> None:
         self.app = app
         self.store = store
-        self.miss_wait = miss_wait
         self._admin = make_admin(app.bootstrap_servers)
+        self.catch_up = CatchUp(self._topic_ends, store.read_positions, miss_wait)
 
     # -- tasks --------------------------------------------------------------------------------------
     def task_def(self, task_type: str, queue: str | None) -> TaskDef:
@@ -80,11 +77,11 @@ class TaskService:
             log.warning("could not note task %s in the status view: %s", task_id, exc)
         return task_id, at
 
-    def status(self, task_id: str) -> TaskStatus:
+    async def status(self, task_id: str) -> TaskStatus:
         found = self._lookup(task_id)
         if found is not None:
             return found
-        self._wait_caught_up()
+        await self.catch_up.wait()
         found = self._lookup(task_id)
         if found is None:
             raise NotFound(f"no task {task_id!r}")
@@ -96,17 +93,6 @@ class TaskService:
             return None
         settled = self.store.settled(row.topic, row.partition) if row.topic and row.partition is not None else None
         return derive(row, settled, now_ms())
-
-    def _wait_caught_up(self) -> None:
-        ends = self._topic_ends()
-        deadline = time.monotonic() + self.miss_wait
-        while True:
-            read = self.store.read_positions()
-            if all(read.get(tp, 0) >= end for tp, end in ends.items() if end > 0):
-                return
-            if time.monotonic() >= deadline:
-                raise ViewBehind("the status view is catching up with Kafka; ask again shortly")
-            time.sleep(0.02)
 
     def _topic_ends(self) -> dict[tuple[str, int], int]:
         """Where each lane, tier and the status topic end now (last stable offsets)."""
@@ -129,13 +115,13 @@ class TaskService:
         except KafkaException as exc:
             raise ViewBehind(f"cannot ask Kafka where the topics end: {exc}") from None
 
-    def cancel(self, task_id: str) -> CancelAnswer:
-        current = self.status(task_id)
+    async def cancel(self, task_id: str) -> CancelAnswer:
+        current = await self.status(task_id)
         if current.status in ("completed", "failed"):
             return CancelAnswer(409, current)
         if current.status == "cancelled":
             return CancelAnswer(200, current)
-        self.app.cancel(task_id)
+        await asyncio.to_thread(self.app.cancel, task_id)  # produces and waits for Kafka's ack
         return CancelAnswer(202, current)
 
     def recent(self, limit: int, queue: str | None = None) -> list[TaskStatus]:

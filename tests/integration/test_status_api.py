@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from confluent_kafka import Producer
 
 from kqueue import App
 from kqueue.sdk.status_client import TaskNotFound
+from kqueue.transport.config import producer_config
 from tests.apps.lifecycle import make_app
 from tests.support.api import ROOT, ApiProcess
 from tests.support.kafka import Kafka, unique
@@ -89,6 +91,34 @@ def test_a_task_is_known_from_the_moment_its_enqueue_returns(setup: Setup) -> No
         assert setup.app.status(task_id).status in ("queued", "processing", "completed")
     with pytest.raises(TaskNotFound):
         setup.app.status("no-such-task")
+
+
+def test_a_flood_of_misses_while_the_view_is_behind_holds_up_no_other_lookup(setup: Setup, bootstrap: str) -> None:
+    """200 GETs for unknown ids while an open transaction keeps the view behind a lane's end: each
+    waits (on the event loop, sharing one question to Kafka) and gets 503 after the miss wait, and a
+    GET for a known task meanwhile answers at once. (With a thread per waiting miss, as before, the
+    known task's GET queued behind them for seconds.)"""
+    known = setup.post({"type": "add", "payload": {"a": 1, "b": 1}})
+    setup.watch(known)
+    holder = Producer(producer_config(bootstrap, **{"transactional.id": unique("view-holder")}))
+    holder.init_transactions(30)
+    holder.begin_transaction()
+    holder.produce(setup.queue, value=b"held", partition=0)  # past the lane's stable end until aborted
+    holder.flush(30)
+    try:
+        with ThreadPoolExecutor(200) as pool:
+            misses = [pool.submit(setup.api.request, "GET", f"/api/v1/tasks/missing-{n}") for n in range(200)]
+            time.sleep(1.0)  # every miss is waiting by now
+            started = time.monotonic()
+            code, body = setup.api.request("GET", f"/api/v1/tasks/{known}")
+            took = time.monotonic() - started
+            answers = [miss.result(timeout=60) for miss in misses]
+    finally:
+        holder.abort_transaction(30)
+    assert code == 200 and body["status"] == "completed"
+    assert took < 1.0, f"a known task's GET took {took:.1f}s behind the waiting misses"
+    assert {answer[0] for answer in answers} == {503}
+    assert all("catching up" in answer[1]["detail"] for answer in answers)
 
 
 def test_each_status_a_task_goes_through(setup: Setup) -> None:

@@ -14,7 +14,6 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 import kqueue
 from kqueue.core.headers import enqueued_at_ms
-from kqueue.core.records import Settlement
 from kqueue.observe.logs import LifecycleLog
 from kqueue.observe.metrics import MetricsMiddleware
 from kqueue.sdk.middleware import Hooks, SettleEvent
