@@ -79,7 +79,7 @@ class Tally:
     poll loop, handed to prometheus-client once a second (a histogram observation costs a lock and a
     bucket scan; a no-op task costs about 15 us in all, so per-task observations would be felt)."""
 
-    __slots__ = ("count", "latency_buckets", "latency_sum", "outcome", "queue", "run_buckets", "run_sum", "task")
+    __slots__ = ("count", "latency_buckets", "latency_ms", "outcome", "queue", "run_buckets", "run_sum", "task")
 
     def __init__(self, queue: str, task: str, outcome: Settlement) -> None:
         self.queue, self.task, self.outcome = queue, task, outcome
@@ -89,7 +89,7 @@ class Tally:
         self.count = 0
         self.run_sum = 0.0
         self.run_buckets = [0] * (len(RUN_BUCKETS) + 1)
-        self.latency_sum = 0.0
+        self.latency_ms = 0  # whole milliseconds: exact, whatever the order they are added in
         self.latency_buckets = [0] * (len(LATENCY_BUCKETS) + 1)
 
 
@@ -128,7 +128,7 @@ class MetricsMiddleware(Middleware):
         if type(events) is Completions:
             self._tally_completions(events.items, events.settled_at_ms)
             return
-        tallies, run_bounds, latency_bounds = self._tallies, RUN_BUCKETS, LATENCY_BUCKETS
+        tallies, run_bounds, latency_bounds = self._tallies, RUN_BUCKETS, LATENCY_BUCKETS_MS
         for event in events:
             outcome = event.outcome
             if outcome in _MOVES:
@@ -149,11 +149,11 @@ class MetricsMiddleware(Middleware):
                 continue
             enqueued = event.enqueued_at_ms  # a final outcome: completed or dead-lettered
             if enqueued is not None:
-                seconds = (event.settled_at_ms - enqueued) / 1000
-                if seconds < 0:  # clocks of two hosts
-                    seconds = 0.0
-                tally.latency_sum += seconds
-                tally.latency_buckets[bisect_left(latency_bounds, seconds)] += 1
+                millis = event.settled_at_ms - enqueued
+                if millis < 0:  # clocks of two hosts
+                    millis = 0
+                tally.latency_ms += millis
+                tally.latency_buckets[bisect_left(latency_bounds, millis)] += 1
 
     def _tally_completions(self, items: list[WorkItem], settled_at_ms: int) -> None:
         """The common case, straight from the worker's items: no event objects, lookups in locals
@@ -178,7 +178,7 @@ class MetricsMiddleware(Middleware):
                 millis = settled_at_ms - enqueued
                 if millis < 0:  # clocks of two hosts
                     millis = 0
-                tally.latency_sum += millis / 1000
+                tally.latency_ms += millis
                 tally.latency_buckets[bisect_left(latency_bounds, millis)] += 1
 
     def _completed_tally(self, item: WorkItem) -> Tally:
@@ -215,7 +215,7 @@ class MetricsMiddleware(Middleware):
                 add_observations(m.run_seconds.labels(queue, tally.task), tally.run_buckets, tally.run_sum)
             if any(tally.latency_buckets):
                 add_observations(m.latency.labels(queue, tally.task, label), tally.latency_buckets,
-                                 tally.latency_sum)
+                                 tally.latency_ms / 1000)
             tally.reset()
         for (queue, task, tier), count in self._retries.items():
             m.retries.labels(queue, task, tier).inc(count)

@@ -18,7 +18,7 @@ from typing import Any
 from kqueue.core.completed import encode as encode_completed
 from kqueue.core.records import SETTLEMENT_OF_KIND, TP, OutRecord, Settlement
 from kqueue.transport.settle import BatchNotCommitted, Settler
-from kqueue.worker.partitions import PartitionState, PartitionTable
+from kqueue.worker.partitions import PartitionState, PartitionTable, PauseReason
 from kqueue.worker.work import WorkItem
 
 log = logging.getLogger("kqueue.worker")
@@ -81,6 +81,18 @@ class Checkpoint:
         state.watermark.track(item.offset)
         item.owner = state
         return True
+
+    @property
+    def held_tasks(self) -> set[TP]:
+        """Task partitions held back now (their records fetched meanwhile are not handed out)."""
+        return self._table.held_tasks
+
+    def hold_for_claims(self, item: WorkItem, retry_in: float, now_ms: int) -> None:
+        """Fetch the item's partition again from the item in `retry_in` seconds (its claims could
+        not be read); the item is not tracked, so nothing at or after it settles meanwhile."""
+        state = self._table.get((item.topic, item.partition))
+        if state is not None:
+            self._table.hold(state, item.offset, now_ms + int(retry_in * 1000), PauseReason.CLAIMS_UNREAD)
 
     @staticmethod
     def owns(item: WorkItem) -> bool:

@@ -5,6 +5,9 @@ keyed task of a partition it owns, it reads that partition's claims (a compacted
 one record per live key) and keeps them while it owns the partition; a new claim is written in the
 transaction that commits past its task (core/dedup.py says why that keeps crashes consistent).
 With the range assignor one member owns partition p of every lane, so one owner decides a key.
+Claims that cannot be read (Kafka away, the topic missing) are never guessed: `load` raises
+`ClaimsUnread` with how long to wait, and the worker holds that partition at the keyed task and
+fetches it again then (1, 2, 5, 10, then every 30 s), while its other partitions go on.
 """
 
 from __future__ import annotations
@@ -24,11 +27,19 @@ from kqueue.transport.config import client_config
 from kqueue.worker.work import WorkItem
 
 log = logging.getLogger("kqueue.worker")
-LOAD_TIMEOUT = 30.0
+LOAD_TIMEOUT = 10.0  # a compacted topic of about one record per live key: far more than enough
+RETRY_AFTER = (1.0, 2.0, 5.0, 10.0, 30.0)  # seconds before reading a partition's claims again
 ClaimLoader = Callable[[str, int], dict[str, Claim]]  # (dedup topic, partition) -> claims by key
 
 _IDEMPOTENCY_HEADER, _UNIQUE_HEADER = names.H_IDEMPOTENCY_KEY, names.H_UNIQUE_KEY
 _KEYED = (_IDEMPOTENCY_HEADER, _UNIQUE_HEADER)
+
+
+class ClaimsUnread(RuntimeError):
+    def __init__(self, topic: str, partition: int, cause: BaseException, retry_in: float) -> None:
+        super().__init__(f"cannot read the claims of {topic}/{partition} ({cause}): holding its keyed tasks, "
+                         f"trying again in {retry_in:.0f}s")
+        self.retry_in = retry_in
 
 
 @dataclass(frozen=True)
@@ -44,6 +55,7 @@ class DedupGate:
         self._prefix = prefix
         self._loader = loader
         self._books: dict[tuple[str, int], dict[str, Claim]] = {}  # (queue, partition) -> claims
+        self._failures: dict[tuple[str, int], int] = {}  # reads failed in a row, per (queue, partition)
 
     @staticmethod
     def keyed(item: WorkItem) -> bool:
@@ -101,14 +113,31 @@ class DedupGate:
         return OutRecord(RecordKind.CLAIM, names.dedup_topic(item.queue, self._prefix), None, ckey.encode(), [],
                          item.partition)
 
+    def loaded(self, item: WorkItem) -> bool:
+        return (item.queue, item.partition) in self._books
+
+    def load(self, item: WorkItem) -> None:
+        """Read the claims of the item's partition (before its first keyed task is admitted), or
+        raise ClaimsUnread saying when to try again."""
+        where = (item.queue, item.partition)
+        topic = names.dedup_topic(item.queue, self._prefix)
+        try:
+            self._books[where] = self._loader(topic, item.partition)
+        except Exception as exc:
+            failures = self._failures[where] = self._failures.get(where, 0) + 1
+            raise ClaimsUnread(topic, item.partition, exc, RETRY_AFTER[min(failures, len(RETRY_AFTER)) - 1]) from exc
+        self._failures.pop(where, None)
+
     def forget(self, partitions: Iterable[TP]) -> None:
         """Partitions no longer ours: their next owner may claim meanwhile, so read afresh next time."""
         for topic, partition in partitions:
-            self._books.pop((names.queue_of_topic(topic, self._prefix), partition), None)
+            where = (names.queue_of_topic(topic, self._prefix), partition)
+            self._books.pop(where, None)
+            self._failures.pop(where, None)
 
     def _book(self, queue: str, partition: int) -> dict[str, Claim]:
         book = self._books.get((queue, partition))
-        if book is None:
+        if book is None:  # callers load first (the worker holds a partition whose claims fail)
             book = self._books[(queue, partition)] = self._loader(names.dedup_topic(queue, self._prefix), partition)
         return book
 

@@ -26,7 +26,7 @@ from kqueue.worker.checkpoint import Checkpoint, CommitResult, SettleCounts
 from kqueue.worker.commit_health import CommitHealth
 from kqueue.worker.committer import BackgroundCommitter
 from kqueue.worker.decode import Decoder
-from kqueue.worker.dedup_gate import DedupGate, kafka_claim_loader
+from kqueue.worker.dedup_gate import ClaimLoader, DedupGate, kafka_claim_loader
 from kqueue.worker.executor import Executor
 from kqueue.worker.options import Transport, WorkerOptions, WorkerStats, kafka_transport
 from kqueue.worker.outcomes import Outcomes
@@ -55,8 +55,10 @@ def _summary(partitions: list[TP]) -> str:
 
 
 class Worker:
-    def __init__(self, app: App, options: WorkerOptions, transport: Transport | None = None) -> None:
+    def __init__(self, app: App, options: WorkerOptions, transport: Transport | None = None,
+                 claim_loader: ClaimLoader | None = None) -> None:  # tests pass scripted ones
         self.app = app
+        self._claim_loader = claim_loader
         self.options = options
         self.queues = options.queues or app.queues()
         if not self.queues:
@@ -126,7 +128,7 @@ class Worker:
         self._executor = Executor(opts.concurrency, self._runner)
         self._decoder = Decoder(app, read_enqueued_at=bool(self._hooks.settle))
         # Claims come from Q.dedup; a scripted transport (state-machine tests) starts with none.
-        loader = kafka_claim_loader(app.bootstrap_servers) if live_kafka else _no_claims
+        loader = self._claim_loader or (kafka_claim_loader(app.bootstrap_servers) if live_kafka else _no_claims)
         self._gate = DedupGate(app.topic_prefix, loader)
         self._outcomes = Outcomes(app, self._checkpoint, self._gate, self._hooks, self.worker_id,
                                   self._cancels.pending if self._cancels is not None else None)

@@ -7,6 +7,7 @@ cancel. Records go to the checkpoint, which writes them when the commit passes t
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 from kqueue.core.headers import now_ms
@@ -14,7 +15,7 @@ from kqueue.core.records import SETTLEMENT_OF_KIND, OutRecord
 from kqueue.sdk.app import App
 from kqueue.sdk.middleware import Hooks
 from kqueue.worker.checkpoint import Checkpoint
-from kqueue.worker.dedup_gate import Admission, DedupGate
+from kqueue.worker.dedup_gate import Admission, ClaimsUnread, DedupGate
 from kqueue.worker.events import Completions, settle_event
 from kqueue.worker.routing import (
     FINAL_KINDS,
@@ -26,6 +27,8 @@ from kqueue.worker.routing import (
     route_failure,
 )
 from kqueue.worker.work import Failure, Outcome, WorkItem
+
+log = logging.getLogger("kqueue.worker")
 
 
 class Outcomes:
@@ -44,13 +47,24 @@ class Outcomes:
         """(the tasks to run, how many a previous owner had completed); the rest are settled here."""
         runnable: list[WorkItem] = []
         skipped = 0
+        held = self._checkpoint.held_tasks  # partitions held back: what was fetched of them waits
         for item, failure in decoded:
+            if held and (item.topic, item.partition) in held:
+                continue  # fetched again from the held offset when the hold ends
+            keyed = failure is None and self._gate.keyed(item)
+            if keyed and not self._gate.loaded(item):
+                try:
+                    self._gate.load(item)
+                except ClaimsUnread as exc:  # never guessed: this partition waits, the others go on
+                    log.warning("%s", exc)
+                    self._checkpoint.hold_for_claims(item, exc.retry_in, now)
+                    continue
             # Track in offset order (before anything can settle), then split by what to do.
             if not self._checkpoint.track(item):
                 continue  # partition no longer ours
             done = self._checkpoint.done_before(item)
             # Keyed tasks are admitted in log order, also those not run again (their claims count).
-            admission = self._gate.admit(item, now, done) if failure is None else None
+            admission = self._gate.admit(item, now, done) if keyed else None
             if admission is not None and admission.claim is not None and item.owner is not None:
                 item.owner.hold_records(item.offset, [admission.claim])
             if done:

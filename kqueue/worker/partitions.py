@@ -22,6 +22,7 @@ class PauseReason(enum.Enum):
     BACKPRESSURE = "backpressure"  # too many unsettled tasks in this worker (task partitions only)
     ROUTER_HOLD = "router-hold"  # a tier partition whose head is not due yet
     DRAINING = "draining"  # shutting down: fetch nothing more
+    CLAIMS_UNREAD = "claims-unread"  # a keyed task's claims (Q.dedup) could not be read: retried later
 
 
 class PartitionState:
@@ -41,7 +42,7 @@ class PartitionState:
         self.held: list[tuple[int, int, list[OutRecord]]] = []
         self.committed: int | None = None
         self.pauses: set[PauseReason] = set()
-        self.due_at: int | None = None  # router hold: when the head is due (epoch ms)
+        self.due_at: int | None = None  # held (router, unread claims): when it is fetched again (epoch ms)
         # Offsets completed (no records to write) at or above the commit position: written into the
         # commit's metadata so the next owner does not run them again (core/completed.py).
         self.completed_above: set[int] = set()
@@ -71,7 +72,9 @@ class PartitionTable:
         self._edge = edge
         self._is_tier_topic = is_tier_topic
         self.states: dict[TP, PartitionState] = {}
-        self._wakeups: list[tuple[int, TP]] = []
+        self._wakeups: list[tuple[int, TP, int, PauseReason]] = []  # (due, partition, tie-break, why)
+        # Task partitions held back now (records of theirs fetched meanwhile are not handed out).
+        self.held_tasks: set[TP] = set()
         self._global: set[PauseReason] = set()  # reasons every (fitting) partition has right now
 
     def get(self, tp: TP) -> PartitionState | None:
@@ -103,6 +106,7 @@ class PartitionTable:
         removed = []
         for tp in partitions:
             state = self.states.pop(tp, None)
+            self.held_tasks.discard(tp)
             if state is not None:
                 state.live = False
                 removed.append(state)
@@ -151,25 +155,31 @@ class PartitionTable:
         if resumed:
             self._edge.resume(resumed)
 
-    # -- the delay router's holds --------------------------------------------------------------------
-    def hold(self, state: PartitionState, offset: int, due_at: int) -> None:
-        """Hold a tier partition at `offset` (its head, not due) until `due_at`; it is fetched again then."""
-        self.pause(state, PauseReason.ROUTER_HOLD)
+    # -- holds: the delay router's, and task partitions whose claims could not be read --------------
+    def hold(self, state: PartitionState, offset: int, due_at: int,
+             reason: PauseReason = PauseReason.ROUTER_HOLD) -> None:
+        """Hold a partition at `offset` until `due_at`; it is fetched again from there then (a tier's
+        head not due yet, or a keyed task whose claims are to be read again)."""
+        self.pause(state, reason)
         self._edge.seek(state.tp, offset)
         state.due_at = due_at
-        heapq.heappush(self._wakeups, (due_at, state.tp))
+        if not state.is_tier:
+            self.held_tasks.add(state.tp)
+        heapq.heappush(self._wakeups, (due_at, state.tp, next(_HOLD_ORDER), reason))
 
     def wake_due(self, now_ms: int) -> int:
         """Release the holds that are due; returns how many."""
         woken = 0
         while self._wakeups and self._wakeups[0][0] <= now_ms:
-            due_at, tp = heapq.heappop(self._wakeups)
+            due_at, tp, _, reason = heapq.heappop(self._wakeups)
             state = self.states.get(tp)
             if state is not None and state.due_at == due_at:
                 state.due_at = None
-                self.unpause(state, PauseReason.ROUTER_HOLD)
+                self.held_tasks.discard(tp)
+                self.unpause(state, reason)
                 woken += 1
         return woken
 
     def holds(self) -> dict[TP, int]:
-        return {tp: s.due_at for tp, s in self.states.items() if s.due_at is not None}
+        """The delay router's holds (a task partition's hold shows with its pause reason)."""
+        return {tp: s.due_at for tp, s in self.states.items() if s.due_at is not None and s.is_tier}

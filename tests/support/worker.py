@@ -11,14 +11,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kqueue.sdk.app import App
+from kqueue.worker.dedup_gate import ClaimLoader
 from kqueue.worker.loop import Transport, Worker, WorkerOptions, WorkerStats
 
 
 class ThreadedWorker:
     """A Worker running in a background thread until stopped."""
 
-    def __init__(self, app: App, transport: Transport | None = None, **options: object) -> None:
-        self.worker = Worker(app, WorkerOptions(**options), transport)  # type: ignore[arg-type]
+    def __init__(self, app: App, transport: Transport | None = None, claim_loader: ClaimLoader | None = None,
+                 **options: object) -> None:
+        self.worker = Worker(app, WorkerOptions(**options), transport, claim_loader)  # type: ignore[arg-type]
         self.stats: WorkerStats | None = None
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._main, daemon=True)

@@ -517,3 +517,44 @@ def test_ticks_report_busy_slots_partitions_and_membership_while_running_and_dra
         rig.gate("held").set()
         worker.stop()
     assert rig.ran == [0]
+
+
+def test_claims_that_cannot_be_read_hold_their_partition_and_are_read_again(
+        rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The claims of P0 (Q.dedup) cannot be read twice: P0 is paused and sought back to its first
+    keyed task while P1 goes on; the third read works and every task runs once, the keyed one with
+    its claim written. Before, the worker stopped."""
+    from kqueue.worker import dedup_gate
+
+    monkeypatch.setattr(dedup_gate, "RETRY_AFTER", (0.2, 0.4))
+    reads: list[tuple[int, float]] = []
+
+    def flaky(topic: str, partition: int) -> dict[str, Any]:
+        reads.append((partition, time.monotonic()))
+        if partition == 0 and sum(1 for p, _ in reads if p == 0) <= 2:
+            raise RuntimeError("coordinator not available")
+        return {}
+
+    def keyed_task(tp: tuple[str, int], n: int) -> int:
+        headers = [(names.H_TYPE, b"job"), (names.H_CONTENT_TYPE, b"json"), (names.H_ID, f"task-{n}".encode()),
+                   (names.H_IDEMPOTENCY_KEY, f"order-{n}".encode())]
+        return rig.edge.append(tp[0], tp[1], json.dumps({"n": n}).encode(), b"k", headers)
+
+    rig.edge.assign(P0, P1)
+    rig.task(P0, 0, "k")  # no key: runs at once
+    assert keyed_task(P0, 1) == 1
+    rig.task(P0, 2, "k")  # after the keyed one: waits with it
+    rig.task(P1, 3, "other")
+    with rig.worker(claim_loader=flaky) as w:
+        wait_for(lambda: {0, 3} <= set(rig.ran), timeout=5, what="the unkeyed tasks")
+        assert ("seek", (P0, 1)) in rig.edge.calls  # held at the keyed task
+        assert 1 not in rig.ran and 2 not in rig.ran
+        wait_for(lambda: rig.edge.committed.get(P0) == 3, timeout=10, what="P0 once its claims are read")
+        w.stop()
+    assert sorted(rig.ran) == [0, 1, 2, 3]
+    p0_reads = [at for p, at in reads if p == 0]
+    assert len(p0_reads) == 3
+    assert p0_reads[1] - p0_reads[0] >= 0.15 and p0_reads[2] - p0_reads[1] >= 0.3  # backing off (ms clock)
+    claims = [r for r in rig.settler.written if r.kind is RecordKind.CLAIM]
+    assert len(claims) == 1 and claims[0].topic == names.dedup_topic(Q, "")
+    assert w.worker.stats.dead_lettered == 0 and w.worker.stats.completed == 4
