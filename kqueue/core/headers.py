@@ -44,11 +44,6 @@ def quick_fields(raw: RawHeaders) -> tuple[str | None, int, int | None]:
     return task_id, max(1, _int_or(values.get(_ATTEMPT), 1)), enqueued_at_ms(values)
 
 
-def header_int(raw: RawHeaders, name: str) -> int | None:
-    """One integer header straight from the raw headers (None if absent, empty or not a number)."""
-    return _int_or(header_dict(raw).get(name), 0) or None
-
-
 def enqueued_at_ms(raw: RawHeaders) -> int | None:
     """kq-enqueued-at straight from the raw headers (None if absent or not a positive number):
     the latency metric reads it for every completed task."""

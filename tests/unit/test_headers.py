@@ -235,15 +235,15 @@ def test_dead_letter_trace_limit_holds_in_bytes() -> None:
     assert len(headers[names.H_ERROR_TRACE]) <= TRACE_LIMIT
 
 
-def test_quick_fields_and_header_int_agree_with_the_full_parse() -> None:
-    from kqueue.core.headers import TaskMeta, header_int, header_map, quick_fields
+def test_quick_fields_and_enqueued_at_agree_with_the_full_parse() -> None:
+    from kqueue.core.headers import TaskMeta, enqueued_at_ms, header_map, quick_fields
 
     raw = [("kq-id", b"t-9"), ("kq-enqueued-at", b"1700000000000"), ("kq-type", b"x"), ("kq-attempt", b"4"),
            ("kq-attempt", b"5")]  # repeated: the last wins, as in header_map
     meta = TaskMeta.from_headers(header_map(raw))
     for given in (raw, dict(raw), {k: v.decode() for k, v in raw}):
         assert quick_fields(given) == (meta.task_id, meta.attempt, meta.enqueued_at) == ("t-9", 5, 1700000000000)
-        assert header_int(given, "kq-enqueued-at") == 1700000000000
+        assert enqueued_at_ms(given) == 1700000000000
     assert quick_fields([("kq-attempt", b"zero"), ("kq-enqueued-at", b"")]) == (None, 1, None)
-    assert header_int(None, "kq-enqueued-at") is None
-    assert header_int([("kq-enqueued-at", b"x")], "kq-enqueued-at") is None
+    assert enqueued_at_ms(None) is None
+    assert enqueued_at_ms([("kq-enqueued-at", b"x")]) is None
