@@ -67,11 +67,12 @@ def setup(bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     saved = {k: os.environ.get(k) for k in ("KQUEUE_API_URL", "KQUEUE_API_TOKEN")}
     api = ApiProcess(bootstrap, queue, db, token=TOKEN)
     os.environ["KQUEUE_API_URL"], os.environ["KQUEUE_API_TOKEN"] = api.url, TOKEN
+    running = Setup(app, api, queue, db)
     try:
         with ThreadedWorker(app, group=unique("life-g"), concurrency=4):
-            yield Setup(app, api, queue, db)
+            yield running
     finally:
-        api.stop()
+        running.api.stop()  # the one running now: a test may have restarted it
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
