@@ -48,6 +48,7 @@ class CatchUp:
         self._asked_at = 0.0
         self._targets: list[tuple[Offsets, asyncio.Future[None], float]] = []  # ends, reached, since
         self._poller: asyncio.Task[None] | None = None
+        self._reached_ends: Offsets | None = None  # the latest question's ends the view has read past
 
     async def wait(self) -> None:
         """Return once the view has read up to ends taken after this call began; ViewBehind if that
@@ -78,12 +79,15 @@ class CatchUp:
             await asyncio.wait([question])  # asked before we arrived: wait for it, then ask anew
 
     async def _reached(self, ends: Offsets) -> None:
-        if caught_up(self._read_positions(), ends):
+        if ends is self._reached_ends:  # a waiter sharing this question found it reached (positions only grow)
             return
         for target, reached, _ in self._targets:
             if target is ends:  # waiters sharing a question share its wait
                 await asyncio.shield(reached)
                 return
+        if caught_up(self._read_positions(), ends):
+            self._reached_ends = ends
+            return
         reached = asyncio.get_running_loop().create_future()
         self._targets.append((ends, reached, time.monotonic()))
         if self._poller is None or self._poller.done():
@@ -107,6 +111,7 @@ class CatchUp:
             for ends, reached, since in self._targets:
                 if caught_up(read, ends):
                     reached.set_result(None)
+                    self._reached_ends = ends
                 elif now - since <= self.max_wait:  # older ones have no waiter left: their waits ended
                     still.append((ends, reached, since))
             self._targets = still
