@@ -58,9 +58,10 @@ UNREAD: Any = object()
 class SettleEvent:
     """A task's outcome, decided. Treat as read-only.
 
-    One is built per settled task on the poll loop, so it is a plain slotted class, and the fields
-    that come from headers (task_id, attempt, enqueued_at_ms) may be read from `raw_headers` only
-    when a hook asks: most hooks need one of them or none."""
+    A plain slotted class, built on the poll loop: for a failure when it is routed, for a completion
+    only when a hook reads it from its batch (`on_settle_many`). The fields that come from headers
+    (task_id, attempt, enqueued_at_ms) are read from `raw_headers` only when a hook asks: most hooks
+    need one of them or none."""
 
     __slots__ = ("_attempt", "_enqueued_at_ms", "_task_id", "destination", "error_message", "error_type", "key",
                  "offset", "outcome", "partition", "queue", "raw_headers", "run_seconds", "settled_at_ms",
