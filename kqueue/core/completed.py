@@ -18,6 +18,10 @@ from collections.abc import Iterable
 
 PREFIX = "kq1:"
 METADATA_BUDGET = 3000  # characters; under the broker's 4096-byte default with room to spare
+# How far past its commit position a partition may run (offsets) before it pauses until the position
+# moves: its bitmap (1,500 bytes) then always fits the budget whole, even when incompressible, and the
+# memory behind one stuck task stays bounded (Parallel Consumer pauses the same way).
+MAX_AHEAD = 12_000
 
 
 def encode(position: int, completed: Iterable[int], budget: int = METADATA_BUDGET) -> str:

@@ -31,6 +31,11 @@ class PartitionWatermark:
         self._settled.add(offset)
 
     @property
+    def newest(self) -> int | None:
+        """The newest offset tracked and not yet passed by the position (None: none)."""
+        return self._order[-1] if self._order else None
+
+    @property
     def outstanding(self) -> int:
         return len(self._order) - len(self._settled)
 

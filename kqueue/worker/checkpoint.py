@@ -1,4 +1,4 @@
-"""What is settled and may be committed: tracking, held routed records, commits.
+"""What is settled may be committed: commits of what the partition owners settled, and the counts.
 
 A task is settled when it completed, or when its routing (retry, dead letter + status event, a tier
 move) is decided. Routed records are held until the partition's commit position passes their
@@ -11,15 +11,12 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kqueue.core.completed import encode as encode_completed
 from kqueue.core.records import SETTLEMENT_OF_KIND, TP, OutRecord, Settlement
 from kqueue.transport.settle import BatchNotCommitted, Settler
-from kqueue.worker.partitions import PartitionState, PartitionTable, PauseReason
-from kqueue.worker.work import WorkItem
+from kqueue.worker.partitions import CommitSlice, PartitionOwner, PartitionTable
 
 log = logging.getLogger("kqueue.worker")
 
@@ -41,16 +38,31 @@ class SettleCounts:
         setattr(self, name, getattr(self, name) + n)
 
 
+# The most routed records one commit (one transaction) writes: a backlog of due tier records or of
+# retries held while commits failed goes out over several commits, never in one huge transaction.
+MAX_COMMIT_RECORDS = 2000
+
+
 @dataclass
 class CommitBatch:
-    offsets: dict[TP, int] = field(default_factory=dict)
-    metadata: dict[TP, str] = field(default_factory=dict)  # completed offsets above each position
-    moved: list[tuple[PartitionState, int, str]] = field(default_factory=list)
-    released: list[tuple[PartitionState, int, list[OutRecord]]] = field(default_factory=list)
+    pieces: list[CommitSlice] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
 
+    @property
+    def offsets(self) -> dict[TP, int]:
+        return {p.owner.tp: p.position for p in self.pieces}
+
+    @property
+    def metadata(self) -> dict[TP, str]:
+        """Completed offsets above each position, where there are any."""
+        return {p.owner.tp: p.metadata for p in self.pieces if p.metadata}
+
+    @property
+    def released(self) -> list[tuple[PartitionOwner, int, list[OutRecord]]]:
+        return [(p.owner, offset, records) for p in self.pieces for offset, records in p.released]
+
     def records(self) -> list[OutRecord]:
-        return [r for _, _, records in self.released for r in records]
+        return [r for p in self.pieces for _, records in p.released for r in records]
 
 
 @dataclass(frozen=True)
@@ -61,10 +73,14 @@ class CommitResult:
 
 
 class Checkpoint:
-    def __init__(self, table: PartitionTable, settler: Settler, interval: float = 0.5) -> None:
+    """Commits what the partition owners have settled, and counts settlements."""
+
+    def __init__(self, table: PartitionTable, settler: Settler, interval: float = 0.5,
+                 max_records: int = MAX_COMMIT_RECORDS) -> None:
         self._table = table
         self._settler = settler
         self.interval = interval
+        self.max_records = max_records
         self._last_commit = time.monotonic()
         self.counts = SettleCounts()
         # Set by a settlement error the settler cannot recover from: nothing is committed after it,
@@ -72,130 +88,51 @@ class Checkpoint:
         self.failed: BaseException | None = None
         self.shrunk = 0  # refused records replaced by their dead letters by reference, over the run
 
-    # -- tracking ----------------------------------------------------------------------------------
-    def track(self, item: WorkItem) -> bool:
-        """Claim `item` for its partition's current owner (in offset order); False if not ours."""
-        state = self._table.get((item.topic, item.partition))
-        if state is None:
-            return False
-        state.watermark.track(item.offset)
-        item.owner = state
-        return True
-
-    @property
-    def held_tasks(self) -> set[TP]:
-        """Task partitions held back now (their records fetched meanwhile are not handed out)."""
-        return self._table.held_tasks
-
-    def hold_for_claims(self, item: WorkItem, retry_in: float, now_ms: int) -> None:
-        """Fetch the item's partition again from the item in `retry_in` seconds (its claims could
-        not be read); the item is not tracked, so nothing at or after it settles meanwhile."""
-        state = self._table.get((item.topic, item.partition))
-        if state is not None:
-            self._table.hold(state, item.offset, now_ms + int(retry_in * 1000), PauseReason.CLAIMS_UNREAD)
-
-    @staticmethod
-    def owns(item: WorkItem) -> bool:
-        # A revoked partition's state is dead and a re-assignment gets a new one, so an outcome from
-        # an earlier ownership can never settle the current one.
-        owner = item.owner
-        return owner is not None and owner.live
-
-    # -- settlement --------------------------------------------------------------------------------
-    def completed(self, items: Iterable[WorkItem]) -> int:
-        settled = 0
-        for item in items:
-            owner = item.owner
-            if owner is not None and owner.live:
-                owner.watermark.settle(item.offset)
-                owner.completed_above.add(item.offset)
-                settled += 1
-        self.counts.completed += settled
-        return settled
-
-    def duplicate(self, item: WorkItem) -> None:
-        """Settle a tracked `item` that must not run (its idempotency key is claimed): done, like a
-        completion, but counted apart."""
-        owner = item.owner
-        if owner is not None and owner.live:
-            owner.watermark.settle(item.offset)
-            owner.completed_above.add(item.offset)
-            self.counts.duplicates += 1
-
-    @staticmethod
-    def done_before(item: WorkItem) -> bool:
-        """Settle a tracked `item` a previous owner had completed (from the commit metadata): True
-        if it was one, and must not run again."""
-        owner = item.owner
-        if owner is None or not owner.done_before or item.offset not in owner.done_before:
-            return False
-        owner.done_before.discard(item.offset)
-        owner.watermark.settle(item.offset)
-        owner.completed_above.add(item.offset)  # still above the position: say so in the next commit too
-        return True
-
-    def route(self, item: WorkItem, records: list[OutRecord]) -> bool:
-        """Settle `item` by `records`, written when the commit position passes it."""
-        owner = item.owner
-        if owner is None or not owner.live:
-            return False
-        owner.hold_records(item.offset, records)
-        owner.watermark.settle(item.offset)
-        return True
-
     # -- committing --------------------------------------------------------------------------------
     def due(self) -> bool:
         return time.monotonic() - self._last_commit >= self.interval
 
     def prepare(self) -> CommitBatch | None:
-        """What the next commit writes: records the positions have passed, and those positions.
-
-        The records leave their partitions' holds; `finish` puts them back if the commit fails."""
+        """What the next commit writes: each owner's position and the records it has passed, at most
+        `max_records` records in all. The records leave their owners; `finish` puts them back if the
+        commit fails."""
         if self.failed is not None:
             return None
         self._last_commit = time.monotonic()
         batch = CommitBatch()
-        for tp, state in self._table.states.items():
-            position = state.watermark.position()
-            if position is None:
+        budget = self.max_records
+        for owner in self._table.states.values():
+            piece = owner.take_for_commit(max(1, budget))
+            if piece is None:
                 continue
-            metadata = ""
-            if state.completed_above:
-                state.completed_above = {o for o in state.completed_above if o >= position}
-                metadata = encode_completed(position, state.completed_above)
-            # Committed again at the same position when more completed above it: cheap, and a crash
-            # then re-runs less (a slow task holds the position while the rest of its partition runs).
-            if position == state.committed and metadata == state.noted:
-                continue
-            batch.offsets[tp] = position
-            if metadata:
-                batch.metadata[tp] = metadata
-            batch.moved.append((state, position, metadata))
-            batch.released += [(state, offset, records) for offset, records in state.release_records(position)]
-        return batch if batch.offsets else None
+            batch.pieces.append(piece)
+            budget -= piece.record_count()
+        return batch if batch.pieces else None
 
     def finish(self, batch: CommitBatch, error: BaseException | None) -> CommitResult:
         """Account for a commit of `batch` that succeeded (error None) or failed (re-raised here).
 
-        BatchNotCommitted: the records go back to their holds (if the partition is still ours) and out
-        with the next commit; those Kafka refused as too large go back as their fallbacks (dead letters
-        by reference), and `shrunk` counts them. Any other error is fatal: `failed` is set and nothing
-        is committed after."""
+        BatchNotCommitted: the records go back to their owners (if still live) and out with the next
+        commit; those Kafka refused go back as their fallbacks (dead letters by reference), and
+        `shrunk` counts them. Any other error is fatal: `failed` is set and nothing is committed after."""
         if error is not None:
             if not isinstance(error, BatchNotCommitted):
                 self.failed = error
+                for piece in batch.pieces:
+                    piece.owner.commit_failed(piece, [])
                 raise error
             index = 0
-            for state, offset, records in batch.released:
-                first, index = index, index + len(records)
-                if not error.too_large.isdisjoint(range(first, index)):
-                    records = self._shrunk(records, error.too_large, first)
-                if state.live:
-                    state.hold_records(offset, records)
+            for piece in batch.pieces:
+                back: list[tuple[int, list[OutRecord]]] = []
+                for offset, records in piece.released:
+                    first, index = index, index + len(records)
+                    if not error.too_large.isdisjoint(range(first, index)):
+                        records = self._shrunk(records, error.too_large, first)
+                    back.append((offset, records))
+                piece.owner.commit_failed(piece, back)
             raise error
-        for state, position, metadata in batch.moved:
-            state.committed = position
-            state.noted = metadata
+        for piece in batch.pieces:
+            piece.owner.commit_landed(piece)
         # A claim alone (a completed task's) counts nothing: the completion counted when it finished.
         kinds = Counter(records[0].kind for _, _, records in batch.released if records[0].kind in SETTLEMENT_OF_KIND)
         for kind, n in kinds.items():

@@ -15,14 +15,14 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from kqueue.core import names
 from kqueue.core.dedup import IDEMPOTENCY, UNIQUE, Claim, claim_key, decide
-from kqueue.core.records import TP, OutRecord, RecordKind
+from kqueue.core.records import OutRecord, RecordKind
 from kqueue.transport.config import client_config
 from kqueue.worker.work import WorkItem
 
@@ -50,12 +50,38 @@ class Admission:
     unique: bool = False
 
 
+class ClaimBook:
+    """The claims of one queue-partition (read from `Q.dedup`) while its lanes are owned here.
+
+    Shared by that partition of each of the queue's lanes, and ended with the first of them to be
+    revoked or lost: after that nothing reads or changes it, so a stale run cannot free a key the
+    next ownership claimed."""
+
+    __slots__ = ("claims", "live", "next_sweep_ms")
+
+    def __init__(self, claims: dict[str, Claim]) -> None:
+        self.claims = claims
+        self.live = True
+        self.next_sweep_ms = 0
+
+    def end(self) -> None:
+        self.live = False
+
+    def sweep(self, now_ms: int) -> list[str]:
+        """Forget the claims that have expired; their keys (a tombstone each makes Q.dedup forget them)."""
+        expired = [key for key, claim in self.claims.items() if claim.until_ms <= now_ms]
+        for key in expired:
+            del self.claims[key]
+        return expired
+
+
 class DedupGate:
+    """The decisions: which records carry keys, whether one runs, what claim or release it writes.
+    The claims themselves live on the partition owners' `ClaimBook`s."""
+
     def __init__(self, prefix: str, loader: ClaimLoader) -> None:
         self._prefix = prefix
         self._loader = loader
-        self._books: dict[tuple[str, int], dict[str, Claim]] = {}  # (queue, partition) -> claims
-        self._failures: dict[tuple[str, int], int] = {}  # reads failed in a row, per (queue, partition)
 
     @staticmethod
     def keyed(item: WorkItem) -> bool:
@@ -69,11 +95,11 @@ class DedupGate:
             return any(name in raw for name in _KEYED)
         return any(name in _KEYED for name, _ in raw)
 
-    def admit(self, item: WorkItem, now_ms: int, finished: bool = False) -> Admission | None:
+    def admit(self, item: WorkItem, book: ClaimBook, now_ms: int, finished: bool = False) -> Admission | None:
         """None for a task without keys. `finished`: a previous owner completed it (kq1 metadata), so it
         is not run, but an idempotency key it holds is still claimed."""
         task = item.task
-        if task is None or not self.keyed(item):
+        if task is None or not self.keyed(item) or not book.live:
             return None
         headers = item.headers
         unique_key = headers.get(names.H_UNIQUE_KEY)
@@ -85,61 +111,45 @@ class DedupGate:
             span = task.idempotency_window
         if not key or (finished and kind == UNIQUE):
             return None  # a finished unique task holds nothing any more
-        book = self._book(item.queue, item.partition)
         ckey = claim_key(kind, task.name, key)
         origin = headers.get(names.H_ORIGIN) or item.origin
-        decision = decide(book.get(ckey), origin, now_ms)
+        decision = decide(book.claims.get(ckey), origin, now_ms)
         if decision.verdict == "duplicate":
             return Admission(False, holder=decision.holder, unique=kind == UNIQUE)
         if decision.verdict == "run":
             item.claim_key = ckey if kind == UNIQUE else None  # its final settlement frees the key
             return Admission(True, unique=kind == UNIQUE)
         claim = Claim(kind, item.task_id, origin, now_ms, now_ms + int(span * 1000))
-        book[ckey] = claim
+        book.claims[ckey] = claim
         item.claim_key = ckey if kind == UNIQUE else None
-        record = OutRecord(RecordKind.CLAIM, names.dedup_topic(item.queue, self._prefix), claim.encode(),
-                           ckey.encode(), [], item.partition)
-        return Admission(True, claim=record, unique=kind == UNIQUE)
+        return Admission(True, claim=self.claim_record(item.queue, item.partition, ckey, claim),
+                         unique=kind == UNIQUE)
 
-    def release(self, item: WorkItem) -> OutRecord | None:
-        """A unique task's final settlement frees its key: the tombstone to write with it."""
+    def claim_record(self, queue: str, partition: int, ckey: str, claim: Claim | None) -> OutRecord:
+        """The record that writes `claim` to Q.dedup (None: the tombstone that forgets the key)."""
+        return OutRecord(RecordKind.CLAIM, names.dedup_topic(queue, self._prefix),
+                         claim.encode() if claim is not None else None, ckey.encode(), [], partition)
+
+    def release(self, item: WorkItem, book: ClaimBook | None) -> OutRecord | None:
+        """A unique task's final settlement frees its key: the tombstone to write with it. Only the
+        live ownership that admitted it may (`book` None: that ownership is over)."""
         ckey = item.claim_key
         if ckey is None:
             return None
         item.claim_key = None
-        book = self._books.get((item.queue, item.partition))
-        if book is not None:
-            book.pop(ckey, None)
-        return OutRecord(RecordKind.CLAIM, names.dedup_topic(item.queue, self._prefix), None, ckey.encode(), [],
-                         item.partition)
+        if book is None or not book.live:
+            return None
+        book.claims.pop(ckey, None)
+        return self.claim_record(item.queue, item.partition, ckey, None)
 
-    def loaded(self, item: WorkItem) -> bool:
-        return (item.queue, item.partition) in self._books
-
-    def load(self, item: WorkItem) -> None:
+    def load(self, item: WorkItem, failures: int) -> ClaimBook:
         """Read the claims of the item's partition (before its first keyed task is admitted), or
-        raise ClaimsUnread saying when to try again."""
-        where = (item.queue, item.partition)
+        raise ClaimsUnread saying when to try again (`failures`: reads failed in a row before)."""
         topic = names.dedup_topic(item.queue, self._prefix)
         try:
-            self._books[where] = self._loader(topic, item.partition)
+            return ClaimBook(self._loader(topic, item.partition))
         except Exception as exc:
-            failures = self._failures[where] = self._failures.get(where, 0) + 1
-            raise ClaimsUnread(topic, item.partition, exc, RETRY_AFTER[min(failures, len(RETRY_AFTER)) - 1]) from exc
-        self._failures.pop(where, None)
-
-    def forget(self, partitions: Iterable[TP]) -> None:
-        """Partitions no longer ours: their next owner may claim meanwhile, so read afresh next time."""
-        for topic, partition in partitions:
-            where = (names.queue_of_topic(topic, self._prefix), partition)
-            self._books.pop(where, None)
-            self._failures.pop(where, None)
-
-    def _book(self, queue: str, partition: int) -> dict[str, Claim]:
-        book = self._books.get((queue, partition))
-        if book is None:  # callers load first (the worker holds a partition whose claims fail)
-            book = self._books[(queue, partition)] = self._loader(names.dedup_topic(queue, self._prefix), partition)
-        return book
+            raise ClaimsUnread(topic, item.partition, exc, RETRY_AFTER[min(failures, len(RETRY_AFTER) - 1)]) from exc
 
 
 def _seconds(text: str | None, fallback: float | None) -> float:

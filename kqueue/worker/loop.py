@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from kqueue.core.completed import MAX_AHEAD
 from kqueue.core.completed import decode as decode_completed
 from kqueue.core.dedup import Claim
 from kqueue.core.headers import now_ms
@@ -48,6 +49,7 @@ MAX_ABANDONED_COMMITS = 5
 # Routed records held for the next commit, per allowed unsettled task, before fetching pauses.
 HELD_PER_INFLIGHT = 8
 TICK_EVERY = 1.0  # seconds between on_tick hooks
+PARTITION_CHECK_EVERY = 0.02  # seconds between looks at each partition's share and distance ahead
 
 
 def _summary(partitions: list[TP]) -> str:
@@ -75,6 +77,7 @@ class Worker:
         self.recycle_reason: str | None = None
         self._tier_topic: dict[str, bool] = {}
         self._next_tick = 0.0
+        self._next_partition_check = 0.0
         self.worker_id = options.instance_id or f"{socket.gethostname()}:{os.getpid()}"
         self.stats = WorkerStats()
 
@@ -97,7 +100,7 @@ class Worker:
         table = self._table
         return {
             "unsettled": table.unsettled(),
-            "held_for_commit": table.held() + self._committer.tasks_in_flight,
+            "held_for_commit": table.held(),
             "assigned": len(table.states),
             "paused": {f"{t}/{p}": s.describe() for (t, p), s in table.states.items() if s.pauses},
             "router_holds": {f"{t}/{p}": due for (t, p), due in table.holds().items()},
@@ -112,7 +115,7 @@ class Worker:
             return self.stats
         opts, app = self.options, self.app
         self._edge, settler = self._transport(app, opts, self.queues)
-        self._table = PartitionTable(self._edge, self._is_tier)
+        self._table = PartitionTable(self._edge, self._is_tier, app.topic_prefix)
         self._checkpoint = Checkpoint(self._table, settler, opts.commit_interval)
         self._committer = BackgroundCommitter(settler, abandon_after=committer.ABANDON_AFTER)
         # At least once, the offsets go through the consumer, which serves one thread at a time (a
@@ -130,7 +133,7 @@ class Worker:
         # Claims come from Q.dedup; a scripted transport (state-machine tests) starts with none.
         loader = self._claim_loader or (kafka_claim_loader(app.bootstrap_servers) if live_kafka else _no_claims)
         self._gate = DedupGate(app.topic_prefix, loader)
-        self._outcomes = Outcomes(app, self._checkpoint, self._gate, self._hooks, self.worker_id,
+        self._outcomes = Outcomes(app, self._table, self._checkpoint, self._gate, self._hooks, self.worker_id,
                                   self._cancels.pending if self._cancels is not None else None)
         self._router = DelayRouter(self._table, app.tiers, app.topic_prefix)
         topics = [] if opts.route_only else [t for q in self.queues for t in worker_topics(q, app.topic_prefix)]
@@ -211,7 +214,7 @@ class Worker:
         now = now_ms()
         if tier_records:
             self._outcomes.due(self._router.due_items(tier_records, now), now)
-        runnable, skipped = self._outcomes.admit(self._decoder.decode_batch(tasks), now)
+        runnable, skipped = self._outcomes.admit(self._decoder.decode_batch(tasks), now, self._share())
         self.stats.skipped += skipped
         self._executor.submit(runnable)
 
@@ -264,18 +267,47 @@ class Worker:
     def _max_inflight(self) -> int:
         return self.options.max_inflight or max(self.options.batch_size * 4, self.options.concurrency * 4)
 
+    def _share(self) -> int:
+        """Unsettled tasks one task partition may have while others are owned: an equal part of the
+        worker's bound (at least enough to keep every handler slot busy)."""
+        return max(self.options.concurrency, self._max_inflight() // max(1, self._table.task_partitions()))
+
     def _apply_backpressure(self) -> None:
         """Pause every task partition while too much is unsettled; the loop keeps polling.
 
         Routed records waiting for a commit are bounded too, more loosely (they cost memory, not
-        handler time): while commits fail, e.g. in an outage, they must not pile up without bound."""
+        handler time), on tier partitions as well: while commits fail, e.g. in an outage, they must
+        not pile up without bound. Each partition is also held to its share and to MAX_AHEAD."""
         limit = self._max_inflight()
-        unsettled = self._table.unsettled()
-        waiting = self._table.held() + self._committer.tasks_in_flight
-        if unsettled >= limit or waiting >= limit * HELD_PER_INFLIGHT:
-            self._table.set_everywhere(PauseReason.BACKPRESSURE, True)
-        elif unsettled <= limit // 2 and waiting <= limit * HELD_PER_INFLIGHT // 2:
-            self._table.set_everywhere(PauseReason.BACKPRESSURE, False)
+        table = self._table
+        unsettled = table.unsettled()
+        if unsettled >= limit:
+            table.set_everywhere(PauseReason.BACKPRESSURE, True)
+        elif unsettled <= limit // 2:
+            table.set_everywhere(PauseReason.BACKPRESSURE, False)
+        waiting = table.held()
+        if waiting >= limit * HELD_PER_INFLIGHT:
+            table.set_everywhere(PauseReason.COMMITS_BEHIND, True)
+        elif waiting <= limit * HELD_PER_INFLIGHT // 2:
+            table.set_everywhere(PauseReason.COMMITS_BEHIND, False)
+        now = time.monotonic()
+        if now >= self._next_partition_check:
+            self._next_partition_check = now + PARTITION_CHECK_EVERY
+            self._check_partitions(self._share())
+
+    def _check_partitions(self, share: int) -> None:
+        """Resume partitions back under their share; pause those too far past their commit position
+        (one stuck task must not make the worker remember every later offset) until it moves."""
+        for owner in self._table.states.values():
+            if owner.is_tier:
+                continue
+            if PauseReason.FAIR_SHARE in owner.pauses and owner.outstanding <= share // 2:
+                owner.unpause(PauseReason.FAIR_SHARE)
+            ahead = owner.ahead()
+            if ahead >= MAX_AHEAD:
+                owner.pause(PauseReason.AHEAD)
+            elif ahead <= MAX_AHEAD // 2 and PauseReason.AHEAD in owner.pauses:
+                owner.unpause(PauseReason.AHEAD)
 
     def _land_commit(self, wait: bool = False) -> None:
         """Account for the background commit once it has landed (wait: until it has)."""
@@ -357,9 +389,9 @@ class Worker:
         added = self._table.assign(partitions)
         # What the last owner had completed above its final commit (core/completed.py).
         committed = self._edge.committed_offsets([s.tp for s in added if not s.is_tier])
-        for state in added:
-            offset, note = committed.get(state.tp, (-1, None))
-            state.done_before = decode_completed(offset, note)
+        for owner in added:
+            offset, note = committed.get(owner.tp, (-1, None))
+            owner.inherit(decode_completed(offset, note))
         self.stats.assigned += len(partitions)
         self._partition_event("assigned", partitions)
 
@@ -383,9 +415,8 @@ class Worker:
 
     def _forget(self, partitions: Iterable[TP]) -> None:
         self._table.remove(partitions)
-        self._gate.forget(partitions)
         # Queued work of partitions no longer ours is dropped; running work finishes unheeded.
-        self._executor.drop(lambda item: not self._checkpoint.owns(item))
+        self._executor.drop(lambda item: item.owner is None or not item.owner.live)
 
     def _partition_event(self, kind: str, partitions: list[TP]) -> None:
         if not partitions:

@@ -15,8 +15,9 @@ from kqueue.core.records import SETTLEMENT_OF_KIND, OutRecord
 from kqueue.sdk.app import App
 from kqueue.sdk.middleware import Hooks
 from kqueue.worker.checkpoint import Checkpoint
-from kqueue.worker.dedup_gate import Admission, ClaimsUnread, DedupGate
+from kqueue.worker.dedup_gate import Admission, ClaimBook, ClaimsUnread, DedupGate
 from kqueue.worker.events import Completions, settle_event
+from kqueue.worker.partitions import PartitionOwner, PartitionTable, PauseReason
 from kqueue.worker.routing import (
     FINAL_KINDS,
     cancel_records,
@@ -29,44 +30,51 @@ from kqueue.worker.routing import (
 from kqueue.worker.work import Failure, Outcome, WorkItem
 
 log = logging.getLogger("kqueue.worker")
+CLAIM_SWEEP_MS = 60_000  # how often a queue-partition's expired claims are forgotten
 
 
 class Outcomes:
-    def __init__(self, app: App, checkpoint: Checkpoint, gate: DedupGate, hooks: Hooks, worker_id: str,
-                 cancels: set[str] | None) -> None:
+    def __init__(self, app: App, table: PartitionTable, checkpoint: Checkpoint, gate: DedupGate, hooks: Hooks,
+                 worker_id: str, cancels: set[str] | None) -> None:
         self.app = app
         self._prefix = app.topic_prefix
-        self._checkpoint = checkpoint
+        self._table = table
+        self._counts = checkpoint.counts
         self._gate = gate
         self._hooks = hooks
         self._worker_id = worker_id
         self._cancels = cancels  # pending cancels (filled by another thread), None without a watch
 
     # -- arriving --------------------------------------------------------------------------------------
-    def admit(self, decoded: Iterable[tuple[WorkItem, Failure | None]], now: int) -> tuple[list[WorkItem], int]:
-        """(the tasks to run, how many a previous owner had completed); the rest are settled here."""
+    def admit(self, decoded: Iterable[tuple[WorkItem, Failure | None]], now: int,
+              share: int) -> tuple[list[WorkItem], int]:
+        """(the tasks to run, how many a previous owner had completed); the rest are settled here.
+
+        A partition with `share` unsettled tasks is cut at its next record (fetched again when it has
+        worked some off), so one partition's backlog never crowds out the others'."""
         runnable: list[WorkItem] = []
         skipped = 0
-        held = self._checkpoint.held_tasks  # partitions held back: what was fetched of them waits
+        table = self._table
         for item, failure in decoded:
-            if held and (item.topic, item.partition) in held:
-                continue  # fetched again from the held offset when the hold ends
+            owner = table.get((item.topic, item.partition))
+            if owner is None or owner.cut is not None:
+                continue  # not ours, or cut: fetched again from the cut when it resumes
+            if owner.watermark.outstanding >= share:
+                owner.cut_at(item.offset, PauseReason.FAIR_SHARE)
+                continue
             keyed = failure is None and self._gate.keyed(item)
-            if keyed and not self._gate.loaded(item):
-                try:
-                    self._gate.load(item)
-                except ClaimsUnread as exc:  # never guessed: this partition waits, the others go on
-                    log.warning("%s", exc)
-                    self._checkpoint.hold_for_claims(item, exc.retry_in, now)
-                    continue
+            book = self._claims(owner, item, now) if keyed else None
+            if keyed and book is None:
+                continue  # its claims could not be read: the partition is held at it
             # Track in offset order (before anything can settle), then split by what to do.
-            if not self._checkpoint.track(item):
-                continue  # partition no longer ours
-            done = self._checkpoint.done_before(item)
+            if not owner.track(item.offset):
+                continue
+            item.owner = owner
+            done = owner.settle_if_done_before(item.offset)
             # Keyed tasks are admitted in log order, also those not run again (their claims count).
-            admission = self._gate.admit(item, now, done) if keyed else None
-            if admission is not None and admission.claim is not None and item.owner is not None:
-                item.owner.hold_records(item.offset, [admission.claim])
+            admission = self._gate.admit(item, book, now, done) if book is not None else None
+            if admission is not None and admission.claim is not None:
+                owner.hold_records(item.offset, [admission.claim])
             if done:
                 skipped += 1  # completed before a crash or hand-over: not run again
             elif admission is not None and not admission.run:
@@ -77,64 +85,94 @@ class Outcomes:
                 self.fail(item, failure, now)
         return runnable, skipped
 
+    def _claims(self, owner: PartitionOwner, item: WorkItem, now: int) -> ClaimBook | None:
+        """The claims of the item's queue-partition, read first if need be; None (and the partition
+        held at the item) when they cannot be read: never guessed, while its other partitions go on."""
+        book = self._table.claims_of(owner)
+        if book is None:
+            try:
+                book = self._gate.load(item, owner.claim_failures)
+            except ClaimsUnread as exc:
+                owner.claim_failures += 1
+                log.warning("%s", exc)
+                self._table.hold(owner, item.offset, now + int(exc.retry_in * 1000), PauseReason.CLAIMS_UNREAD)
+                return None
+            owner.claim_failures = 0
+            self._table.keep_claims(owner, book)
+        if book.next_sweep_ms <= now:
+            # Expired claims leave memory, and Q.dedup with the commit that passes this task.
+            book.next_sweep_ms = now + CLAIM_SWEEP_MS
+            forgotten = book.sweep(now)
+            if forgotten:
+                owner.hold_records(item.offset, [self._gate.claim_record(item.queue, item.partition, key, None)
+                                                 for key in forgotten])
+        return book
+
     def due(self, items: Iterable[WorkItem], now: int) -> None:
         """Tier records whose wait is over: on to their target, or to a shorter tier."""
+        table = self._table
         for item in items:
-            if self._checkpoint.track(item):
+            owner = table.get((item.topic, item.partition))
+            if owner is not None and owner.track(item.offset):
+                item.owner = owner
                 self.route(item, route_due(item, self.app.tiers, self._prefix, now))
 
     def _duplicate(self, item: WorkItem, admission: Admission, now: int) -> None:
         holder = admission.holder.task_id if admission.holder is not None else "?"
         if admission.unique:
             self.route(item, duplicate_records(item, holder, self._prefix, now))
-        else:
-            self._checkpoint.duplicate(item)  # same id as the task that ran: nothing to say about it
+        elif item.owner is not None and item.owner.complete(item.offset):
+            self._counts.duplicates += 1  # same id as the task that ran: nothing to say about it
 
     # -- finished --------------------------------------------------------------------------------------
     def finished(self, outcomes: list[Outcome], now: int) -> None:
         done = []
         pending = self._cancels
         for item, failure in outcomes:
+            owner = item.owner
+            if owner is None or not owner.live:
+                continue  # an outcome of an earlier ownership settles nothing
             if pending and failure is not None and not failure.cancelled and item.quick_id in pending:
                 # Cancelled while it ran and it failed (or was interrupted): cancelled, never retried.
                 failure = Failure.cancel("cancelled while it ran")
-            elif pending and failure is None and item.quick_id in pending and item.owner is not None:
-                item.owner.hold_records(item.offset, [retire_cancel(item, self._prefix)])  # done anyway
+            elif pending and failure is None and item.quick_id in pending:
+                owner.hold_records(item.offset, [retire_cancel(item, self._prefix)])  # done anyway
             if failure is None:
                 if item.task is not None and item.task.keep_result:
                     self.route(item, result_records(item, self._prefix, now, self._worker_id))
                 else:
                     if item.claim_key is not None:
-                        self._release(item)
+                        self._release(item, owner)
                     done.append(item)
-            elif not self._checkpoint.owns(item):
-                continue
             elif failure.cancelled:
                 self.route(item, cancel_records(item, self._prefix, now), failure)
             else:
                 self.fail(item, failure, now)
-        if self._hooks.settle:
-            # `Checkpoint.owns`, inlined (per task): an outcome of an earlier ownership settles nothing.
-            done = [item for item in done if (owner := item.owner) is not None and owner.live]
-            if done:
+        if done:
+            if self._hooks.settle:
                 self._hooks.emit(self._hooks.settle, Completions(done, now))
-        self._checkpoint.completed(done)
+            completed = 0
+            for item in done:
+                completed += item.owner.complete(item.offset)  # type: ignore[union-attr]
+            self._counts.completed += completed
 
-    def _release(self, item: WorkItem) -> None:
+    def _release(self, item: WorkItem, owner: PartitionOwner) -> None:
         """A unique task is over: its key is free (the tombstone rides with its commit)."""
-        if item.claim_key is not None and item.owner is not None:
-            released = self._gate.release(item)
-            if released is not None:
-                item.owner.hold_records(item.offset, [released])
+        released = self._gate.release(item, self._table.claims_of(owner))
+        if released is not None:
+            owner.hold_records(item.offset, [released])
 
     def fail(self, item: WorkItem, failure: Failure, now: int) -> None:
         self.route(item, route_failure(item, failure, self.app.tiers, self._prefix, now), failure)
 
     def route(self, item: WorkItem, records: list[OutRecord], failure: Failure | None = None) -> None:
+        owner = item.owner
+        if owner is None or not owner.live:
+            return
         if item.claim_key is not None and records[0].kind in FINAL_KINDS:
-            released = self._gate.release(item)
+            released = self._gate.release(item, self._table.claims_of(owner))
             if released is not None:
                 records = [*records, released]
-        if self._checkpoint.route(item, records) and self._hooks.settle:
+        if owner.route(item.offset, records) and self._hooks.settle:
             event = settle_event(item, SETTLEMENT_OF_KIND[records[0].kind], failure, now_ms(), records[0].topic)
             self._hooks.emit(self._hooks.settle, [event])

@@ -1,8 +1,14 @@
-"""One owner per partition: its commit watermark, held records, pause reasons and router hold.
+"""One owner per partition: everything the worker knows about a partition while it owns it.
 
-`PartitionTable` is the only caller of the consumer edge's pause / resume / seek. A partition is
-paused while it has any reason to be (backpressure, a router hold, draining) and resumed when the
-last reason goes, so no part of the worker can resume what another paused.
+`PartitionOwner` holds the commit watermark, the completed offsets above it, routed records waiting
+for a commit (and those riding the commit in flight), pause reasons, the router's or a claim read's
+hold, and a reference to its queue-partition's claims. It changes all of it only through its own
+methods, and it is the only caller of the consumer edge's pause / resume / seek for its partition.
+A revoke or loss kills it (`live` False): every method is then a no-op, so work of an earlier
+ownership can never reach the next one's state, even when the same worker gets the partition back.
+
+`PartitionTable` is the registry: which owners are alive, reasons that apply to every partition,
+wake-ups of holds, and the claim books shared by the lanes of one queue-partition.
 """
 
 from __future__ import annotations
@@ -12,72 +18,247 @@ import heapq
 import itertools
 from collections.abc import Callable, Iterable
 
+from kqueue.core import names
+from kqueue.core.completed import encode as encode_completed
 from kqueue.core.records import TP, OutRecord
 from kqueue.core.watermark import PartitionWatermark
 from kqueue.transport.consumer import ConsumerEdge
+from kqueue.worker.dedup_gate import ClaimBook
 
 _HOLD_ORDER = itertools.count()  # ties among records held at one offset keep their order
 
+
 class PauseReason(enum.Enum):
     BACKPRESSURE = "backpressure"  # too many unsettled tasks in this worker (task partitions only)
+    COMMITS_BEHIND = "commits-behind"  # too many routed records wait for a commit (commits failing)
+    FAIR_SHARE = "fair-share"  # this partition has its share of the worker's unsettled tasks
+    AHEAD = "ahead"  # its oldest unsettled task is too far behind (the completed-above map would not fit)
     ROUTER_HOLD = "router-hold"  # a tier partition whose head is not due yet
     DRAINING = "draining"  # shutting down: fetch nothing more
     CLAIMS_UNREAD = "claims-unread"  # a keyed task's claims (Q.dedup) could not be read: retried later
 
 
-class PartitionState:
-    """A partition while this worker owns it. `live` turns False when it is revoked or lost, so work
-    from that ownership can no longer settle anything (a re-assignment gets a new state)."""
+# Reasons that pause by cutting: the partition is sought back to a record not handed out, and records
+# of it fetched meanwhile are dropped (fetched again from there on resume).
+_CUTTING = frozenset({PauseReason.FAIR_SHARE, PauseReason.ROUTER_HOLD, PauseReason.CLAIMS_UNREAD})
 
-    __slots__ = ("committed", "completed_above", "done_before", "due_at", "held", "is_tier", "live", "noted",
-                 "pauses", "tp", "watermark")
 
-    def __init__(self, tp: TP, is_tier: bool) -> None:
+class CommitSlice:
+    """What one owner contributes to a commit: its position, the metadata, the records released."""
+
+    __slots__ = ("metadata", "owner", "position", "released")
+
+    def __init__(self, owner: PartitionOwner, position: int, metadata: str,
+                 released: list[tuple[int, list[OutRecord]]]) -> None:
+        self.owner = owner
+        self.position = position
+        self.metadata = metadata
+        self.released = released
+
+    def record_count(self) -> int:
+        return sum(len(records) for _, records in self.released)
+
+
+class PartitionOwner:
+    """A partition while this worker owns it."""
+
+    __slots__ = ("_completed_dirty", "_done_before", "_edge", "_held", "_in_commit", "_noted_for",
+                 "claim_failures", "claims", "committed", "completed_above", "cut", "due_at", "is_tier", "live",
+                 "noted", "pauses", "queue", "tp", "watermark")
+
+    def __init__(self, tp: TP, is_tier: bool, edge: ConsumerEdge, queue: str = "") -> None:
         self.tp = tp
         self.is_tier = is_tier
+        self.queue = queue
         self.live = True
+        self._edge = edge
         self.watermark = PartitionWatermark()
         # Routed records waiting until the commit position passes their offset (a heap by offset):
         # written earlier, a crash would redeliver the offset and write them a second time.
-        self.held: list[tuple[int, int, list[OutRecord]]] = []
+        self._held: list[tuple[int, int, list[OutRecord]]] = []
+        self._in_commit = 0  # routed records out with the commit in flight (back here if it fails)
         self.committed: int | None = None
         self.pauses: set[PauseReason] = set()
         self.due_at: int | None = None  # held (router, unread claims): when it is fetched again (epoch ms)
+        self.cut: int | None = None  # sought back to this offset: records of it fetched meanwhile are dropped
         # Offsets completed (no records to write) at or above the commit position: written into the
         # commit's metadata so the next owner does not run them again (core/completed.py).
         self.completed_above: set[int] = set()
+        self._completed_dirty = False
+        self._noted_for: int | None = None  # the position `noted` was encoded for
         # Offsets a previous owner had completed above its last commit: settled here without running.
-        self.done_before: set[int] = set()
+        self._done_before: set[int] = set()
         self.noted = ""  # the metadata of the last commit
+        self.claims: ClaimBook | None = None  # its queue-partition's claims, once read
+        self.claim_failures = 0  # reads of those claims failed in a row (for the back-off)
+
+    # -- arriving -----------------------------------------------------------------------------------
+    def inherit(self, done_before: set[int]) -> None:
+        """What the last owner had completed above its final commit (from the commit metadata)."""
+        self._done_before = done_before
+
+    def track(self, offset: int) -> bool:
+        """Take a handed-out record (in offset order) into this ownership; False once it is dead."""
+        if not self.live:
+            return False
+        self.watermark.track(offset)
+        return True
+
+    def settle_if_done_before(self, offset: int) -> bool:
+        """A tracked record a previous owner had completed: settled here, True (not to run again)."""
+        done = self._done_before
+        if not done or offset not in done:
+            return False
+        done.discard(offset)
+        self.complete(offset)  # still above the position: say so in the next commit too
+        return True
+
+    # -- settling (no-ops once the ownership is over) ---------------------------------------------------
+    def complete(self, offset: int) -> bool:
+        if not self.live:
+            return False
+        self.watermark.settle(offset)
+        self.completed_above.add(offset)
+        self._completed_dirty = True
+        return True
+
+    def route(self, offset: int, records: list[OutRecord]) -> bool:
+        """Settle `offset` by `records`, written when the commit position passes it."""
+        if not self.live:
+            return False
+        self.hold_records(offset, records)
+        self.watermark.settle(offset)
+        return True
 
     def hold_records(self, offset: int, records: list[OutRecord]) -> None:
-        # Same offset: in the order held (a unique task's claim, then its release), never by address.
-        heapq.heappush(self.held, (offset, next(_HOLD_ORDER), records))
+        """Records to write once the commit passes `offset` (a claim, a retired cancel), with no settling."""
+        if self.live:
+            # Same offset: in the order held (a unique task's claim, then its release), never by address.
+            heapq.heappush(self._held, (offset, next(_HOLD_ORDER), records))
 
-    def release_records(self, position: int) -> list[tuple[int, list[OutRecord]]]:
-        """Held records of offsets below `position` (covered by a commit to it), in offset order."""
-        out: list[tuple[int, list[OutRecord]]] = []
-        while self.held and self.held[0][0] < position:
-            offset, _, records = heapq.heappop(self.held)
-            out.append((offset, records))
-        return out
+    @property
+    def outstanding(self) -> int:
+        return self.watermark.outstanding
+
+    def held_count(self) -> int:
+        """Settled tasks whose routed records wait for a commit, here or in the flight."""
+        return len(self._held) + self._in_commit
+
+    def ahead(self) -> int:
+        """How far the newest tracked offset is past the commit position (0: nothing pins it)."""
+        newest = self.watermark.newest
+        position = self.watermark.position()
+        return 0 if newest is None or position is None else max(0, newest + 1 - position)
+
+    # -- committing -----------------------------------------------------------------------------------
+    def take_for_commit(self, max_records: int) -> CommitSlice | None:
+        """What the next commit writes for this partition, at most `max_records` routed records (at
+        least one offset's worth, so a commit always moves): the position, and the records below it.
+        None when nothing changed since the last commit."""
+        if not self.live:
+            return None
+        position = self.watermark.position()
+        if position is None:
+            return None
+        released: list[tuple[int, list[OutRecord]]] = []
+        count = 0
+        held = self._held
+        while held and held[0][0] < position:
+            if released and count + len(held[0][2]) > max_records and held[0][0] != released[-1][0]:
+                position = held[0][0]  # the rest wait for the next commit; everything below is settled
+                break
+            offset, _, records = heapq.heappop(held)
+            released.append((offset, records))
+            count += len(records)
+        metadata = self._metadata(position)
+        # Committed again at the same position when more completed above it: cheap, and a crash
+        # then re-runs less (a slow task holds the position while the rest of its partition runs).
+        if not released and position == self.committed and metadata == self.noted:
+            return None
+        self._in_commit += len(released)
+        return CommitSlice(self, position, metadata, released)
+
+    def _metadata(self, position: int) -> str:
+        if not self.completed_above:
+            return ""
+        if not self._completed_dirty and position == self._noted_for:
+            return self.noted  # nothing completed since: no re-encoding on the poll thread
+        self.completed_above = {o for o in self.completed_above if o >= position}
+        self._completed_dirty = False
+        return encode_completed(position, self.completed_above)
+
+    def commit_landed(self, piece: CommitSlice) -> None:
+        self._in_commit -= len(piece.released)
+        if self.live:
+            self.committed = piece.position
+            self.noted = piece.metadata
+            self._noted_for = piece.position
+
+    def commit_failed(self, piece: CommitSlice, records_back: list[tuple[int, list[OutRecord]]]) -> None:
+        """The commit did not land: its records wait here again (a dead ownership drops them)."""
+        self._in_commit -= len(piece.released)
+        for offset, records in records_back:
+            self.hold_records(offset, records)
+
+    # -- pausing: this owner alone pauses, resumes and seeks its partition --------------------------
+    def pause(self, reason: PauseReason) -> None:
+        if self.live and reason not in self.pauses:
+            if not self.pauses:
+                self._edge.pause([self.tp])
+            self.pauses.add(reason)
+
+    def unpause(self, reason: PauseReason) -> None:
+        if self.live and reason in self.pauses:
+            self.pauses.discard(reason)
+            if reason in _CUTTING and not (self.pauses & _CUTTING):
+                self.cut = None
+            if not self.pauses:
+                self._edge.resume([self.tp])
+
+    def cut_at(self, offset: int, reason: PauseReason) -> None:
+        """Pause at `offset`, a record not handed out: fetched again from there when resumed."""
+        if not self.live:
+            return
+        self.pause(reason)
+        self._edge.seek(self.tp, offset)
+        self.cut = offset if self.cut is None else min(self.cut, offset)
+
+    def hold_until(self, offset: int, due_at: int, reason: PauseReason) -> None:
+        """Cut at `offset` until `due_at` (a tier's head not due yet, claims to read again)."""
+        self.cut_at(offset, reason)
+        self.due_at = due_at
+
+    def wake(self, due_at: int, reason: PauseReason) -> bool:
+        if not self.live or self.due_at != due_at:
+            return False
+        self.due_at = None
+        self.unpause(reason)
+        return True
+
+    def end(self) -> None:
+        """Revoked or lost: this ownership is over. Held records are dropped (the next owner decides
+        those tasks afresh); the edge is not touched (the partition is no longer ours)."""
+        self.live = False
+        self._held.clear()
+        self.claims = None
 
     def describe(self) -> dict[str, object]:
-        return {"outstanding": self.watermark.outstanding, "held": len(self.held), "committed": self.committed,
-                "paused": sorted(r.value for r in self.pauses), "due_at": self.due_at}
+        return {"outstanding": self.watermark.outstanding, "held": len(self._held), "committed": self.committed,
+                "paused": sorted(r.value for r in self.pauses), "due_at": self.due_at, "ahead": self.ahead()}
 
 
 class PartitionTable:
-    def __init__(self, edge: ConsumerEdge, is_tier_topic: Callable[[str], bool]) -> None:
+    def __init__(self, edge: ConsumerEdge, is_tier_topic: Callable[[str], bool], prefix: str = "") -> None:
         self._edge = edge
         self._is_tier_topic = is_tier_topic
-        self.states: dict[TP, PartitionState] = {}
+        self._prefix = prefix
+        self.states: dict[TP, PartitionOwner] = {}
         self._wakeups: list[tuple[int, TP, int, PauseReason]] = []  # (due, partition, tie-break, why)
-        # Task partitions held back now (records of theirs fetched meanwhile are not handed out).
-        self.held_tasks: set[TP] = set()
         self._global: set[PauseReason] = set()  # reasons every (fitting) partition has right now
+        # The claims of (queue, partition), shared by that partition of each of the queue's lanes.
+        self._books: dict[tuple[str, int], ClaimBook] = {}
 
-    def get(self, tp: TP) -> PartitionState | None:
+    def get(self, tp: TP) -> PartitionOwner | None:
         return self.states.get(tp)
 
     def unsettled(self) -> int:
@@ -85,50 +266,62 @@ class PartitionTable:
         return sum(s.watermark.outstanding for s in self.states.values() if not s.is_tier)
 
     def held(self) -> int:
-        """Settled tasks whose routed records wait for a commit, over every owned task partition."""
-        return sum(len(s.held) for s in self.states.values() if not s.is_tier)
+        """Routed records waiting for a commit (or riding the one in flight), over every partition."""
+        return sum(s.held_count() for s in self.states.values())
+
+    def task_partitions(self) -> int:
+        return sum(1 for s in self.states.values() if not s.is_tier)
 
     # -- ownership -----------------------------------------------------------------------------------
-    def assign(self, partitions: Iterable[TP]) -> list[PartitionState]:
+    def assign(self, partitions: Iterable[TP]) -> list[PartitionOwner]:
         added = []
         for tp in partitions:
-            state = self.states[tp] = PartitionState(tp, self._is_tier_topic(tp[0]))
+            old = self.states.get(tp)
+            if old is not None:
+                old.end()
+            owner = self.states[tp] = PartitionOwner(tp, self._is_tier_topic(tp[0]), self._edge,
+                                                     names.queue_of_topic(tp[0], self._prefix))
             for reason in self._global:
-                if self._applies(reason, state):
-                    state.pauses.add(reason)
-            if state.pauses:
-                self._edge.pause([tp])
-            added.append(state)
+                if self._applies(reason, owner):
+                    owner.pause(reason)
+            added.append(owner)
         return added
 
-    def remove(self, partitions: Iterable[TP]) -> list[PartitionState]:
-        """Revoked or lost: forget them (held records are dropped; the next owner starts afresh)."""
+    def remove(self, partitions: Iterable[TP]) -> list[PartitionOwner]:
+        """Revoked or lost: their ownerships end (and with them the claims of their queue-partitions:
+        the next owner may claim meanwhile, so the lanes still ours read them afresh)."""
         removed = []
         for tp in partitions:
-            state = self.states.pop(tp, None)
-            self.held_tasks.discard(tp)
-            if state is not None:
-                state.live = False
-                removed.append(state)
+            owner = self.states.pop(tp, None)
+            if owner is None:
+                continue
+            owner.end()
+            removed.append(owner)
+            book = self._books.pop((owner.queue, tp[1]), None)
+            if book is not None:
+                book.end()
         return removed
+
+    # -- claims ---------------------------------------------------------------------------------------
+    def claims_of(self, owner: PartitionOwner) -> ClaimBook | None:
+        """The claims of the owner's queue-partition, if read (a dead owner has none)."""
+        if not owner.live:
+            return None
+        book = owner.claims
+        if book is None or not book.live:
+            book = owner.claims = self._books.get((owner.queue, owner.tp[1]))
+        return book
+
+    def keep_claims(self, owner: PartitionOwner, book: ClaimBook) -> None:
+        if owner.live:
+            self._books[(owner.queue, owner.tp[1])] = owner.claims = book
 
     # -- pausing -----------------------------------------------------------------------------------
     @staticmethod
-    def _applies(reason: PauseReason, state: PartitionState) -> bool:
-        # Backpressure bounds handler work; moving due tier records costs none.
-        return not (reason is PauseReason.BACKPRESSURE and state.is_tier)
-
-    def pause(self, state: PartitionState, reason: PauseReason) -> None:
-        if reason not in state.pauses:
-            if not state.pauses:
-                self._edge.pause([state.tp])
-            state.pauses.add(reason)
-
-    def unpause(self, state: PartitionState, reason: PauseReason) -> None:
-        if reason in state.pauses:
-            state.pauses.discard(reason)
-            if not state.pauses:
-                self._edge.resume([state.tp])
+    def _applies(reason: PauseReason, owner: PartitionOwner) -> bool:
+        # Backpressure bounds handler work; moving due tier records costs none. Records waiting for a
+        # commit come from tiers too, so that bound holds them as well.
+        return not (reason is PauseReason.BACKPRESSURE and owner.is_tier)
 
     def set_everywhere(self, reason: PauseReason, on: bool) -> None:
         """Add or remove a reason on every partition it applies to, now and for later assignments."""
@@ -138,45 +331,27 @@ class PartitionTable:
             self._global.add(reason)
         else:
             self._global.discard(reason)
-        newly_paused: list[TP] = []
-        resumed: list[TP] = []
-        for state in self.states.values():
-            if not self._applies(reason, state):
-                continue
-            was_paused = bool(state.pauses)
-            if on:
-                state.pauses.add(reason)
-            else:
-                state.pauses.discard(reason)
-            if bool(state.pauses) != was_paused:
-                (newly_paused if on else resumed).append(state.tp)
-        if newly_paused:
-            self._edge.pause(newly_paused)
-        if resumed:
-            self._edge.resume(resumed)
+        for owner in self.states.values():
+            if self._applies(reason, owner):
+                if on:
+                    owner.pause(reason)
+                else:
+                    owner.unpause(reason)
 
-    # -- holds: the delay router's, and task partitions whose claims could not be read --------------
-    def hold(self, state: PartitionState, offset: int, due_at: int,
+    def hold(self, owner: PartitionOwner, offset: int, due_at: int,
              reason: PauseReason = PauseReason.ROUTER_HOLD) -> None:
         """Hold a partition at `offset` until `due_at`; it is fetched again from there then (a tier's
         head not due yet, or a keyed task whose claims are to be read again)."""
-        self.pause(state, reason)
-        self._edge.seek(state.tp, offset)
-        state.due_at = due_at
-        if not state.is_tier:
-            self.held_tasks.add(state.tp)
-        heapq.heappush(self._wakeups, (due_at, state.tp, next(_HOLD_ORDER), reason))
+        owner.hold_until(offset, due_at, reason)
+        heapq.heappush(self._wakeups, (due_at, owner.tp, next(_HOLD_ORDER), reason))
 
     def wake_due(self, now_ms: int) -> int:
         """Release the holds that are due; returns how many."""
         woken = 0
         while self._wakeups and self._wakeups[0][0] <= now_ms:
             due_at, tp, _, reason = heapq.heappop(self._wakeups)
-            state = self.states.get(tp)
-            if state is not None and state.due_at == due_at:
-                state.due_at = None
-                self.held_tasks.discard(tp)
-                self.unpause(state, reason)
+            owner = self.states.get(tp)
+            if owner is not None and owner.wake(due_at, reason):
                 woken += 1
         return woken
 

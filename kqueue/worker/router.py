@@ -35,7 +35,7 @@ class DelayRouter:
             topic: str = msg.topic()  # type: ignore[assignment]
             partition: int = msg.partition()  # type: ignore[assignment]
             state = self._table.get((topic, partition))
-            if state is None or state.due_at is not None:
+            if state is None or state.cut is not None:
                 continue  # not ours, or after a held-back head fetched in the same batch
             tier = names.tier_of_topic(topic)
             assert tier is not None

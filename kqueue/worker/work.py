@@ -14,7 +14,7 @@ from kqueue.core.names import H_ID
 
 if TYPE_CHECKING:
     from kqueue.sdk.task import TaskDef
-    from kqueue.worker.partitions import PartitionState
+    from kqueue.worker.partitions import PartitionOwner
 
 
 @dataclass(slots=True, eq=False)
@@ -30,7 +30,7 @@ class WorkItem:
     queue: str
     task: TaskDef | None = None
     payload: Any = None
-    owner: PartitionState | None = None  # the partition ownership that tracked it
+    owner: PartitionOwner | None = None  # the partition ownership that tracked it
     started_at: float = 0.0  # time.time() when its handler started (set only when middleware listens)
     run_seconds: float | None = None
     result: Any = None  # the handler's return value, kept only for tasks with keep_result

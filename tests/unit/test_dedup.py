@@ -9,7 +9,7 @@ import kqueue
 from kqueue.core import names
 from kqueue.core.dedup import IDEMPOTENCY, UNIQUE, Claim, claim_key, decide, idempotent_task_id, payload_unique_key
 from kqueue.core.records import RecordKind
-from kqueue.worker.dedup_gate import DedupGate
+from kqueue.worker.dedup_gate import ClaimBook, DedupGate
 from kqueue.worker.work import WorkItem
 
 NOW = 1_800_000_000_000
@@ -64,7 +64,8 @@ def test_the_first_of_a_key_claims_and_the_rest_are_duplicates() -> None:
     app = _app()
     loader = Loader()
     gate = DedupGate("p.", loader)
-    first = gate.admit(_item(app, "charge", 10, {names.H_IDEMPOTENCY_KEY: "o-1"}), NOW)
+    book = gate.load(_item(app, "charge", 10, {}), 0)
+    first = gate.admit(_item(app, "charge", 10, {names.H_IDEMPOTENCY_KEY: "o-1"}), book, NOW)
     assert first is not None and first.run and first.claim is not None
     record = first.claim
     assert (record.kind, record.topic, record.partition, record.key) == (
@@ -72,43 +73,46 @@ def test_the_first_of_a_key_claims_and_the_rest_are_duplicates() -> None:
     assert record.value is not None
     claim = Claim.decode(record.value)
     assert (claim.task_id, claim.origin, claim.until_ms) == ("id-10", "p.q/2/10", NOW + 60_000)
-    second = gate.admit(_item(app, "charge", 11, {names.H_IDEMPOTENCY_KEY: "o-1"}), NOW)
+    second = gate.admit(_item(app, "charge", 11, {names.H_IDEMPOTENCY_KEY: "o-1"}), book, NOW)
     assert second is not None and not second.run and second.holder == claim and not second.unique
-    retry = gate.admit(_item(app, "charge", 40, {names.H_IDEMPOTENCY_KEY: "o-1", names.H_ORIGIN: "p.q/2/10"}), NOW)
+    retry = gate.admit(_item(app, "charge", 40, {names.H_IDEMPOTENCY_KEY: "o-1", names.H_ORIGIN: "p.q/2/10"}), book,
+                       NOW)
     assert retry is not None and retry.run and retry.claim is None
-    assert gate.admit(_item(app, "charge", 12, {}), NOW) is None  # no key: not the gate's business
-    assert loader.calls == [("p.q.dedup", 2)]  # read once while owned
-    gate.forget([("p.q.high", 2)])
-    gate.admit(_item(app, "charge", 13, {names.H_IDEMPOTENCY_KEY: "o-2"}), NOW)
-    assert loader.calls == [("p.q.dedup", 2), ("p.q.dedup", 2)]  # read afresh after a hand-over
+    assert gate.admit(_item(app, "charge", 12, {}), book, NOW) is None  # no key: not the gate's business
+    assert loader.calls == [("p.q.dedup", 2)]
+    book.end()  # a lane of its queue-partition was handed over: the book decides nothing more
+    assert gate.admit(_item(app, "charge", 13, {names.H_IDEMPOTENCY_KEY: "o-2"}), book, NOW) is None
 
 
 def test_claims_read_back_decide_like_the_owner_that_wrote_them() -> None:
     app = _app()
     written = Claim(IDEMPOTENCY, "id-3", "p.q/2/3", NOW - 5000, NOW + 5000)
     gate = DedupGate("p.", Loader({claim_key(IDEMPOTENCY, "charge", "o-1"): written}))
-    again = gate.admit(_item(app, "charge", 20, {names.H_IDEMPOTENCY_KEY: "o-1"}), NOW)
+    book = gate.load(_item(app, "charge", 20, {}), 0)
+    again = gate.admit(_item(app, "charge", 20, {names.H_IDEMPOTENCY_KEY: "o-1"}), book, NOW)
     assert again is not None and not again.run and again.holder == written
-    done_elsewhere = gate.admit(_item(app, "charge", 21, {names.H_IDEMPOTENCY_KEY: "o-9"}), NOW, finished=True)
+    done_elsewhere = gate.admit(_item(app, "charge", 21, {names.H_IDEMPOTENCY_KEY: "o-9"}), book, NOW,
+                                finished=True)
     assert done_elsewhere is not None and done_elsewhere.claim is not None  # completed, still claims its key
 
 
 def test_a_unique_key_is_held_until_the_final_settlement() -> None:
     app = _app()
     gate = DedupGate("p.", Loader())
+    book = ClaimBook({})
     holder_item = _item(app, "sync", 5, {names.H_UNIQUE_KEY: "acct", names.H_UNIQUE_FOR: "30"})
-    holder = gate.admit(holder_item, NOW)
+    holder = gate.admit(holder_item, book, NOW)
     assert holder is not None and holder.run and holder.unique and holder_item.claim_key is not None
     assert holder.claim is not None and holder.claim.value is not None
     assert Claim.decode(holder.claim.value).until_ms == NOW + 30_000
-    dup = gate.admit(_item(app, "sync", 6, {names.H_UNIQUE_KEY: "acct"}), NOW)
+    dup = gate.admit(_item(app, "sync", 6, {names.H_UNIQUE_KEY: "acct"}), book, NOW)
     assert dup is not None and not dup.run and dup.unique
-    released = gate.release(holder_item)
+    released = gate.release(holder_item, book)
     assert released is not None and released.value is None and released.key == holder.claim.key
-    assert gate.release(holder_item) is None  # once
-    after = gate.admit(_item(app, "sync", 7, {names.H_UNIQUE_KEY: "acct"}), NOW)
+    assert gate.release(holder_item, book) is None  # once
+    after = gate.admit(_item(app, "sync", 7, {names.H_UNIQUE_KEY: "acct"}), book, NOW)
     assert after is not None and after.run and after.claim is not None
-    finished = gate.admit(_item(app, "sync", 8, {names.H_UNIQUE_KEY: "other"}), NOW, finished=True)
+    finished = gate.admit(_item(app, "sync", 8, {names.H_UNIQUE_KEY: "other"}), book, NOW, finished=True)
     assert finished is None  # a finished unique task holds nothing
 
 
@@ -133,18 +137,46 @@ def test_enqueue_with_keys() -> None:
 def test_a_release_held_at_its_claims_offset_is_written_after_the_claim() -> None:
     """Both wait for the same commit: in the order held, or the next owner would load a claim that
     was already released (and cancel every later task of the key as a duplicate)."""
-    from kqueue.worker.partitions import PartitionState
+    from kqueue.worker.partitions import PartitionOwner
 
     app = _app()
     for _ in range(200):  # the order once depended on memory addresses
         gate = DedupGate("p.", Loader())
+        book = ClaimBook({})
         item = _item(app, "sync", 5, {names.H_UNIQUE_KEY: "acct"})
-        admission = gate.admit(item, NOW)
+        admission = gate.admit(item, book, NOW)
         assert admission is not None and admission.claim is not None
-        state = PartitionState(("p.q", 2), False)
-        state.hold_records(5, [admission.claim])
-        released = gate.release(item)
+        owner = PartitionOwner(("p.q", 2), False, edge=None)  # type: ignore[arg-type]  # never pauses here
+        owner.track(5)
+        owner.hold_records(5, [admission.claim])
+        released = gate.release(item, book)
         assert released is not None
-        state.hold_records(5, [released])
-        written = [records[0] for _, records in state.release_records(6)]
+        owner.route(5, [released])
+        piece = owner.take_for_commit(100)
+        assert piece is not None and piece.position == 6
+        written = [records[0] for _, records in piece.released]
         assert [r.value is None for r in written] == [False, True]
+
+
+def test_a_release_from_an_ended_book_frees_nothing() -> None:
+    """Defect: a stale ownership's end freed the claim the next ownership holds (same worker, the
+    partition lost and assigned again). An ended book refuses: no tombstone, the claim stays."""
+    app = _app()
+    gate = DedupGate("p.", Loader())
+    old_book = ClaimBook({})
+    first = _item(app, "sync", 5, {names.H_UNIQUE_KEY: "acct"})
+    assert gate.admit(first, old_book, NOW) is not None
+    old_book.end()  # lost
+    new_book = ClaimBook(dict(old_book.claims))  # the next ownership reads the claim back
+    rerun = _item(app, "sync", 5, {names.H_UNIQUE_KEY: "acct"})
+    assert gate.admit(rerun, new_book, NOW) is not None
+    assert gate.release(first, old_book) is None  # the old run ends: frees nothing
+    second = gate.admit(_item(app, "sync", 6, {names.H_UNIQUE_KEY: "acct"}), new_book, NOW)
+    assert second is not None and not second.run  # still a duplicate while the re-run runs
+
+
+def test_expired_claims_are_swept_from_memory() -> None:
+    book = ClaimBook({"a": Claim(UNIQUE, "t1", "q/0/1", NOW - 10, NOW - 1),
+                      "b": Claim(UNIQUE, "t2", "q/0/2", NOW - 10, NOW + 1000)})
+    assert book.sweep(NOW) == ["a"] and list(book.claims) == ["b"]
+    assert book.sweep(NOW + 1000) == ["b"] and book.claims == {}
