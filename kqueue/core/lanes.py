@@ -1,8 +1,10 @@
 """Key-ordered scheduling: one lane per ordering key, one run at a time per lane. Pure, not thread-safe.
 
 A run is a key's queued items taken together, so a worker pays one hand-off per run rather than
-per task. Items carry a kind ("sync" / "async") and a run never mixes kinds, so each kind of
-runner only sees work it can do while a key's order still holds across kinds.
+per task. Ready keys are taken in turn across groups (the worker's groups are partitions), so a
+backlog on one partition never makes the keys of another wait behind all of it. Items carry a
+kind ("sync" / "async") and a run never mixes kinds, so each kind of runner only sees work it can
+do while a key's order still holds across kinds.
 """
 
 from __future__ import annotations
@@ -15,11 +17,50 @@ T = TypeVar("T")
 Run = tuple[Hashable, list[T]]
 
 
+class _Ready:
+    """Ready keys of one kind, per group, and the groups in the order they take turns."""
+
+    __slots__ = ("count", "groups", "turns")
+
+    def __init__(self) -> None:
+        self.groups: dict[Hashable, deque[Hashable]] = {}
+        self.turns: deque[Hashable] = deque()
+        self.count = 0
+
+    def add(self, group: Hashable, key: Hashable) -> None:
+        keys = self.groups.get(group)
+        if keys is None:
+            keys = self.groups[group] = deque()
+            self.turns.append(group)
+        keys.append(key)
+        self.count += 1
+
+    def pop(self) -> Hashable:
+        """The next group's oldest ready key; that group then goes to the back of the turns."""
+        group = self.turns.popleft()
+        keys = self.groups[group]
+        key = keys.popleft()
+        if keys:
+            self.turns.append(group)
+        else:
+            del self.groups[group]
+        self.count -= 1
+        return key
+
+    def waiting(self) -> list[Hashable]:
+        return [k for keys in self.groups.values() for k in keys]
+
+
+def _whole(key: Hashable) -> Hashable:
+    return None  # one group: plain first-in, first-out
+
+
 class KeyLanes(Generic[T]):
-    def __init__(self, kind_of: Callable[[T], str]) -> None:
+    def __init__(self, kind_of: Callable[[T], str], group_of: Callable[[Hashable], Hashable] = _whole) -> None:
         self._kind_of = kind_of
+        self._group_of = group_of
         self._lanes: dict[Hashable, deque[T]] = {}
-        self._ready: dict[str, deque[Hashable]] = {}
+        self._ready: dict[str, _Ready] = {}
         self._busy: set[Hashable] = set()
         self._queued = 0
 
@@ -29,7 +70,8 @@ class KeyLanes(Generic[T]):
         return self._queued
 
     def ready_count(self, kind: str) -> int:
-        return len(self._ready.get(kind, ()))
+        ready = self._ready.get(kind)
+        return ready.count if ready is not None else 0
 
     def push(self, key: Hashable, item: T) -> None:
         lane = self._lanes.get(key)
@@ -44,16 +86,17 @@ class KeyLanes(Generic[T]):
         kind = self._kind_of(lane[0])
         ready = self._ready.get(kind)
         if ready is None:
-            ready = self._ready[kind] = deque()
-        ready.append(key)
+            ready = self._ready[kind] = _Ready()
+        ready.add(self._group_of(key), key)
 
     def take(self, kind: str, max_items: int) -> list[Run[T]]:
-        """Ready runs of `kind`, at least one key if any is ready, about `max_items` items in all."""
+        """Ready runs of `kind`, at least one key if any is ready, about `max_items` items in all;
+        groups take turns, a key each."""
         ready = self._ready.get(kind)
         runs: list[Run[T]] = []
         taken = 0
-        while ready and (taken == 0 or taken < max_items):
-            key = ready.popleft()
+        while ready is not None and ready.count and (taken == 0 or taken < max_items):
+            key = ready.pop()
             lane = self._lanes[key]
             items: list[T] = []
             while lane and self._kind_of(lane[0]) == kind:
@@ -91,7 +134,7 @@ class KeyLanes(Generic[T]):
                 del self._lanes[key]
         self._queued -= len(removed)
         # Rebuild the ready queues: a key whose head changed kind must move to the other queue.
-        previous = [k for ready in self._ready.values() for k in ready]
+        previous = [k for ready in self._ready.values() for k in ready.waiting()]
         self._ready = {}
         for key in dict.fromkeys([*previous, *self._lanes]):
             waiting = self._lanes.get(key)

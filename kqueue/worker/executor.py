@@ -26,12 +26,17 @@ CHEAP_ITEM_SECONDS = 0.0002
 CHEAP_RUN = 128
 
 
+def _partition_of_lane(lane: Hashable) -> Hashable:
+    return lane[:2] if isinstance(lane, tuple) else lane
+
+
 class Executor:
     def __init__(self, concurrency: int, runner: Runner | None = None) -> None:
         self.concurrency = max(1, concurrency)
         self._runner = runner or Runner()
         self._run = self._runner.run_sync
-        self._lanes: KeyLanes[WorkItem] = KeyLanes(lambda item: item.kind)
+        # A lane is (topic, partition, key): partitions take turns, so no backlog crowds out another's.
+        self._lanes: KeyLanes[WorkItem] = KeyLanes(lambda item: item.kind, _partition_of_lane)
         self._cond = threading.Condition()
         self._outcomes: list[Outcome] = []
         self._running: dict[Hashable, list[WorkItem]] = {}

@@ -396,3 +396,16 @@ def test_random_simulation_with_revoked_partitions(seed: int) -> None:
         done, gone = executed.get(lane, []), dropped.get(lane, [])
         # what ran is a prefix of the push order, and everything else was dropped, in order
         assert done + gone == order
+
+
+def test_groups_take_turns_so_one_backlog_does_not_crowd_out_another() -> None:
+    """Keys of partition 0 were all queued first: taken in turn with partition 1's, a key each."""
+    from kqueue.core.lanes import KeyLanes
+
+    lanes: KeyLanes[tuple[int, int]] = KeyLanes(lambda item: "sync", lambda key: key[0])  # type: ignore[index]
+    for n in range(4):
+        lanes.push((0, n), (0, n))
+    for n in range(2):
+        lanes.push((1, n), (1, n))
+    taken = [key for key, _ in lanes.take("sync", 6)]
+    assert taken == [(0, 0), (1, 0), (0, 1), (1, 1), (0, 2), (0, 3)]

@@ -1,0 +1,103 @@
+"""The partition owner through a real broker: one stuck task ahead of 50,000 later ones, and a
+backlog spread over several partitions of one worker."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+
+import kqueue
+from kqueue.core.completed import MAX_AHEAD
+from kqueue.core.completed import decode as decode_completed
+from kqueue.worker.partitions import PauseReason
+from tests.support.kafka import Kafka, unique
+from tests.support.worker import ThreadedWorker, wait_for
+
+
+@pytest.mark.slow
+def test_one_stuck_task_and_50000_later_ones_keep_memory_flat_and_lose_nothing(kafka: Kafka) -> None:
+    """Before, every completion above the stuck task stayed in the watermark and the completed set
+    (and was re-encoded every commit). Now the partition pauses MAX_AHEAD past its position, the
+    whole completed map fits the commit metadata, and everything runs once the task is freed."""
+    app = kqueue.App("stuck", kafka.bootstrap, partitions=1)
+    queue = unique("stuck")
+    release = threading.Event()
+    done: Counter[int] = Counter()
+    lock = threading.Lock()
+
+    @app.task(queue=queue)
+    def work(payload: dict[str, Any]) -> None:
+        if payload.get("stuck"):
+            assert release.wait(120), "never released"
+        with lock:
+            done[payload["n"]] += 1
+
+    total = 50_000
+    work.enqueue({"n": 0, "stuck": True}, key="stuck")
+    for n in range(1, total + 1):
+        work.enqueue({"n": n}, key=f"k{n % 997}")
+    app.flush()
+    batch = 500
+    with ThreadedWorker(app, group=unique("g"), batch_size=batch, concurrency=8) as worker:
+        wait_for(lambda: hasattr(worker.worker, "_table"), timeout=30, what="the worker to start")
+        table = lambda: worker.worker._table  # noqa: E731
+        wait_for(lambda: (o := table().get((queue, 0))) is not None and PauseReason.AHEAD in o.pauses,
+                 timeout=60, what="the partition to pause ahead of its stuck task")
+        settled = -1
+        while settled != len(done):  # until nothing more completes
+            settled = len(done)
+            time.sleep(1.0)
+        owner = table().get((queue, 0))
+        assert owner is not None
+        assert MAX_AHEAD - batch <= len(done) <= MAX_AHEAD + batch, len(done)
+        assert owner.ahead() <= MAX_AHEAD + batch and len(owner.completed_above) <= MAX_AHEAD + batch
+        wait_for(lambda: owner.noted != "", timeout=10, what="a commit with the completed map")
+        assert len(decode_completed(owner.committed or 0, owner.noted)) >= len(done) - batch  # it fits whole
+        release.set()
+        wait_for(lambda: len(done) == total + 1, timeout=120, what="every task")
+        wait_for(lambda: owner.committed == total + 1 or (
+            (o := table().get((queue, 0))) is not None and o.committed == total + 1), timeout=30,
+                 what="the final commit")
+        worker.stop()
+    assert set(done) == set(range(total + 1)) and max(done.values()) == 1
+
+
+def test_a_backlog_on_several_partitions_is_served_side_by_side(kafka: Kafka) -> None:
+    """Before, a worker ran one partition's backlog at a time (partition 0 for 27 s, then 1, ...).
+    Now, in every half-second window, each partition with work left completes tasks, and none gets
+    less than half of the average share."""
+    partitions = 3
+    app = kqueue.App("fair", kafka.bootstrap, partitions=partitions)
+    queue = unique("fair")
+    finished: list[tuple[float, int]] = []
+    lock = threading.Lock()
+
+    @app.task(queue=queue)
+    def work(payload: dict[str, Any], ctx: kqueue.TaskContext) -> None:
+        time.sleep(0.01)
+        with lock:
+            finished.append((time.monotonic(), ctx.partition))
+
+    total = 1500
+    for n in range(total):
+        work.enqueue({"n": n}, key=f"key-{n % 200}")
+    app.flush()
+    with ThreadedWorker(app, group=unique("g"), concurrency=8) as worker:
+        wait_for(lambda: len(finished) >= total, timeout=60, what="the backlog")
+        worker.stop()
+    start = finished[0][0]
+    last_of = {p: max(t for t, q in finished if q == p) for p in range(partitions)}
+    window = 0.5
+    for w in range(int((finished[-1][0] - start) / window)):
+        lo, hi = start + w * window, start + (w + 1) * window
+        busy = [p for p in range(partitions) if last_of[p] > hi]  # work left through the window
+        if len(busy) < 2:
+            break
+        counts = Counter(p for t, p in finished if lo <= t < hi and p in busy)
+        average = sum(counts.values()) / len(busy)
+        shares = {p: counts.get(p, 0) for p in busy}
+        assert min(shares.values()) >= average / 2, f"window {w}: completions per partition {shares}"
