@@ -11,6 +11,7 @@ from kqueue.core.oversize import MAX_RECORD_BYTES, reference_letter, too_large_r
 from kqueue.core.records import OutRecord, RecordKind, status_record
 from kqueue.core.retry import GiveUp, Tiers, decide_retry, route_due_record
 from kqueue.core.status import TaskEvent
+from kqueue.core.topology import worker_topics
 from kqueue.worker.work import Failure, WorkItem
 
 
@@ -77,8 +78,15 @@ def route_due(item: WorkItem, tiers: Tiers, prefix: str, now_ms: int,
               limit: int = MAX_RECORD_BYTES) -> list[OutRecord]:
     """A tier record whose tier delay is over: to its target if its time has come, else a shorter wait."""
     meta = item.meta
-    move = route_due_record(meta.not_before, now_ms, tiers)
     target = item.headers.get(names.H_TARGET) or names.main_topic(item.queue, prefix)
+    lanes = worker_topics(item.queue, prefix)
+    if target not in lanes:
+        # A tier delivers only into its own queue's lanes: anything else (a typo, a topic that does
+        # not exist, another queue's topic) would fail the transaction of every partition at once.
+        failure = Failure.unrunnable("InvalidTarget", f"{names.H_TARGET} {target!r} is not a lane of queue "
+                                     f"{item.queue!r} (one of {', '.join(lanes)})")
+        return _dead_letter(item, failure, prefix, now_ms, limit)
+    move = route_due_record(meta.not_before, now_ms, tiers)
     if move.topic_kind == "target":
         record = OutRecord(RecordKind.DELIVER, target, item.value, item.key, delivered_headers(item.headers),
                            item.partition)

@@ -101,3 +101,41 @@ def test_a_backlog_on_several_partitions_is_served_side_by_side(kafka: Kafka) ->
         average = sum(counts.values()) / len(busy)
         shares = {p: counts.get(p, 0) for p in busy}
         assert min(shares.values()) >= average / 2, f"window {w}: completions per partition {shares}"
+
+
+def test_a_tier_record_aimed_outside_its_queue_is_dead_lettered_and_the_rest_commit(kafka: Kafka) -> None:
+    """A foreign (or broken) producer wrote a delay-tier record whose kq-target names a topic that
+    does not exist. Before, the worker's one transaction for all its partitions aborted on it forever,
+    so no partition committed; now that record is dead-lettered with the reason and the rest commit."""
+    from confluent_kafka import Producer
+
+    from kqueue.core import names
+    from kqueue.core.headers import header_map
+
+    app = kqueue.App("target", kafka.bootstrap, partitions=2)
+    queue = unique("target")
+    ran: list[int] = []
+
+    @app.task(queue=queue)
+    def work(payload: dict[str, Any]) -> None:
+        ran.append(payload["n"])
+
+    app.ensure_queue(queue)
+    producer = Producer({"bootstrap.servers": kafka.bootstrap})
+    producer.produce(names.delay_topic(queue, "1s"), b'{"n": -1}', b"bad", partition=0, headers=[
+        (names.H_TYPE, b"work"), (names.H_CONTENT_TYPE, b"json"), (names.H_ID, b"misrouted"),
+        (names.H_TARGET, b"no-such-topic-anywhere")])
+    assert producer.flush(10) == 0
+    for n in range(20):
+        work.enqueue({"n": n}, key=f"k{n}")
+    app.flush()
+    with ThreadedWorker(app, group=unique("g"), concurrency=4) as worker:
+        [letter] = kafka.read_all(names.dlq_topic(queue), expected=1, timeout=60)
+        wait_for(lambda: len(ran) == 20, timeout=30, what="the tasks")
+        lanes = [(queue, 0), (queue, 1)]
+        wait_for(lambda: sum((o.committed or 0) for tp in lanes if (o := worker.worker._table.get(tp))) == 20,
+                 timeout=30, what="both partitions to commit")
+        worker.stop()
+    headers = header_map(letter.headers())
+    assert headers[names.H_ERROR_TYPE] == "InvalidTarget" and "no-such-topic-anywhere" in headers[names.H_ERROR_MESSAGE]
+    assert headers[names.H_ID] == "misrouted" and letter.value() == b'{"n": -1}'

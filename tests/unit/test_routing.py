@@ -639,3 +639,21 @@ def test_a_kept_result_is_one_completed_event_with_the_json_or_why_not(value: ob
     assert (event.status, event.attempt, event.worker, event.result, event.at_ms) == (
         "completed", 2, "worker-1", kept, NOW)
     assert (event.error is None) if note is None else (note in (event.error or ""))
+
+
+@pytest.mark.parametrize("target", [b"no-such-topic", b"other.high", b"emails.dlq", b"emails.delay.5s", b"emails.x"])
+def test_a_target_outside_the_queues_lanes_is_dead_lettered_with_the_reason(target: bytes) -> None:
+    """Before, any kq-target was produced to: a missing topic aborted the worker's one transaction
+    for all its partitions, again and again."""
+    letter, event = route_due(tier_item(NOW - 1, target=target), make_app().tiers, "", NOW)
+    assert (letter.kind, letter.topic, letter.partition) == ("dead-letter", "emails.dlq", 2)
+    h = as_dict(letter.headers)
+    assert h[names.H_ERROR_TYPE] == "InvalidTarget"
+    assert target.decode() in h[names.H_ERROR_MESSAGE] and "emails.high" in h[names.H_ERROR_MESSAGE]
+    assert event.topic == names.status_topic()
+
+
+@pytest.mark.parametrize("target", [b"emails", b"emails.high", b"emails.low"])
+def test_every_lane_of_the_queue_is_a_valid_target(target: bytes) -> None:
+    [out] = route_due(tier_item(NOW - 1, target=target), make_app().tiers, "", NOW)
+    assert out.kind == "deliver" and out.topic == target.decode()
