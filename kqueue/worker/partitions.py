@@ -40,7 +40,7 @@ class PauseReason(enum.Enum):
 
 # Reasons that pause by cutting: the partition is sought back to a record not handed out, and records
 # of it fetched meanwhile are dropped (fetched again from there on resume).
-_CUTTING = frozenset({PauseReason.FAIR_SHARE, PauseReason.ROUTER_HOLD, PauseReason.CLAIMS_UNREAD})
+_CUTTING = frozenset({PauseReason.ROUTER_HOLD, PauseReason.CLAIMS_UNREAD})
 
 
 class CommitSlice:

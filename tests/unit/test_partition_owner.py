@@ -208,14 +208,15 @@ def test_one_stuck_task_pauses_its_partition_at_max_ahead_and_memory_stays_bound
 
 def test_a_backlog_on_one_partition_does_not_crowd_out_the_others(rig: Rig) -> None:
     """P0's backlog comes first in every fetch. Before, the worker handed out whole batches of it and
-    served P1 only once P0 was drained; now each partition holds at most its share of the worker's
-    unsettled tasks, so P1 runs from the start."""
+    served P1 only once P0 was drained; now a partition stops fetching at its share of the worker's
+    unsettled tasks (over it by a batch at most), and the executor takes partitions in turn, so P1
+    runs from the start."""
     for n in range(300):
         rig.task(P0, n, f"a{n}", sleep=0.002)
     for n in range(300, 600):
         rig.task(P1, n, f"b{n}", sleep=0.002)
     rig.edge.assign(P0, P1)
-    with rig.worker(batch_size=100, max_inflight=40, concurrency=4) as w:
+    with rig.worker(batch_size=20, max_inflight=40, concurrency=4) as w:
         wait_for(lambda: len(rig.ran) >= 600, timeout=20, what="everything")
         w.stop()
     first = [p for p, _ in rig.ran[:120]]
