@@ -187,11 +187,16 @@ class TaskDef:
         run_at: datetime | None = None,
         unique_key: str | None = None,
     ) -> str:
-        """Queue one task and wait (without blocking the event loop) until Kafka has it."""
+        """Queue one task and wait (without blocking the event loop) until Kafka has it.
+
+        A full send buffer is waited out for up to the app's enqueue_timeout, then DeliveryError. A
+        caller cancelled while it waits (a timeout, a TaskGroup, a shutdown) harms no other enqueue;
+        a record already handed to Kafka is still delivered (the task may run), and a failure to
+        deliver it is logged and surfaces on `app.flush()`.
+        """
         task_id, topic, value, raw_key, record_headers = self._record(
             self.encode(payload), key, priority, idempotency_key, headers, delay, run_at, unique_key
         )
         await asyncio.to_thread(self.app.ensure_queue, self.queue)
-        future = self.app.producer.produce_acknowledged(topic, value, raw_key, record_headers)
-        await asyncio.wrap_future(future)
+        await self.app.producer.produce_acknowledged(topic, value, raw_key, record_headers)
         return task_id

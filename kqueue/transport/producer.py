@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -15,6 +16,9 @@ from kqueue.core.errors import DeliveryError
 from kqueue.transport.config import producer_config
 
 POLL_EVERY = 64
+ROOM_PAUSES = (0.002, 0.005, 0.01, 0.02, 0.05)  # seconds an async produce sleeps between tries for room
+
+log = logging.getLogger("kqueue.producer")
 
 
 def produce_waiting(producer: Producer, topic: str, kwargs: dict[str, Any], bound: float | None = None) -> None:
@@ -27,9 +31,33 @@ def produce_waiting(producer: Producer, topic: str, kwargs: dict[str, Any], boun
             return
         except BufferError:
             if deadline is not None and time.monotonic() >= deadline:
-                raise DeliveryError(f"{topic}: the send buffer stayed full for {bound:g}s (Kafka is away or "
-                                    f"slower than the enqueue rate; {len(producer)} record(s) waiting)") from None
+                raise buffer_full(topic, bound, len(producer)) from None
             producer.poll(0.05)
+
+
+def buffer_full(topic: str, bound: float | None, waiting: int) -> DeliveryError:
+    return DeliveryError(f"{topic}: the send buffer stayed full for {bound:g}s (Kafka is away or "
+                         f"slower than the enqueue rate; {waiting} record(s) waiting)")
+
+
+def refused(topic: str, exc: KafkaException) -> DeliveryError:
+    """A record librdkafka refuses outright (too large, unknown partition), as a DeliveryError naming why."""
+    error = exc.args[0] if exc.args else exc
+    reason = error.str() if isinstance(error, KafkaError) else str(error)
+    too_large = isinstance(error, KafkaError) and error.code() == KafkaError.MSG_SIZE_TOO_LARGE
+    return DeliveryError(f"{topic}: {reason}", too_large)
+
+
+def settle_waiter(waiter: asyncio.Future[None], failure: str | None) -> bool:
+    """Hand a delivery report to its awaiting caller (on the caller's loop). False when the caller
+    stopped waiting (cancelled: a wait_for timeout, a TaskGroup, a shutdown), so nobody heard it."""
+    if waiter.done():
+        return False
+    if failure is None:
+        waiter.set_result(None)
+    else:
+        waiter.set_exception(DeliveryError(failure))
+    return True
 
 
 class TaskProducer:
@@ -80,10 +108,7 @@ class TaskProducer:
         try:
             produce_waiting(self._producer, topic, kwargs, self._bound)
         except KafkaException as exc:
-            error = exc.args[0] if exc.args else exc
-            reason = error.str() if isinstance(error, KafkaError) else str(error)
-            too_large = isinstance(error, KafkaError) and error.code() == KafkaError.MSG_SIZE_TOO_LARGE
-            raise DeliveryError(f"{topic}: {reason}", too_large) from None
+            raise refused(topic, exc) from None
 
     def flush(self, timeout: float = 30.0) -> int:
         """Wait for every record; raises DeliveryError if any was refused. Returns records still queued."""
@@ -112,38 +137,86 @@ class TaskProducer:
 
 
 class AcknowledgedProducer(TaskProducer):
-    """A TaskProducer that can also hand back a future per record (for asyncio callers)."""
+    """A TaskProducer that can also produce a record and await its delivery (for asyncio callers)."""
 
     def __init__(self, bootstrap: str, bound: float | None = None, **overrides: Any) -> None:
         super().__init__(bootstrap, bound, **overrides)
         self._poller: threading.Thread | None = None
         self._closed = threading.Event()
 
-    def produce_acknowledged(
+    async def produce_acknowledged(
         self, topic: str, value: bytes | None, key: bytes | None = None,
         headers: list[tuple[str, bytes]] | None = None,
-    ) -> Future[None]:
-        future: Future[None] = Future()
+    ) -> None:
+        """Queue one record and wait until Kafka has it (DeliveryError if it refuses), never blocking the
+        event loop. A cancelled caller leaves the record to be delivered; a failure then is logged and
+        surfaces on `flush()`."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
 
         def on_delivery(err: KafkaError | None, msg: Message) -> None:
-            if err is None:
-                future.set_result(None)
-            else:
-                future.set_exception(DeliveryError(f"{msg.topic()}: {err.str()}"))
+            # Runs in poll() on the poller thread: it must never raise, or the poller would stop serving.
+            failure = None if err is None else f"{msg.topic()}: {err.str()}"
+            try:
+                loop.call_soon_threadsafe(self._report, waiter, failure)
+            except RuntimeError:  # the caller's loop is closed: nobody awaits this record any more
+                self._unheard(failure)
 
         self._start_poller()
-        self._produce(topic, {"value": value, "key": key, "headers": headers, "on_delivery": on_delivery})
-        return future
+        await self._produce_when_room(topic, {"value": value, "key": key, "headers": headers,
+                                              "on_delivery": on_delivery})
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            # Cancelled just after its report arrived: the report is already set on the waiter.
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is not None:
+                self._unheard(str(waiter.exception()))
+            raise
+
+    async def _produce_when_room(self, topic: str, kwargs: dict[str, Any]) -> None:
+        """Produce; while the send buffer is full, sleep on the loop (the poller thread makes room) and retry
+        for up to the bound, then DeliveryError."""
+        loop = asyncio.get_running_loop()
+        deadline = None if self._bound is None else loop.time() + self._bound
+        tries = 0
+        while True:
+            try:
+                self._producer.produce(topic, **kwargs)
+                return
+            except BufferError:
+                if deadline is not None and loop.time() >= deadline:
+                    raise buffer_full(topic, self._bound, len(self._producer)) from None
+            except KafkaException as exc:
+                raise refused(topic, exc) from None
+            await asyncio.sleep(ROOM_PAUSES[min(tries, len(ROOM_PAUSES) - 1)])
+            tries += 1
+
+    def _report(self, waiter: asyncio.Future[None], failure: str | None) -> None:
+        if not settle_waiter(waiter, failure):
+            self._unheard(failure)
+
+    def _unheard(self, failure: str | None) -> None:
+        """A delivery report whose caller stopped waiting: a failure must still reach someone."""
+        if failure is None:
+            return
+        log.warning("a record whose enqueue was cancelled was not delivered: %s", failure)
+        with self._lock:
+            self._failures.append(failure)
 
     def _start_poller(self) -> None:
         # Delivery callbacks run inside poll(); a daemon thread serves them so awaiting never stalls.
-        if self._poller is not None:
+        # A poller that is not alive (it cannot die of a callback, see _serve) is replaced.
+        poller = self._poller
+        if poller is not None and poller.is_alive():
             return
         with self._lock:
-            if self._poller is None:
+            if self._poller is None or not self._poller.is_alive():
                 self._poller = threading.Thread(target=self._serve, name="kqueue-producer-poll", daemon=True)
                 self._poller.start()
 
     def _serve(self) -> None:
         while not self._closed.is_set():
-            self._producer.poll(0.1)
+            try:
+                self._producer.poll(0.1)
+            except Exception:  # a callback raised: keep serving, or every later report would go unheard
+                log.exception("a delivery callback failed; the producer keeps serving delivery reports")
