@@ -49,6 +49,7 @@ MAX_ABANDONED_COMMITS = 5
 # Routed records held for the next commit, per allowed unsettled task, before fetching pauses.
 HELD_PER_INFLIGHT = 8
 TICK_EVERY = 1.0  # seconds between on_tick hooks
+NO_SHARE = 1 << 62
 PARTITION_CHECK_EVERY = 0.02  # seconds between looks at each partition's share and distance ahead
 
 
@@ -270,7 +271,10 @@ class Worker:
     def _share(self) -> int:
         """Unsettled tasks one task partition may have while others are owned: an equal part of the
         worker's bound (at least enough to keep every handler slot busy)."""
-        return max(self.options.concurrency, self._max_inflight() // max(1, self._table.task_partitions()))
+        partitions = self._table.task_partitions()
+        if partitions <= 1:
+            return NO_SHARE  # the worker's own bound (backpressure) is all there is
+        return max(self.options.concurrency, self._max_inflight() // partitions)
 
     def _apply_backpressure(self) -> None:
         """Pause every task partition while too much is unsettled; the loop keeps polling.
