@@ -1,33 +1,35 @@
 """The worker's side of idempotency keys and unique tasks: admit each keyed task in log order.
 
 Claims of a queue's partition p live in `Q.dedup` partition p. The first time a worker meets a
-keyed task of a partition it owns, it reads that partition's claims (a compacted topic, so about
-one record per live key) and keeps them while it owns the partition; a new claim is written in the
-transaction that commits past its task (core/dedup.py says why that keeps crashes consistent).
+keyed task of a partition it owns, it reads that partition's claims on a thread of its own
+(`ClaimLoad`; the partition waits at that task, the others go on) and keeps the live ones in a
+`ClaimBook` while it owns the partition; a new claim is written in the transaction that commits
+past its task (core/dedup.py says why that keeps crashes consistent). Expired claims are never kept
+and are swept from memory once a minute; Q.dedup's retention (the longest window) deletes them there.
 With the range assignor one member owns partition p of every lane, so one owner decides a key.
-Claims that cannot be read (Kafka away, the topic missing) are never guessed: `load` raises
-`ClaimsUnread` with how long to wait, and the worker holds that partition at the keyed task and
-fetches it again then (1, 2, 5, 10, then every 30 s), while its other partitions go on.
+Claims that cannot be read (Kafka away, the topic missing, no progress for 10 s) are never guessed:
+`load` raises `ClaimsUnread` with how long to wait, and the worker holds that partition at the keyed
+task and fetches it again then (1, 2, 5, 10, then every 30 s), while its other partitions go on.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from kqueue.core import names
 from kqueue.core.dedup import IDEMPOTENCY, UNIQUE, Claim, claim_key, decide
 from kqueue.core.records import OutRecord, RecordKind
-from kqueue.transport.config import client_config
+from kqueue.transport.topic_reader import read_to_end
 from kqueue.worker.work import WorkItem
 
 log = logging.getLogger("kqueue.worker")
-LOAD_TIMEOUT = 10.0  # a compacted topic of about one record per live key: far more than enough
+# Reading claims fails only when it stops making progress for this long: a partition with a million
+# claims takes as long as it takes (on a thread of its own, see ClaimLoad).
+LOAD_STALLED_AFTER = 10.0
 RETRY_AFTER = (1.0, 2.0, 5.0, 10.0, 30.0)  # seconds before reading a partition's claims again
 ClaimLoader = Callable[[str, int], dict[str, Claim]]  # (dedup topic, partition) -> claims by key
 
@@ -160,40 +162,54 @@ def _seconds(text: str | None, fallback: float | None) -> float:
     return value if value is not None and value > 0 else (fallback or 60.0)
 
 
+class ClaimLoad:
+    """Reading one queue-partition's claims on a thread of its own: a partition with a million claims
+    takes seconds, and the poll loop (and every other partition) must not wait for it."""
+
+    def __init__(self, gate: DedupGate, item: WorkItem, failures: int) -> None:
+        self._gate, self._item, self._failures = gate, item, failures
+        self._done = threading.Event()
+        self._book: ClaimBook | None = None
+        self._error: ClaimsUnread | None = None
+        threading.Thread(target=self._run, name="kqueue-claims", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            self._book = self._gate.load(self._item, self._failures)
+        except ClaimsUnread as exc:
+            self._error = exc
+        finally:
+            self._done.set()
+
+    def wait(self, seconds: float) -> bool:
+        return self._done.wait(seconds)
+
+    def result(self) -> ClaimBook:
+        """The claims read (raises ClaimsUnread when they could not be); call once `wait` is True."""
+        if self._error is not None:
+            raise self._error
+        assert self._book is not None
+        return self._book
+
+
 def kafka_claim_loader(bootstrap: str) -> ClaimLoader:
     def load(topic: str, partition: int) -> dict[str, Claim]:
-        consumer = Consumer({
-            **client_config(bootstrap),
-            "group.id": f"_kqueue.claims.{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-        })
         claims: dict[str, Claim] = {}
-        try:
-            tp = TopicPartition(topic, partition)
-            low, high = consumer.get_watermark_offsets(tp, timeout=10)
-            if high <= low:
-                return claims
-            consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING)])
-            deadline = time.monotonic() + LOAD_TIMEOUT
-            while time.monotonic() < deadline:
-                for msg in consumer.consume(1000, timeout=0.2):
-                    error = msg.error()
-                    if error is not None:
-                        if error.code() == KafkaError._PARTITION_EOF:
-                            return claims
-                        continue
-                    key, value = (msg.key() or b"").decode(), msg.value()
-                    if value is None:
-                        claims.pop(key, None)
-                    else:
-                        try:
-                            claims[key] = Claim.decode(value)
-                        except (ValueError, KeyError, TypeError):
-                            log.warning("ignoring an unreadable claim in %s/%d", topic, partition)
-            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, f"reading the claims of {topic}/{partition}"))
-        finally:
-            consumer.close()
+        now = int(time.time() * 1000)
+        for msg in read_to_end(bootstrap, [(topic, partition)], "claims", stalled_after=LOAD_STALLED_AFTER):
+            key, value = (msg.key() or b"").decode(), msg.value()
+            if value is None:
+                claims.pop(key, None)
+                continue
+            try:
+                claim = Claim.decode(value)
+            except (ValueError, KeyError, TypeError):
+                log.warning("ignoring an unreadable claim in %s/%d", topic, partition)
+                continue
+            if claim.until_ms > now:
+                claims[key] = claim
+            else:  # expired: never kept (Q.dedup's retention deletes it)
+                claims.pop(key, None)
+        return claims
 
     return load

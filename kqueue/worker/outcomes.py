@@ -15,7 +15,7 @@ from kqueue.core.records import SETTLEMENT_OF_KIND, OutRecord
 from kqueue.sdk.app import App
 from kqueue.sdk.middleware import Hooks
 from kqueue.worker.checkpoint import Checkpoint
-from kqueue.worker.dedup_gate import Admission, ClaimBook, ClaimsUnread, DedupGate
+from kqueue.worker.dedup_gate import Admission, ClaimBook, ClaimLoad, ClaimsUnread, DedupGate
 from kqueue.worker.events import Completions, settle_event
 from kqueue.worker.partitions import PartitionOwner, PartitionTable, PauseReason
 from kqueue.worker.routing import (
@@ -31,6 +31,8 @@ from kqueue.worker.work import Failure, Outcome, WorkItem
 
 log = logging.getLogger("kqueue.worker")
 CLAIM_SWEEP_MS = 60_000  # how often a queue-partition's expired claims are forgotten
+CLAIM_LOAD_INLINE = 0.05  # seconds a claims read may take before its partition is held and rechecked
+CLAIM_LOAD_RECHECK_MS = 100
 
 
 class Outcomes:
@@ -85,26 +87,30 @@ class Outcomes:
         return runnable, skipped
 
     def _claims(self, owner: PartitionOwner, item: WorkItem, now: int) -> ClaimBook | None:
-        """The claims of the item's queue-partition, read first if need be; None (and the partition
-        held at the item) when they cannot be read: never guessed, while its other partitions go on."""
-        book = self._table.claims_of(owner)
+        """The claims of the item's queue-partition; None (and the partition held at the item) while
+        they are being read, on a thread of their own, or when they cannot be read: never guessed,
+        and the worker's other partitions go on meanwhile."""
+        table = self._table
+        book = table.claims_of(owner)
         if book is None:
+            load = table.claim_load(owner, lambda: ClaimLoad(self._gate, item, owner.claim_failures))
+            if not load.wait(CLAIM_LOAD_INLINE):
+                table.hold(owner, item.offset, now + CLAIM_LOAD_RECHECK_MS, PauseReason.CLAIMS_LOADING)
+                return None
+            table.claim_load_over(owner)
             try:
-                book = self._gate.load(item, owner.claim_failures)
+                book = load.result()
             except ClaimsUnread as exc:
                 owner.claim_failures += 1
                 log.warning("%s", exc)
-                self._table.hold(owner, item.offset, now + int(exc.retry_in * 1000), PauseReason.CLAIMS_UNREAD)
+                table.hold(owner, item.offset, now + int(exc.retry_in * 1000), PauseReason.CLAIMS_UNREAD)
                 return None
             owner.claim_failures = 0
-            self._table.keep_claims(owner, book)
+            table.keep_claims(owner, book)
         if book.next_sweep_ms <= now:
-            # Expired claims leave memory, and Q.dedup with the commit that passes this task.
+            # Expired claims leave memory (Q.dedup's retention deletes them there).
             book.next_sweep_ms = now + CLAIM_SWEEP_MS
-            forgotten = book.sweep(now)
-            if forgotten:
-                owner.hold_records(item.offset, [self._gate.claim_record(item.queue, item.partition, key, None)
-                                                 for key in forgotten])
+            book.sweep(now)
         return book
 
     def due(self, items: Iterable[WorkItem], now: int) -> None:

@@ -23,7 +23,7 @@ from kqueue.core.completed import encode as encode_completed
 from kqueue.core.records import TP, OutRecord
 from kqueue.core.watermark import PartitionWatermark
 from kqueue.transport.consumer import ConsumerEdge
-from kqueue.worker.dedup_gate import ClaimBook
+from kqueue.worker.dedup_gate import ClaimBook, ClaimLoad
 
 _HOLD_ORDER = itertools.count()  # ties among records held at one offset keep their order
 
@@ -36,11 +36,12 @@ class PauseReason(enum.Enum):
     ROUTER_HOLD = "router-hold"  # a tier partition whose head is not due yet
     DRAINING = "draining"  # shutting down: fetch nothing more
     CLAIMS_UNREAD = "claims-unread"  # a keyed task's claims (Q.dedup) could not be read: retried later
+    CLAIMS_LOADING = "claims-loading"  # a keyed task's claims are being read (on a thread of their own)
 
 
 # Reasons that pause by cutting: the partition is sought back to a record not handed out, and records
 # of it fetched meanwhile are dropped (fetched again from there on resume).
-_CUTTING = frozenset({PauseReason.ROUTER_HOLD, PauseReason.CLAIMS_UNREAD})
+_CUTTING = frozenset({PauseReason.ROUTER_HOLD, PauseReason.CLAIMS_UNREAD, PauseReason.CLAIMS_LOADING})
 
 
 class CommitSlice:
@@ -257,6 +258,7 @@ class PartitionTable:
         self._global: set[PauseReason] = set()  # reasons every (fitting) partition has right now
         # The claims of (queue, partition), shared by that partition of each of the queue's lanes.
         self._books: dict[tuple[str, int], ClaimBook] = {}
+        self._loads: dict[tuple[str, int], ClaimLoad] = {}  # claims being read, on threads of their own
 
     def get(self, tp: TP) -> PartitionOwner | None:
         return self.states.get(tp)
@@ -300,6 +302,7 @@ class PartitionTable:
             book = self._books.pop((owner.queue, tp[1]), None)
             if book is not None:
                 book.end()
+            self._loads.pop((owner.queue, tp[1]), None)  # its result, whenever it comes, is nobody's
         return removed
 
     # -- claims ---------------------------------------------------------------------------------------
@@ -315,6 +318,17 @@ class PartitionTable:
     def keep_claims(self, owner: PartitionOwner, book: ClaimBook) -> None:
         if owner.live:
             self._books[(owner.queue, owner.tp[1])] = owner.claims = book
+
+    def claim_load(self, owner: PartitionOwner, start: Callable[[], ClaimLoad]) -> ClaimLoad:
+        """The read of the owner's queue-partition claims under way, started by `start` if none is."""
+        where = (owner.queue, owner.tp[1])
+        load = self._loads.get(where)
+        if load is None:
+            load = self._loads[where] = start()
+        return load
+
+    def claim_load_over(self, owner: PartitionOwner) -> None:
+        self._loads.pop((owner.queue, owner.tp[1]), None)
 
     # -- pausing -----------------------------------------------------------------------------------
     @staticmethod
