@@ -6,7 +6,6 @@ import json
 import time
 
 import typer
-from confluent_kafka import KafkaException
 from rich.console import Group
 from rich.live import Live
 from rich.table import Table
@@ -14,6 +13,7 @@ from rich.table import Table
 from kqueue.cli.common import console, fail, options, resolve_bootstrap
 from kqueue.control.stats import QueueNotFound, QueueStats, read_queue_stats, with_rates
 from kqueue.transport.admin import unreachable
+from kqueue.transport.offsets import KafkaUnavailable
 
 
 def stats(
@@ -34,7 +34,7 @@ def stats(
                                                          previous=previous))
         except QueueNotFound as exc:
             raise fail(str(exc)) from None
-        except KafkaException as exc:
+        except KafkaUnavailable as exc:
             raise fail(unreachable(bootstrap, 10, exc, "to read the queue's offsets")) from None
 
     current = read(None)

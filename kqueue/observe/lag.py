@@ -14,15 +14,13 @@ import threading
 import time
 from collections.abc import Iterable
 
-from confluent_kafka import ConsumerGroupTopicPartitions, IsolationLevel, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
-
 from kqueue.core.names import PRIORITIES, queue_of_topic, tier_of_topic
 from kqueue.core.records import TP
 from kqueue.observe.metrics import WorkerMetrics
 from kqueue.sdk.middleware import Middleware, TickEvent
 from kqueue.transport.admin import make_admin
 from kqueue.transport.inspect import MarkerMemory
+from kqueue.transport.offsets import Admin, group_committed, topic_ends
 
 log = logging.getLogger("kqueue.metrics")
 LAG_EVERY = 5.0  # seconds between lag reads
@@ -83,7 +81,7 @@ class LagProbe(Middleware):
         self._stop.set()
 
     def _run(self) -> None:
-        admin: AdminClient | None = None
+        admin: Admin | None = None
         while not self._stop.is_set():
             with self._lock:
                 group, partitions = self._group, self._partitions
@@ -99,24 +97,21 @@ class LagProbe(Middleware):
                 admin = None
             self._stop.wait(self._every)
 
-    def _read(self, admin: AdminClient, group: str, partitions: Iterable[TP]) -> dict[LagKey, int]:
+    def _read(self, admin: Admin, group: str, partitions: Iterable[TP]) -> dict[LagKey, int]:
         tps = list(partitions)
         timeout = self._every * 2
         if not tps:
             admin.list_topics(timeout=timeout)  # still proves Kafka answers
             return {}
-        ends = _offsets(admin, tps, OffsetSpec.latest(), timeout)  # type: ignore[no-untyped-call]
-        future = admin.list_consumer_group_offsets(
-            [ConsumerGroupTopicPartitions(group, [TopicPartition(t, p) for t, p in tps])])[group]
-        committed = {(tp.topic, tp.partition): tp.offset for tp in future.result(timeout=timeout).topic_partitions}
+        ends = topic_ends(admin, tps, timeout)
+        committed = group_committed(admin, group, tps, timeout)
         # A partition ending with a transaction's commit marker is not one task behind.
         one_short = {tp: committed[tp] for tp in tps
                      if committed.get(tp, -1) >= 0 and ends.get(tp, 0) - committed[tp] == 1}
         for tp in self._markers.markers(one_short, timeout):
             ends[tp] = committed[tp]
         never = [tp for tp in tps if committed.get(tp, -1) < 0]
-        earliest = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
-        starts = _offsets(admin, never, earliest, timeout) if never else {}
+        starts = topic_ends(admin, never, timeout, earliest=True) if never else {}
         return lag_by_key(ends, committed, starts, self._prefix)
 
     def _publish(self, group: str, lag: dict[LagKey, int]) -> None:
@@ -128,9 +123,3 @@ class LagProbe(Middleware):
         self._reported = set(lag)
         self.last = lag
 
-
-def _offsets(admin: AdminClient, tps: list[TP], spec: OffsetSpec, timeout: float) -> dict[TP, int]:
-    futures = admin.list_offsets(
-        {TopicPartition(t, p): spec for t, p in tps}, isolation_level=IsolationLevel.READ_COMMITTED,
-        request_timeout=timeout)
-    return {(tp.topic, tp.partition): f.result(timeout=timeout).offset for tp, f in futures.items()}

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import threading
 import time
 import uuid
@@ -21,6 +20,7 @@ from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaExcep
 
 from kqueue.core.errors import DeliveryError, KqueueError
 from kqueue.core.records import TP, OutRecord
+from kqueue.transport import faults
 from kqueue.transport.admin import make_admin
 from kqueue.transport.config import producer_config
 from kqueue.transport.consumer import ConsumerEdge, offset_with_note
@@ -29,10 +29,6 @@ from kqueue.transport.txn import FENCED_CODES, TxnAction, classify, commit_outco
 
 log = logging.getLogger("kqueue.worker")
 
-# Test-only fault injection (see tests/chaos): "before-commit" exits the process after the batch's
-# records were produced (inside the transaction) and before it commits; "abort-first" makes the
-# first transaction with records fail as one the broker aborts would.
-_FAULT = os.environ.get("KQUEUE_FAULT", "")
 
 
 class SettlementError(KqueueError):
@@ -69,11 +65,6 @@ class Settler(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-def _fault_point(records: int) -> None:
-    if _FAULT == "before-commit" and records:
-        os._exit(86)
 
 
 def _note_too_large(refused: set[int], index: int, err: KafkaError | None, _msg: object = None) -> None:
@@ -113,7 +104,7 @@ class AtLeastOnceSettler:
         if refused:
             raise BatchNotCommitted(f"{len(refused)} routed record(s) too large to write", permanent=True,
                                     too_large=frozenset(refused))
-        _fault_point(len(records))
+        faults.crash_before_commit(len(records))
         if offsets:
             try:
                 self._consumer.commit(offsets, metadata)
@@ -151,7 +142,6 @@ class TransactionalSettler:
         self._config = config
         self._producer: Producer | None = Producer(config)
         self._producer.init_transactions(timeout)
-        self._aborted_on_purpose = False
         # A producer given up while stuck (`abandon`) belongs to an older generation: its thread
         # must never touch the settler's state again. Its successor shares the transactional.id, so
         # initialising it fences the stuck one, which can then never commit.
@@ -204,12 +194,11 @@ class TransactionalSettler:
                 notes = metadata or {}
                 tps = [offset_with_note(t, p, o, notes) for (t, p), o in offsets.items()]
                 retrying(lambda: producer.send_offsets_to_transaction(tps, group_metadata, left()), left())
-            if _FAULT == "abort-first" and records and not self._aborted_on_purpose:
-                self._aborted_on_purpose = True
+            if faults.abort_this_transaction(len(records)):
                 raise KafkaException(KafkaError(KafkaError._STATE, "injected abort", txn_requires_abort=True))
-            if _FAULT == "before-commit" and records:
+            if faults.wants_records_on_log(len(records)):
                 producer.flush(left())  # the records reach the log, uncommitted
-            _fault_point(len(records))
+            faults.crash_before_commit(len(records))
         except KafkaException as exc:
             self._give_up(exc, refused, producer, generation)
         with self._lock:
