@@ -139,3 +139,48 @@ def test_a_tier_record_aimed_outside_its_queue_is_dead_lettered_and_the_rest_com
     headers = header_map(letter.headers())
     assert headers[names.H_ERROR_TYPE] == "InvalidTarget" and "no-such-topic-anywhere" in headers[names.H_ERROR_MESSAGE]
     assert headers[names.H_ID] == "misrouted" and letter.value() == b'{"n": -1}'
+
+
+@pytest.mark.slow
+def test_a_partition_handed_over_under_a_backlog_starts_within_a_second(kafka: Kafka) -> None:
+    """Two workers share a backlog; one stops. Before, its partitions waited behind the survivor's
+    own backlog (60 s in a run with 20 ms tasks); now the survivor starts them within a second of
+    their assignment."""
+    queue = unique("handover")
+    finished: list[tuple[float, str, int]] = []
+    lock = threading.Lock()
+
+    def app_for(name: str) -> kqueue.App:
+        app = kqueue.App(name, kafka.bootstrap, partitions=4)
+
+        @app.task(queue=queue, name="work")
+        def work(payload: dict[str, Any], ctx: kqueue.TaskContext) -> None:
+            time.sleep(0.02)
+            with lock:
+                finished.append((time.monotonic(), name, ctx.partition))
+
+        return app
+
+    first, second = app_for("first"), app_for("second")
+    sender = first.tasks[(queue, "work")]
+    for n in range(6000):
+        sender.enqueue({"n": n}, key=f"key-{n % 200}")
+    first.flush()
+    group = unique("g")
+    with ThreadedWorker(first, group=group, concurrency=8) as survivor:
+        leaver = ThreadedWorker(second, group=group, concurrency=8, grace=2.0).__enter__()
+        def mains(w: ThreadedWorker) -> set[int]:
+            return {p for t, p in w.worker.assignment() if t == queue}
+
+        wait_for(lambda: len(mains(survivor)) == 2 and len(mains(leaver)) == 2, timeout=60,
+                 what="two partitions each")
+        time.sleep(2.0)
+        moved = mains(leaver)
+        leaver.stop()
+        wait_for(lambda: len(mains(survivor)) == 4, timeout=60, what="the hand-over")
+        assigned_at = time.monotonic()
+        wait_for(lambda: any(t > assigned_at and w == "first" and p in moved for t, w, p in finished),
+                 timeout=30, what="a moved partition's first task on the survivor")
+        survivor.stop()
+    started = min(t for t, w, p in finished if t > assigned_at and w == "first" and p in moved)
+    assert started - assigned_at < 1.0, f"the first task of a moved partition ran {started - assigned_at:.1f}s late"
