@@ -231,4 +231,5 @@ def replay_headers(original: Mapping[str, str], dead_letter_position: str) -> He
     values: dict[str, str | int | None] = {k: v for k, v in original.items() if k not in dropped}
     values[names.H_ATTEMPT] = 1
     values[names.H_REPLAY_OF] = dead_letter_position
+    values[names.H_REPLAYED_AT] = now_ms()  # a new life: a cancel issued before the replay does not reach it
     return to_header_list(values)

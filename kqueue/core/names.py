@@ -26,6 +26,7 @@ H_PAYLOAD_AT: Final = "kq-payload-at"  # on a dead letter by reference: topic/pa
 H_UNIQUE_KEY: Final = "kq-unique-key"  # a unique task's key (core/dedup.py)
 H_UNIQUE_FOR: Final = "kq-unique-for"  # seconds its claim holds at most
 H_REPLAY_OF: Final = "kq-replay-of"  # set on a task put back on Q by `kqueue dlq replay`: the dead letter's position
+H_REPLAYED_AT: Final = "kq-replayed-at"  # set with kq-replay-of: when (epoch ms); begins a new life for cancels
 
 CONTENT_AVRO: Final = "avro"
 CONTENT_JSON: Final = "json"

@@ -36,6 +36,8 @@ CONTROL_COMMAND: dict[str, Any] = {
         {"name": "command", "type": {"type": "enum", "name": "ControlVerb", "symbols": ["cancel", "pause", "resume"]}},
         {"name": "target", "type": "string"},
         {"name": "at_ms", "type": "long"},
+        # Added with cancel expiry (a cancel of a scheduled task expires counting from when it is due).
+        {"name": "due_at_ms", "type": ["null", "long"], "default": None},
     ],
 }
 
@@ -73,7 +75,11 @@ WORKER_REPORT: dict[str, Any] = {
 # The TaskEvent written before `worker` and `result` existed: still decodable (schema resolution).
 TASK_EVENT_V1: dict[str, Any] = {**TASK_EVENT, "fields": TASK_EVENT["fields"][:7]}
 
+# The ControlCommand before `due_at_ms`: still written when it has no due time, so older workers read it.
+CONTROL_COMMAND_V1: dict[str, Any] = {**CONTROL_COMMAND, "fields": CONTROL_COMMAND["fields"][:3]}
+
 TASK_EVENT_SCHEMA = AvroSchema.from_dict(TASK_EVENT)
 TASK_EVENT_V1_SCHEMA = AvroSchema.from_dict(TASK_EVENT_V1)
 WORKER_REPORT_SCHEMA = AvroSchema.from_dict(WORKER_REPORT)
 CONTROL_COMMAND_SCHEMA = AvroSchema.from_dict(CONTROL_COMMAND)
+CONTROL_COMMAND_V1_SCHEMA = AvroSchema.from_dict(CONTROL_COMMAND_V1)

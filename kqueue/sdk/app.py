@@ -7,12 +7,11 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 from confluent_kafka import KafkaException
 
 from kqueue.core.codec import AvroSchema, SchemaStore
-from kqueue.core.control import ControlCommand
 from kqueue.core.dedup import DEFAULT_IDEMPOTENCY_WINDOW, MAX_WINDOW
 from kqueue.core.errors import DeliveryError
 from kqueue.core.headers import now_ms
@@ -25,6 +24,9 @@ from kqueue.transport.admin import broker_count, ensure_topics, make_admin, unre
 from kqueue.transport.config import resolve_bootstrap
 from kqueue.transport.producer import AcknowledgedProducer
 from kqueue.view.derive import TaskStatus
+
+if TYPE_CHECKING:
+    from kqueue.sdk.cancel import CancelResult
 
 
 class App:
@@ -185,9 +187,33 @@ class App:
                                                 f"to set up queue {queue!r}")) from None
             self._ensured.add(queue)
 
-    def cancel(self, task_id: str) -> None:
+    def cancel(self, task_id: str, *, known: TaskStatus | None = None) -> CancelResult:
         """Cancel a task that has not started: workers settle it as `cancelled` when its turn comes
-        (also from a delay tier, and after restarts). Blocks until Kafka has the command."""
+        (also from a delay tier, and after restarts); a running one sees `ctx.cancelled`.
+
+        Asks the status view (`kqueue api`, as `status` does) first, unless the caller passes the
+        status it has just read as `known`. Returns a CancelResult, and raises nothing for an
+        unknown or finished id: `.outcome` is `requested` (sent), `unchecked` (sent; the view could
+        not be asked), `unknown` (sent anyway: it reaches only a task with this id enqueued before
+        now, and expires unused) or `finished` (not sent: already completed, failed or cancelled);
+        `str(result)` says it in one line. Blocks until Kafka has the command (DeliveryError if not).
+        """
+        from kqueue.sdk.cancel import CHECK_TIMEOUT, Lookup, plan_cancel
+        from kqueue.sdk.status_client import StatusUnavailable, TaskNotFound, api_url, fetch_status
+
+        looked_up: Lookup
+        if known is not None:
+            looked_up = known
+        else:
+            if self._producer is not None:
+                self.flush(self.enqueue_timeout)  # this app's own enqueues are in Kafka before the view is asked
+            try:
+                looked_up = fetch_status(api_url(self.api_url), task_id, timeout=CHECK_TIMEOUT)
+            except (TaskNotFound, StatusUnavailable) as exc:
+                looked_up = exc
+        command, result = plan_cancel(task_id, looked_up, now_ms())
+        if command is None:
+            return result
         with self._lock:
             if not self._system_ready:
                 admin = make_admin(self.bootstrap_servers)
@@ -199,9 +225,9 @@ class App:
                     raise DeliveryError(unreachable(self.bootstrap_servers, self.enqueue_timeout, exc,
                                                     "to cancel a task")) from None
                 self._system_ready = True
-        command = ControlCommand("cancel", task_id, now_ms())
         self.producer.produce(control_topic(self.topic_prefix), command.encode(), task_id.encode(), [])
         self.flush(self.enqueue_timeout)
+        return result
 
     def status(self, task_id: str) -> TaskStatus:
         """Where the task is now (queued, scheduled, processing, retrying, completed, failed,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from kqueue.core.control import PendingCancels
+
 
 @dataclass(frozen=True, slots=True)
 class TaskContext:
@@ -25,4 +27,7 @@ class TaskContext:
     def cancelled(self) -> bool:
         """A cancel for this task arrived while it runs: stop early if you can (raising is fine: a
         task with a pending cancel is settled `cancelled`, never retried)."""
-        return self.task_id in self.cancels
+        cancels = self.cancels
+        if isinstance(cancels, PendingCancels):  # the worker's: a cancel of an earlier life of this id is not ours
+            return cancels.applies_to(self.task_id, self.headers)
+        return self.task_id in cancels

@@ -4,6 +4,10 @@ A cancel command stays in the compacted topic until the task it names is settled
 (that settlement writes a tombstone for it), so a worker that starts later, or restarts, still
 sees every pending cancel. The worker starts no task before this has read up to the end the topic
 had when it started (`wait_caught_up`): otherwise a restart could run a task cancelled meanwhile.
+
+A cancel reaches only the life of the task it was issued for, and expires (core/control.py): a
+cancel past its expiry is dropped from `pending` and tombstoned here, so one for an id that never
+came (or had finished) does not wait in the topic for the next task to reuse that id.
 """
 
 from __future__ import annotations
@@ -11,21 +15,40 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from kqueue.core.control import ControlCommand
+from kqueue.core.control import DEFAULT_CANCEL_EXPIRY, ControlCommand, PendingCancels, cancel_expiry_seconds
+from kqueue.core.errors import DeliveryError
+from kqueue.core.headers import now_ms
 from kqueue.transport.config import client_config
+from kqueue.transport.producer import TaskProducer
 
 log = logging.getLogger("kqueue.worker")
 CATCH_UP_TIMEOUT = 30.0
 
 
+def _expiry_from_env() -> float:
+    try:
+        return cancel_expiry_seconds()
+    except ValueError as exc:
+        log.warning("%s; cancels expire after the default %.0f days", exc, DEFAULT_CANCEL_EXPIRY / 86400)
+        return DEFAULT_CANCEL_EXPIRY
+
+
 class CancelWatch:
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self.pending: set[str] = set()  # task ids with a cancel not yet settled (read from any thread)
+    def __init__(self, bootstrap: str, topic: str, expiry: float | None = None,
+                 clock: Callable[[], int] = now_ms) -> None:
+        """expiry: seconds a cancel is kept (None: KQUEUE_CANCEL_EXPIRY, default 7 days)."""
+        # Task ids with a cancel not yet settled, each with its issue time (read from any thread).
+        self.pending = PendingCancels()
         self._bootstrap = bootstrap
         self._topic = topic
+        self._expiry_ms = int((expiry if expiry is not None else _expiry_from_env()) * 1000)
+        self._clock = clock
+        self._tombstones: TaskProducer | None = None
+        self._expired_unread: list[str] = []  # read already expired: tombstoned after the batch
         self._stop = threading.Event()
         self._caught_up = threading.Event()
         self._waited = False
@@ -69,27 +92,67 @@ class CancelWatch:
                     if error is not None:
                         if error.code() == KafkaError._PARTITION_EOF:
                             behind.discard(msg.partition())
-                            if not behind:
+                            if not behind and not self._caught_up.is_set():
+                                self.expire()  # none of the first tasks meets an expired cancel
                                 self._caught_up.set()
                         continue
                     self._apply(msg.key(), msg.value())
+                self.expire()
         except Exception:  # never the worker's death: it goes on without cancels, and says so
             log.exception("reading cancels from %s failed; cancels are not honoured until restart", self._topic)
             self._caught_up.set()
         finally:
             consumer.close()
+            self._close_tombstones()
+
+    def expire(self) -> list[str]:
+        """Drop the cancels past their expiry and tombstone them (cheap when none is due)."""
+        gone = self.pending.expire(self._clock())
+        if self._expired_unread:
+            gone, self._expired_unread = [*self._expired_unread, *gone], []
+        if gone:
+            log.info("%d cancel(s) expired unused (kept %.0fs): %s", len(gone), self._expiry_ms / 1000,
+                     ", ".join(gone[:5]) + (" ..." if len(gone) > 5 else ""))
+            self._tombstone(gone)
+        elif self._tombstones is not None:
+            self._tombstones.poll(0)
+        return gone
+
+    def _tombstone(self, task_ids: list[str]) -> None:
+        """Every worker that sees a cancel expire writes its tombstone: the same one, harmlessly."""
+        try:
+            if self._tombstones is None:
+                self._tombstones = TaskProducer(self._bootstrap, bound=5.0)
+            for task_id in task_ids:
+                self._tombstones.produce(self._topic, None, task_id.encode())
+            self._tombstones.poll(0)
+        except Exception as exc:  # never the watch's death: the next worker to start expires them again
+            log.warning("could not tombstone expired cancels in %s: %s", self._topic, exc)
+
+    def _close_tombstones(self) -> None:
+        if self._tombstones is None:
+            return
+        try:
+            self._tombstones.flush(5.0)
+        except DeliveryError as exc:
+            log.warning("could not tombstone expired cancels in %s: %s", self._topic, exc)
 
     def _apply(self, key: bytes | None, value: bytes | None) -> None:
         if key is None:
             return
         task_id = key.decode("utf-8", "replace")
-        if value is None:  # tombstone: the cancel was carried out
-            self.pending.discard(task_id)
+        if value is None:  # tombstone: the cancel was carried out, or expired
+            self.pending.retire(task_id)
             return
         try:
             command = ControlCommand.decode(value)
         except Exception:
             log.warning("skipping an unreadable record in %s (key %s)", self._topic, task_id)
             return
-        if command.command == "cancel":
-            self.pending.add(command.target)
+        if command.command != "cancel":
+            return
+        if command.expires_at(self._expiry_ms) <= self._clock():  # expired before we read it
+            self.pending.retire(command.target)  # it replaces an older cancel of the id, as compaction would
+            self._expired_unread.append(task_id)
+        else:
+            self.pending.add_cancel(command, self._expiry_ms)

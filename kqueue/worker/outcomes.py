@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
+from kqueue.core.control import cancel_applies
 from kqueue.core.headers import now_ms
 from kqueue.core.records import SETTLEMENT_OF_KIND, OutRecord
 from kqueue.sdk.app import App
@@ -137,7 +138,7 @@ class Outcomes:
             owner = item.owner
             if owner is None or not owner.live:
                 continue  # an outcome of an earlier ownership settles nothing
-            if pending and failure is not None and not failure.cancelled and item.quick_id in pending:
+            if pending and failure is not None and not failure.cancelled and cancel_applies(pending, item):
                 # Cancelled while it ran and it failed (or was interrupted): cancelled, never retried.
                 failure = Failure.cancel("cancelled while it ran")
             elif pending and failure is None and item.quick_id in pending:

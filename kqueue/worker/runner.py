@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from kqueue.core.control import cancel_applies
 from kqueue.sdk.context import TaskContext
 from kqueue.sdk.middleware import Hooks
 from kqueue.worker.work import Failure, WorkItem
@@ -114,7 +115,7 @@ class Runner:
         self.overruns = Overruns()
 
     def run_sync(self, item: WorkItem) -> Failure | None:
-        if self._cancelled and item.quick_id in self._cancelled:
+        if self._cancelled and cancel_applies(self._cancelled, item):
             return Failure.cancel()
         running = self.running
         if running is None:
@@ -186,13 +187,13 @@ class Runner:
         """Cancel the running async handlers of interruptible tasks named in `cancelled` (any thread)."""
         hits = 0
         for item, inner, loop in list(self._interruptibles.copy().values()):
-            if item.quick_id in cancelled and not inner.done():
+            if cancel_applies(cancelled, item) and not inner.done():
                 loop.call_soon_threadsafe(inner.cancel)
                 hits += 1
         return hits
 
     async def run_async(self, item: WorkItem) -> Failure | None:
-        if self._cancelled and item.quick_id in self._cancelled:
+        if self._cancelled and cancel_applies(self._cancelled, item):
             return Failure.cancel()
         running = self.running
         if running is None:

@@ -613,7 +613,7 @@ def test_the_cancel_watch_keeps_pending_cancels_until_their_tombstone() -> None:
     from kqueue.worker.cancels import CancelWatch
 
     watch = CancelWatch("localhost:1", "_kqueue.control")  # never started: only its bookkeeping
-    watch._apply(b"t-1", ControlCommand("cancel", "t-1", 1).encode())
+    watch._apply(b"t-1", ControlCommand("cancel", "t-1", int(time.time() * 1000)).encode())  # fresh: not expired
     watch._apply(b"jobs", ControlCommand("pause", "jobs", 1).encode())  # not a cancel
     watch._apply(b"t-2", b"not avro")  # skipped, not fatal
     assert watch.pending == {"t-1"}
