@@ -164,6 +164,8 @@ class TransactionalSettler:
                metadata: dict[TP, str] | None = None) -> None:
         if not records and not offsets:
             return
+        if faults.refuse_commit(len(records)):
+            raise BatchNotCommitted("injected: the commit was refused (KQUEUE_FAULT)")
         deadline = time.monotonic() + TXN_BUDGET
 
         def left() -> float:
