@@ -8,6 +8,7 @@ import sys
 import typer
 
 from kqueue.cli.common import console, fail, load_cli_app, options, setup_logging
+from kqueue.cli.lifetime import child_env
 from kqueue.observe.health import LIVENESS_TIMEOUT
 from kqueue.observe.install import METRICS_PORT_ENV, install_operations
 from kqueue.transport.config import GROUP_PROTOCOLS
@@ -119,7 +120,8 @@ def _supervise(commands: list[list[str]], grace: float, metrics_port: int | None
         console.print(f"metrics, /livez, /readyz for {len(commands)} worker processes on port {ops.server.port}",
                       highlight=False)
     try:
-        return supervise(commands, grace, ops.child_env(dict(os.environ)), ops.health)
+        # child_env: a worker process ends with the supervisor even if it is killed outright
+        return supervise(commands, grace, ops.child_env(child_env(os.environ)), ops.health)
     finally:
         ops.close()
 
