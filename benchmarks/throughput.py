@@ -1,6 +1,7 @@
 """Worker and enqueue throughput, side by side with raw confluent-kafka loops on one broker, one run.
 
-    python benchmarks/throughput.py [--records 100000] [--partitions 6] [--rounds 3]
+    python benchmarks/throughput.py [--records 100000] [--partitions 6] [--rounds 3] [--observe] [--defaults]
+                                    [--pairs-only]
 
 R        raw Consumer.consume(1000) + fastavro decode of every record (the floor under any worker)
 K        kqueue worker, no-op sync handler          (goal >= 0.3x R)
@@ -12,6 +13,11 @@ K+ops    (--observe) K with the operations middleware of `kqueue consume --metri
          medians taken minutes apart would carry that drift.
 K+ops+log (--observe) K+ops with the lifecycle log on at INFO, JSON format, to a null stream
 K+ops+trace (--observe) K+ops plus tracing into an SDK tracer provider with no exporter
+kqueue consume defaults (--defaults) the worker as `kqueue consume` runs it with no flags: logging set
+         up as it does (INFO, text, here into a null stream), its middleware (the lifecycle log and the
+         summary line every 10 s). Paired like K+ops with
+leanest  (--defaults) the same worker with every optional output off (`--log-level ERROR
+         --summary-interval 0`, no metrics port: no middleware at all). Goal: defaults >= 0.9x leanest.
 raw produce   Producer.produce of fastavro-encoded values, acks=all + idempotent
 SDK enqueue   task.enqueue(payload), same producer settings (goal >= 0.5x raw produce)
 All read the same pre-filled topic (the one SDK enqueue wrote), each with a fresh consumer group.
@@ -45,6 +51,8 @@ from kqueue.transport.config import producer_config
 from kqueue.worker.heap import settle_worker_heap
 from kqueue.worker.loop import Worker, WorkerOptions
 
+DEFAULTS = "kqueue consume defaults"
+LEANEST = "leanest"
 SCHEMA = AvroSchema.from_file(Path(__file__).resolve().parents[1] / "schemas" / "send_email.avsc")
 
 
@@ -165,6 +173,48 @@ def _observed_run(name: str, app: kqueue.App, queue: str, n: int, concurrency: i
         return worker_run(app, queue, n, concurrency)
 
 
+@contextlib.contextmanager
+def _consume_logging() -> Iterator[None]:
+    """The root logger as `kqueue consume` sets it up by default (`setup_logging("INFO", "text")`),
+    writing into a null stream; put back afterwards."""
+    from kqueue.observe.logs import formatter
+
+    root = logging.getLogger()
+    saved = (root.level, root.handlers[:])
+    handler = logging.StreamHandler(open(os.devnull, "w"))  # noqa: SIM115  # closed below
+    handler.setFormatter(formatter("text"))
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        root.setLevel(saved[0])
+        root.handlers[:] = saved[1]
+        handler.stream.close()
+
+
+def _defaults_apps(bootstrap: str, queue: str, partitions: int) -> dict[str, kqueue.App]:
+    """The sync no-op app twice: with what `kqueue consume` adds by default, and with nothing."""
+    from kqueue.observe.install import install_operations
+
+    apps: dict[str, kqueue.App] = {}
+    for name in (DEFAULTS, LEANEST):
+        app = kqueue.App("bench", bootstrap, partitions=partitions)
+        app.task(queue=queue, name="noop", schema=SCHEMA.parsed)(lambda payload: None)
+        if name == DEFAULTS:
+            with _consume_logging():  # what is installed depends on the level, as in `kqueue consume`
+                install_operations(app, metrics_port=None)
+        apps[name] = app
+    return apps
+
+
+def _defaults_run(name: str, app: kqueue.App, queue: str, n: int, concurrency: int) -> float:
+    if name != DEFAULTS:
+        return worker_run(app, queue, n, concurrency)
+    with _consume_logging():
+        return worker_run(app, queue, n, concurrency)
+
+
 def paired_ratio(k_seconds: list[float], other_seconds: list[float]) -> float:
     """The median over rounds of K's time / the other's time, each pair run side by side."""
     return statistics.median(k / other for k, other in zip(k_seconds, other_seconds, strict=True))
@@ -177,6 +227,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3, help="Runs of each, interleaved; medians are reported")
     parser.add_argument("--observe", action="store_true", help="Also run K with metrics and tracing on")
+    parser.add_argument("--defaults", action="store_true",
+                        help="Also run `kqueue consume`'s default worker beside the leanest one")
+    parser.add_argument("--pairs-only", action="store_true",
+                        help="Only the paired rows (K and --observe's, --defaults'): no raw or enqueue rows")
     args = parser.parse_args()
     n = args.records
     with broker() as bootstrap:
@@ -197,8 +251,11 @@ def main() -> None:
         sync_app.ensure_queue(f"{queue}-sdk")
         sdk_task = kqueue.App("bench", bootstrap, partitions=args.partitions).task(
             queue=f"{queue}-sdk", name="noop", schema=SCHEMA.parsed)(lambda payload: None)
+        defaults = _defaults_apps(bootstrap, queue, args.partitions) if args.defaults else {}
         observed = _observed_apps(bootstrap, queue, args.partitions) if args.observe else {}
-        names = ["R", "K", "K-async", "raw produce", "SDK enqueue", *observed]
+        singles = [] if args.pairs_only else ["R", "K-async", "raw produce", "SDK enqueue"]
+        with_k = bool(observed) or not args.pairs_only
+        names = [*singles, *(["K"] if with_k else []), *observed, *defaults]
         runs: dict[str, list[float]] = {name: [] for name in names}
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console,
                       transient=True) as progress:
@@ -211,30 +268,47 @@ def main() -> None:
                 k_run = ("K", lambda: worker_run(sync_app, queue, n, args.concurrency))
                 # K+ops right beside K either way (the budget's pair), the costlier rows further out.
                 paired = [k_run, *beside_k] if round_no % 2 else [*reversed(beside_k), k_run]
+                # The defaults and the leanest worker side by side, in turn first (ABBA over the rounds).
+                pair = [(name, lambda name=name, app=app: _defaults_run(name, app, queue, n, args.concurrency))
+                        for name, app in defaults.items()]
+                pair = pair if round_no % 2 else pair[::-1]
+                singles_runs = {
+                    "raw produce": lambda: raw_produce(bootstrap, raw_topic, n),
+                    "SDK enqueue": lambda: sdk_enqueue(sdk_task.app, sdk_task, n),
+                    "R": lambda: raw_consume(bootstrap, queue, n),
+                    "K-async": lambda: worker_run(async_app, queue, n, args.concurrency),
+                }
                 for name, run in (
-                    ("raw produce", lambda: raw_produce(bootstrap, raw_topic, n)),
-                    ("SDK enqueue", lambda: sdk_enqueue(sdk_task.app, sdk_task, n)),
-                    ("R", lambda: raw_consume(bootstrap, queue, n)),
-                    ("K-async", lambda: worker_run(async_app, queue, n, args.concurrency)),
-                    *paired,
+                    *[(single, singles_runs[single]) for single in singles],
+                    *(paired if with_k else []),
+                    *pair,
                 ):
                     progress.update(bar, description=f"round {round_no}: {name}")
                     runs[name].append(run())
                     progress.advance(bar)
         med = {name: statistics.median(seconds) for name, seconds in runs.items()}
-        rows = [
-            Row("R raw consume+decode", n, med["R"]),
-            Row("K worker sync no-op", n, med["K"], "R", med["R"] / med["K"]),
-            Row("K-async worker async no-op", n, med["K-async"], "R", med["R"] / med["K-async"]),
-            Row("raw produce", n, med["raw produce"]),
-            Row("SDK enqueue", n, med["SDK enqueue"], "raw produce", med["raw produce"] / med["SDK enqueue"]),
-            *(Row(name, n, med[name], "K, paired", paired_ratio(runs["K"], runs[name])) for name in observed),
-        ]
+        rows = []
+        if singles:
+            rows += [
+                Row("R raw consume+decode", n, med["R"]),
+                Row("K worker sync no-op", n, med["K"], "R", med["R"] / med["K"]),
+                Row("K-async worker async no-op", n, med["K-async"], "R", med["R"] / med["K-async"]),
+                Row("raw produce", n, med["raw produce"]),
+                Row("SDK enqueue", n, med["SDK enqueue"], "raw produce", med["raw produce"] / med["SDK enqueue"]),
+            ]
+        elif with_k:
+            rows.append(Row("K worker sync no-op", n, med["K"]))
+        rows += [Row(name, n, med[name], "K, paired", paired_ratio(runs["K"], runs[name])) for name in observed]
+        ratios = {name: [k / o for k, o in zip(runs["K"], runs[name], strict=True)] for name in observed}
+        if defaults:
+            rows += [Row(LEANEST, n, med[LEANEST]),
+                     Row(DEFAULTS, n, med[DEFAULTS], "leanest, paired", paired_ratio(runs[LEANEST], runs[DEFAULTS]))]
+            ratios[DEFAULTS] = [lean / d for lean, d in zip(runs[LEANEST], runs[DEFAULTS], strict=True)]
         report(f"throughput, {n:,} records, {args.partitions} partitions, median of {args.rounds}", rows,
-               "throughput", {"goals": {"K/R": 0.3, "SDK/raw produce": 0.5, "K+ops/K": 0.9},
+               "throughput", {"goals": {"K/R": 0.3, "SDK/raw produce": 0.5, "K+ops/K": 0.9,
+                                        "defaults/leanest": 0.9},
                               "concurrency": args.concurrency, "seconds_per_round": runs,
-                              "ratios_per_round": {name: [k / o for k, o in zip(runs["K"], runs[name], strict=True)]
-                                                   for name in observed}})
+                              "ratios_per_round": ratios, "command": " ".join(sys.argv)})
 
 
 if __name__ == "__main__":

@@ -8,8 +8,10 @@ import sys
 import typer
 
 from kqueue.cli.common import console, fail, load_cli_app, options, setup_logging
+from kqueue.cli.lifetime import child_env
 from kqueue.observe.health import LIVENESS_TIMEOUT
 from kqueue.observe.install import METRICS_PORT_ENV, install_operations
+from kqueue.observe.summary import SUMMARY_EVERY
 from kqueue.transport.config import GROUP_PROTOCOLS
 from kqueue.worker.heap import settle_worker_heap
 from kqueue.worker.loop import Worker, WorkerOptions
@@ -26,8 +28,12 @@ def consume(
     batch_size: int = typer.Option(500, "--batch-size", min=1, help="Records fetched per poll"),
     grace: float = typer.Option(30.0, "--grace", min=0, help="Seconds in-flight tasks get to finish on stop"),
     log_level: str = typer.Option("INFO", "--log-level", envvar="KQUEUE_LOG_LEVEL",
-                                  help="DEBUG (adds a line per task start), INFO (a line per settled task), "
-                                       "WARNING (dead letters and trouble only) or ERROR"),
+                                  help="DEBUG (adds a line per completed and per started task), INFO (a summary "
+                                       "line every --summary-interval; a line per failed attempt and dead letter), "
+                                       "WARNING (failures, dead letters and trouble only) or ERROR"),
+    summary_interval: float = typer.Option(
+        SUMMARY_EVERY, "--summary-interval", envvar="KQUEUE_SUMMARY_INTERVAL", min=0,
+        help="Seconds between INFO summary lines (completed, retried, dead-lettered, rate, lag); 0: none"),
     log_format: str = typer.Option("text", "--log-format", envvar="KQUEUE_LOG_FORMAT",
                                    help="text, or json: one object per line with the task's fields as keys"),
     metrics_port: int | None = typer.Option(
@@ -66,7 +72,8 @@ def consume(
             child += ["--topic-prefix", opts.topic_prefix]
         child += ["consume", "--app", app_spec, "--group", group, "--concurrency", str(concurrency),
                   "--batch-size", str(batch_size), "--grace", str(grace), "--log-level", log_level,
-                  "--log-format", log_format, "--liveness-timeout", str(liveness_timeout),
+                  "--log-format", log_format, "--summary-interval", str(summary_interval),
+                  "--liveness-timeout", str(liveness_timeout),
                   "--transactions" if transactions else "--no-transactions",
                   "--router" if route_delays else "--no-router", "--group-protocol", group_protocol]
         if max_overrun_threads is not None:
@@ -81,7 +88,7 @@ def consume(
         raise fail(f"{app_spec} has no tasks on queue(s) {', '.join(unknown)} (it has: "
                    f"{', '.join(app.queues()) or 'none'})", 2)
     try:
-        ops = install_operations(app, metrics_port, metrics_host, liveness_timeout)
+        ops = install_operations(app, metrics_port, metrics_host, liveness_timeout, summary_interval)
     except OSError as exc:
         raise fail(f"cannot serve metrics on {metrics_host}:{metrics_port}: {exc.strerror or exc}", 2) from None
     try:
@@ -119,7 +126,8 @@ def _supervise(commands: list[list[str]], grace: float, metrics_port: int | None
         console.print(f"metrics, /livez, /readyz for {len(commands)} worker processes on port {ops.server.port}",
                       highlight=False)
     try:
-        return supervise(commands, grace, ops.child_env(dict(os.environ)), ops.health)
+        # child_env: a worker process ends with the supervisor even if it is killed outright
+        return supervise(commands, grace, ops.child_env(child_env(os.environ)), ops.health)
     finally:
         ops.close()
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from kqueue.cli.common import console
+from kqueue.cli.lifetime import ChildProcesses, wait_until_stopped
 
 
 def _free_port() -> int:
@@ -28,13 +27,14 @@ def _free_port() -> int:
 class DemoApi:
     """`kqueue api` for the demo's app, on a free port, while the demo runs (and after, if asked)."""
 
-    def __init__(self, bootstrap: str, db: Path) -> None:
+    def __init__(self, children: ChildProcesses, bootstrap: str, db: Path) -> None:
         port = _free_port()
         self.url = f"http://127.0.0.1:{port}"
-        self._proc = subprocess.Popen(
+        self._children = children
+        self._proc = children.start(
             [sys.executable, "-m", "kqueue", "api", "--app", "kqueue.demo.tasks:app", "--port", str(port),
-             "--db", str(db)], stdout=subprocess.DEVNULL,
-            env={**os.environ, "KQUEUE_BOOTSTRAP_SERVERS": bootstrap, "KQUEUE_API_TOKEN": ""})
+             "--db", str(db)], {**os.environ, "KQUEUE_BOOTSTRAP_SERVERS": bootstrap, "KQUEUE_API_TOKEN": ""},
+            stop_within=20.0, stdout=subprocess.DEVNULL)
 
     def _get(self, path: str) -> tuple[int, Any]:
         try:
@@ -59,13 +59,7 @@ class DemoApi:
 
     def serve_until_interrupted(self) -> None:
         console.print(f"the dashboard stays up at {self.url}/ — Ctrl-C to stop", highlight=False)
-        with contextlib.suppress(KeyboardInterrupt):
-            self._proc.wait()
+        wait_until_stopped(self._proc)
 
     def stop(self) -> None:
-        if self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGTERM)
-            try:
-                self._proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
+        self._children.stop(self._proc)

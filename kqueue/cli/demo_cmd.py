@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from rich.table import Table
 
 from kqueue.cli.common import console, fail, options
 from kqueue.cli.demo_api import DemoApi
+from kqueue.cli.lifetime import ChildProcesses
 from kqueue.core.names import H_ERROR_TYPE, H_ID, dlq_topic
 from kqueue.core.topology import tier_topics
 from kqueue.dev.cluster import ClusterError, DevCluster, port_open
@@ -81,17 +81,18 @@ def demo(
 
     metrics_url = f"http://127.0.0.1:{_free_port()}/metrics"
     figures: Samples = {}
-    with tempfile.TemporaryDirectory(prefix="kqueue-demo-") as tmp:
-        api = DemoApi(bootstrap, Path(tmp) / "status.db")
+    # SIGTERM or Ctrl-C from here on stops the worker and the API before the demo exits.
+    with tempfile.TemporaryDirectory(prefix="kqueue-demo-") as tmp, ChildProcesses() as children:
+        api = DemoApi(children, bootstrap, Path(tmp) / "status.db")
         console.print(f"dashboard: {api.url}/  (REST API {api.url}/api/v1, OpenAPI {api.url}/docs)", highlight=False)
         log = Path(tmp) / "completed.log"
-        worker = subprocess.Popen(
+        worker = children.start(
             [sys.executable, "-m", "kqueue", "consume", "--app", "kqueue.demo.tasks:app", "--group", DEMO_GROUP,
              # ERROR: the dead letters it makes on purpose are in the summary, not a line each on the console
              "--concurrency", "16", "--log-level", "ERROR", "--metrics-host", "127.0.0.1",
              "--metrics-port", metrics_url.rsplit(":", 1)[1].split("/")[0]],
-            stdout=subprocess.DEVNULL,
-            env={**os.environ, "KQUEUE_BOOTSTRAP_SERVERS": bootstrap, "KQUEUE_DEMO_LOG": str(log)},
+            {**os.environ, "KQUEUE_BOOTSTRAP_SERVERS": bootstrap, "KQUEUE_DEMO_LOG": str(log)},
+            stop_within=90.0, stdout=subprocess.DEVNULL,
         )
         started = time.monotonic()
         completed: dict[str, int] = {}
@@ -108,8 +109,7 @@ def demo(
                     time.sleep(0.5)
             figures = _final_figures(metrics_url, len(completed) + len(dead))
         finally:
-            worker.send_signal(signal.SIGTERM)
-            code = worker.wait(timeout=90)
+            code = children.stop(worker)
         completed = _completions(log, kinds)
         agreed = api.counts(kinds, len(completed), len(dead))
         if serve if serve is not None else sys.stdin.isatty():

@@ -11,6 +11,7 @@ import typer
 
 from kqueue.cli import dev_cmd
 from kqueue.cli.common import GlobalOptions, err_console, fail
+from kqueue.cli.lifetime import die_with_parent
 from kqueue.transport import security
 
 app = typer.Typer(help="kqueue: a distributed task queue on Apache Kafka.", no_args_is_help=True,
@@ -114,11 +115,14 @@ def _stop_quietly(signum: int, _frame: object) -> None:
 
 def run() -> None:
     """Console-script entry: unexpected errors become one line unless KQUEUE_DEBUG is set."""
-    if {"consume", "router"} & set(sys.argv[1:]):
+    if {"consume", "router", "api"} & set(sys.argv[1:]):
         # Until the worker takes over SIGTERM/SIGINT (to drain), a stop during start-up (loading the
-        # app, creating topics) ends the process cleanly: exit 0, no traceback.
+        # app, creating topics) ends the process cleanly: exit 0, no traceback. For `kqueue api` it
+        # is also what uvicorn raises again once it has shut down: the API then stops its status
+        # view's reader on the way out instead of dying with SIGTERM's default action.
         signal.signal(signal.SIGTERM, _stop_quietly)
         signal.signal(signal.SIGINT, _stop_quietly)
+    die_with_parent()  # a child of another kqueue command ends with it
     _register_commands()
     try:
         app(standalone_mode=True)

@@ -1,17 +1,21 @@
-"""Put the operations middleware on an app for `kqueue consume`: lifecycle logs always; metrics,
-lag and health when a port is served (or a supervisor collects them from its children)."""
+"""Put the operations middleware on an app for `kqueue consume`: lifecycle logs and the summary
+line always (as the log level allows); metrics, lag and health when a port is served (or a
+supervisor collects them from its children)."""
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from kqueue.observe.health import LIVENESS_TIMEOUT, HealthMiddleware
 from kqueue.observe.lag import LagProbe
-from kqueue.observe.logs import lifecycle_log
+from kqueue.observe.logs import LEVEL_OF, TASK_LOGGER, lifecycle_log
 from kqueue.observe.metrics import MetricsMiddleware
 from kqueue.observe.server import OperationsServer
+from kqueue.observe.summary import SUMMARY_EVERY, SUMMARY_LOGGER, SummaryLog, lane_lag
 from kqueue.sdk.app import App
 from kqueue.sdk.middleware import Middleware
 
@@ -26,9 +30,12 @@ class Operations:
     lag: LagProbe | None = None
     health: HealthMiddleware | None = None
     server: OperationsServer | None = None
+    summary: SummaryLog | None = None
     middleware: list[Middleware] = field(default_factory=list)
 
     def close(self) -> None:
+        if self.summary is not None:
+            self.summary.flush()  # what was settled since the last line
         if self.metrics is not None:
             self.metrics.flush()  # the settlements since the last tick
         if self.lag is not None:
@@ -47,10 +54,12 @@ def beat_path(directory: Path, pid: int) -> Path:
 
 
 def install_operations(app: App, metrics_port: int | None, host: str = "0.0.0.0",
-                       liveness_timeout: float = LIVENESS_TIMEOUT) -> Operations:
-    """Add the middleware to `app` and start the port if one is asked for (port 0: any free port)."""
+                       liveness_timeout: float = LIVENESS_TIMEOUT, summary_every: float = SUMMARY_EVERY) -> Operations:
+    """Add the middleware to `app` and start the port if one is asked for (port 0: any free port).
+    `summary_every`: seconds between summary lines (0: none)."""
     ops = Operations()
-    ops.middleware.append(lifecycle_log())
+    if logging.getLogger(TASK_LOGGER).isEnabledFor(max(LEVEL_OF.values())):  # at ERROR it would write nothing
+        ops.middleware.append(lifecycle_log())
     shared = child_dir()
     if shared is not None:
         # A child that restarted itself (execv) keeps its pid: its old live gauges (lag, partitions
@@ -67,6 +76,14 @@ def install_operations(app: App, metrics_port: int | None, host: str = "0.0.0.0"
         ops.middleware += [ops.metrics, ops.lag, ops.health]
         if metrics_port is not None:
             ops.server = OperationsServer(ops.metrics.registry, ops.health, metrics_port, host).start()
+    if summary_every > 0 and logging.getLogger(SUMMARY_LOGGER).isEnabledFor(logging.INFO):
+        ops.summary = SummaryLog(summary_every, _lane_lag_of(ops.lag) if ops.lag is not None else None)
+        ops.middleware.append(ops.summary)
     for middleware in ops.middleware:
         app.add_middleware(middleware)
     return ops
+
+
+def _lane_lag_of(probe: LagProbe) -> Callable[[], int | None]:
+    """The task lanes' lag as the probe last read it; None until it has answered once."""
+    return lambda: lane_lag(probe.last) if probe.answered_at is not None else None

@@ -1,4 +1,5 @@
-"""Lifecycle logs: one structured line per task event, and the text / JSON formats of the CLI.
+"""Lifecycle logs: one structured line per task event (completions and starts at DEBUG, failed
+attempts and dead letters at WARNING), and the text / JSON formats of the CLI.
 
 Every line carries the same fields (task_id, task, queue, attempt, key, duration_s, and for
 failures error_type and, where the task went, destination), as `extra` on the record, so the JSON
@@ -29,9 +30,12 @@ FIELDS = ("task_id", "task", "queue", "attempt", "key", "duration_s", "error_typ
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"
 JSON_FORMAT = "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"
 JSON_RENAMED = {"asctime": "time", "levelname": "level", "name": "logger", "process": "pid"}
+# A completion is the common case: a line each would cost a no-op worker most of its throughput, so
+# at INFO completions are counted into the summary line (kqueue/observe/summary.py) instead.
+# A failed attempt and a dead letter are worth a line each.
 LEVEL_OF = {
-    Settlement.COMPLETED: logging.INFO,
-    Settlement.RETRIED: logging.INFO,
+    Settlement.COMPLETED: logging.DEBUG,
+    Settlement.RETRIED: logging.WARNING,
     Settlement.DEAD_LETTERED: logging.WARNING,
     Settlement.DELIVERED: logging.DEBUG,
     Settlement.RE_TIERED: logging.DEBUG,
@@ -47,7 +51,7 @@ def shown_key(key: bytes | None) -> str | None:
 
 
 class LifecycleLog(Middleware):
-    """A line when a task is settled: completed, retried (to which tier), dead-lettered."""
+    """A line when a task is settled: retried (to which tier) or dead-lettered; completed at DEBUG."""
 
     def on_settle_many(self, events: Sequence[SettleEvent]) -> None:
         # Which outcomes are logged at all, asked once per batch rather than once per task.

@@ -6,7 +6,6 @@ timeline, and a replay started from the page goes through."""
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,26 +25,24 @@ from tests.support.worker import ThreadedWorker, wait_for
 
 TOKEN = "dash-token"
 HOSTILE = '<img src=x onerror="window.__pwned=1">'
-CHROMIUM = os.environ.get("KQUEUE_CHROMIUM", "/usr/bin/chromium")
-CHROMEDRIVER = os.environ.get("KQUEUE_CHROMEDRIVER", "/usr/bin/chromedriver")
 
 
-def _browser(tmp_path: Path) -> WebDriver:
-    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
-        raise AssertionError(f"the dashboard test needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium "
-                             "chromium-driver; .ci/run installs them)")
+def _browser(tmp_path: Path, binaries: tuple[str, str]) -> WebDriver:
+    chromium, chromedriver = binaries
     options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
+    options.binary_location = chromium
     # Headless as root on a machine with no outside network: no sandbox, no background connections.
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
                  "--no-first-run", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", f"--user-data-dir={tmp_path / 'chromium'}", "--window-size=1400,1200"):
         options.add_argument(flag)
-    return webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    return webdriver.Chrome(options=options, service=Service(chromedriver))
 
 
 @pytest.fixture(scope="module")
-def run(bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def run(browser_binaries: tuple[str, str], bootstrap: str,
+        tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    # browser_binaries first: without them the test fails in one line before any broker is started
     queue = unique("dash")
     tmp = tmp_path_factory.mktemp("dashboard")
     app = make_app(queue, bootstrap)
@@ -63,7 +60,7 @@ def run(bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[di
 
         wait_for(lambda: all(status(t) in ("completed", "failed") for t in [*done, *doomed, hostile]), 90,
                  "the tasks to finish")
-        browser = _browser(tmp)
+        browser = _browser(tmp, browser_binaries)
         try:
             yield {"api": api, "queue": queue, "done": done, "doomed": doomed, "hostile": hostile,
                    "browser": browser, "tmp": tmp}

@@ -152,7 +152,7 @@ def test_lifecycle_lines_carry_the_task_fields_in_both_formats(caplog: pytest.Lo
     as_json = json.loads(formatter("json").format(record))
     assert as_json["message"] == "task retried" and as_json["task_id"] == "t-1" and as_json["key"] == "user-7"
     assert as_json["attempt"] == 1 and as_json["duration_s"] == 0.25 and as_json["destination"] == "email.delay.5s"
-    assert len(as_json["error"]) == 300 and as_json["level"] == "INFO"
+    assert len(as_json["error"]) == 300 and as_json["level"] == "WARNING"  # a failed attempt: a line each
     text = formatter("text").format(record)
     assert "task retried" in text and "task_id=t-1" in text and "queue=email" in text and "attempt=1" in text
 

@@ -131,7 +131,7 @@ def test_a_middleware_may_take_whole_batches_only() -> None:
     assert Hooks([kqueue.Middleware()]).settle == []  # nothing overridden: nothing called
 
 
-def test_the_lifecycle_log_builds_no_completion_events_while_info_is_off(
+def test_the_lifecycle_log_builds_no_completion_events_while_debug_is_off(
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     built: list[int] = []
     original = worker_events.completed_event
@@ -143,10 +143,10 @@ def test_the_lifecycle_log_builds_no_completion_events_while_info_is_off(
     monkeypatch.setattr(worker_events, "completed_event", counting)
     app = _app()
     log = LifecycleLog()
-    with caplog.at_level(logging.WARNING, logger="kqueue.task"):
+    with caplog.at_level(logging.INFO, logger="kqueue.task"):  # the default: completions are summed, not lines
         log.on_settle_many(Completions(_mixed_batch(app), SETTLED_AT))
     assert built == [] and "task completed" not in caplog.text
-    with caplog.at_level(logging.INFO, logger="kqueue.task"):
+    with caplog.at_level(logging.DEBUG, logger="kqueue.task"):
         log.on_settle_many(Completions(_mixed_batch(app), SETTLED_AT))
     assert built == list(range(7)) and caplog.text.count("task completed") == 7
 
