@@ -61,6 +61,31 @@ class Claim:
         return cls(str(d["kind"]), str(d["task_id"]), str(d["origin"]), int(d["at_ms"]), int(d["until_ms"]))
 
 
+class ClaimBook:
+    """The claims of one queue-partition (read from `Q.dedup`) while its lanes are owned here.
+
+    Shared by that partition of each of the queue's lanes, and ended with the first of them to be
+    revoked or lost: after that nothing reads or changes it, so a stale run cannot free a key the
+    next ownership claimed."""
+
+    __slots__ = ("claims", "live", "next_sweep_ms")
+
+    def __init__(self, claims: dict[str, Claim]) -> None:
+        self.claims = claims
+        self.live = True
+        self.next_sweep_ms = 0
+
+    def end(self) -> None:
+        self.live = False
+
+    def sweep(self, now_ms: int) -> list[str]:
+        """Forget the claims that have expired; their keys (a tombstone each makes Q.dedup forget them)."""
+        expired = [key for key, claim in self.claims.items() if claim.until_ms <= now_ms]
+        for key in expired:
+            del self.claims[key]
+        return expired
+
+
 def claim_key(kind: str, task_type: str, key: str) -> str:
     return f"{kind}\x00{task_type}\x00{key}"
 

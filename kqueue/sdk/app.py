@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,6 +25,17 @@ from kqueue.view.derive import TaskStatus
 
 if TYPE_CHECKING:
     from kqueue.sdk.cancel import CancelResult
+
+
+# Middleware every new App adds after the ones it is given, each made from those (None: not now).
+# `import kqueue` registers tracing (observe/auto_tracing.py): the SDK itself never imports observe.
+DefaultMiddleware = Callable[[Sequence[Middleware]], Middleware | None]
+_DEFAULT_MIDDLEWARE: list[DefaultMiddleware] = []
+
+
+def register_default_middleware(factory: DefaultMiddleware) -> None:
+    if factory not in _DEFAULT_MIDDLEWARE:
+        _DEFAULT_MIDDLEWARE.append(factory)
 
 
 class App:
@@ -72,14 +81,10 @@ class App:
         self._lock = threading.Lock()
         self.tasks: dict[tuple[str, str], TaskDef] = {}
         self.hooks = Hooks(middleware)
-        # Traces when OpenTelemetry is configured (OTEL_TRACES_EXPORTER, or an SDK provider set in code);
-        # otherwise kqueue.observe.tracing is not even imported.
-        if os.environ.get("OTEL_TRACES_EXPORTER") or "opentelemetry.sdk.trace" in sys.modules:
-            from kqueue.observe.tracing import tracing_middleware
-
-            tracer = tracing_middleware(self.hooks.middleware)
-            if tracer is not None:
-                self.hooks = Hooks([*self.hooks.middleware, tracer])
+        for default in _DEFAULT_MIDDLEWARE:  # e.g. tracing when OpenTelemetry is configured
+            extra = default(self.hooks.middleware)
+            if extra is not None:
+                self.hooks = Hooks([*self.hooks.middleware, extra])
 
     def add_middleware(self, middleware: Middleware) -> None:
         """Add a middleware after the others (workers started later see it)."""

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from kqueue.core import names
-from kqueue.core.dedup import IDEMPOTENCY, UNIQUE, Claim, claim_key, decide
+from kqueue.core.dedup import IDEMPOTENCY, UNIQUE, Claim, ClaimBook, claim_key, decide
 from kqueue.core.records import OutRecord, RecordKind
 from kqueue.transport.topic_reader import read_to_end
 from kqueue.worker.work import WorkItem
@@ -50,31 +50,6 @@ class Admission:
     claim: OutRecord | None = None  # a new claim to write when the commit passes the task
     holder: Claim | None = None  # for a duplicate: the claim it collides with
     unique: bool = False
-
-
-class ClaimBook:
-    """The claims of one queue-partition (read from `Q.dedup`) while its lanes are owned here.
-
-    Shared by that partition of each of the queue's lanes, and ended with the first of them to be
-    revoked or lost: after that nothing reads or changes it, so a stale run cannot free a key the
-    next ownership claimed."""
-
-    __slots__ = ("claims", "live", "next_sweep_ms")
-
-    def __init__(self, claims: dict[str, Claim]) -> None:
-        self.claims = claims
-        self.live = True
-        self.next_sweep_ms = 0
-
-    def end(self) -> None:
-        self.live = False
-
-    def sweep(self, now_ms: int) -> list[str]:
-        """Forget the claims that have expired; their keys (a tombstone each makes Q.dedup forget them)."""
-        expired = [key for key, claim in self.claims.items() if claim.until_ms <= now_ms]
-        for key in expired:
-            del self.claims[key]
-        return expired
 
 
 class DedupGate:

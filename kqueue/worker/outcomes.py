@@ -11,12 +11,13 @@ import logging
 from collections.abc import Iterable
 
 from kqueue.core.control import cancel_applies
+from kqueue.core.dedup import ClaimBook
 from kqueue.core.headers import now_ms
 from kqueue.core.records import SETTLEMENT_OF_KIND, OutRecord
 from kqueue.sdk.app import App
 from kqueue.sdk.middleware import Hooks
 from kqueue.worker.checkpoint import Checkpoint
-from kqueue.worker.dedup_gate import Admission, ClaimBook, ClaimLoad, ClaimsUnread, DedupGate
+from kqueue.worker.dedup_gate import Admission, ClaimLoad, ClaimsUnread, DedupGate
 from kqueue.worker.events import Completions, settle_event
 from kqueue.worker.partitions import PartitionOwner, PartitionTable, PauseReason
 from kqueue.worker.routing import (

@@ -17,13 +17,14 @@ import enum
 import heapq
 import itertools
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
 from kqueue.core import names
 from kqueue.core.completed import encode as encode_completed
+from kqueue.core.dedup import ClaimBook
 from kqueue.core.records import TP, OutRecord
 from kqueue.core.watermark import PartitionWatermark
 from kqueue.transport.consumer import ConsumerEdge
-from kqueue.worker.dedup_gate import ClaimBook, ClaimLoad
 
 _HOLD_ORDER = itertools.count()  # ties among records held at one offset keep their order
 
@@ -42,6 +43,13 @@ class PauseReason(enum.Enum):
 # Reasons that pause by cutting: the partition is sought back to a record not handed out, and records
 # of it fetched meanwhile are dropped (fetched again from there on resume).
 _CUTTING = frozenset({PauseReason.ROUTER_HOLD, PauseReason.CLAIMS_UNREAD, PauseReason.CLAIMS_LOADING})
+
+
+class ClaimRead(Protocol):
+    """A read of one queue-partition's claims under way (worker/dedup_gate.ClaimLoad)."""
+
+    def wait(self, seconds: float) -> bool: ...
+    def result(self) -> ClaimBook: ...
 
 
 class CommitSlice:
@@ -258,7 +266,7 @@ class PartitionTable:
         self._global: set[PauseReason] = set()  # reasons every (fitting) partition has right now
         # The claims of (queue, partition), shared by that partition of each of the queue's lanes.
         self._books: dict[tuple[str, int], ClaimBook] = {}
-        self._loads: dict[tuple[str, int], ClaimLoad] = {}  # claims being read, on threads of their own
+        self._loads: dict[tuple[str, int], ClaimRead] = {}  # claims being read, on threads of their own
 
     def get(self, tp: TP) -> PartitionOwner | None:
         return self.states.get(tp)
@@ -319,7 +327,7 @@ class PartitionTable:
         if owner.live:
             self._books[(owner.queue, owner.tp[1])] = owner.claims = book
 
-    def claim_load(self, owner: PartitionOwner, start: Callable[[], ClaimLoad]) -> ClaimLoad:
+    def claim_load(self, owner: PartitionOwner, start: Callable[[], ClaimRead]) -> ClaimRead:
         """The read of the owner's queue-partition claims under way, started by `start` if none is."""
         where = (owner.queue, owner.tp[1])
         load = self._loads.get(where)

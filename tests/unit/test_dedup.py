@@ -7,9 +7,18 @@ import pytest
 
 import kqueue
 from kqueue.core import names
-from kqueue.core.dedup import IDEMPOTENCY, UNIQUE, Claim, claim_key, decide, idempotent_task_id, payload_unique_key
+from kqueue.core.dedup import (
+    IDEMPOTENCY,
+    UNIQUE,
+    Claim,
+    ClaimBook,
+    claim_key,
+    decide,
+    idempotent_task_id,
+    payload_unique_key,
+)
 from kqueue.core.records import RecordKind
-from kqueue.worker.dedup_gate import ClaimBook, DedupGate
+from kqueue.worker.dedup_gate import DedupGate
 from kqueue.worker.work import WorkItem
 
 NOW = 1_800_000_000_000
