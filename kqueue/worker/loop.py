@@ -10,7 +10,6 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from kqueue.core.completed import MAX_AHEAD
 from kqueue.core.completed import decode as decode_completed
 from kqueue.core.dedup import Claim
 from kqueue.core.headers import now_ms
@@ -22,6 +21,7 @@ from kqueue.sdk.middleware import CommitEvent, PartitionEvent, TickEvent
 from kqueue.transport.consumer import Record
 from kqueue.transport.settle import BatchNotCommitted
 from kqueue.worker import committer
+from kqueue.worker.bounds import Bounds, inflight_limit
 from kqueue.worker.cancels import CancelWatch
 from kqueue.worker.checkpoint import Checkpoint, CommitResult, SettleCounts
 from kqueue.worker.commit_health import CommitHealth
@@ -46,11 +46,7 @@ __all__ = ["Transport", "Worker", "WorkerOptions", "WorkerStats", "kafka_transpo
 log = logging.getLogger("kqueue.worker")
 # Commits given up while stuck in the client (each leaves a blocked thread) before the process restarts.
 MAX_ABANDONED_COMMITS = 5
-# Routed records held for the next commit, per allowed unsettled task, before fetching pauses.
-HELD_PER_INFLIGHT = 8
 TICK_EVERY = 1.0  # seconds between on_tick hooks
-NO_SHARE = 1 << 62
-PARTITION_CHECK_EVERY = 0.02  # seconds between looks at each partition's share and distance ahead
 
 
 def _summary(partitions: list[TP]) -> str:
@@ -78,7 +74,6 @@ class Worker:
         self.recycle_reason: str | None = None
         self._tier_topic: dict[str, bool] = {}
         self._next_tick = 0.0
-        self._next_partition_check = 0.0
         self.worker_id = options.instance_id or f"{socket.gethostname()}:{os.getpid()}"
         self.stats = WorkerStats()
 
@@ -117,6 +112,8 @@ class Worker:
         opts, app = self.options, self.app
         self._edge, settler = self._transport(app, opts, self.queues)
         self._table = PartitionTable(self._edge, self._is_tier, app.topic_prefix)
+        self._bounds = Bounds(self._table, inflight_limit(opts.max_inflight, opts.batch_size, opts.concurrency),
+                              opts.concurrency)
         self._checkpoint = Checkpoint(self._table, settler, opts.commit_interval)
         self._committer = BackgroundCommitter(settler, abandon_after=committer.ABANDON_AFTER)
         # At least once, the offsets go through the consumer, which serves one thread at a time (a
@@ -193,7 +190,7 @@ class Worker:
         if self._report_state:
             self._report_state = False
             log.warning("worker state: %s", self.state())
-        self._apply_backpressure()
+        self._bounds.apply()
         self._check_overruns()
         self._land_commit()
         if not self._committer.busy and self._checkpoint.due():
@@ -215,7 +212,7 @@ class Worker:
         now = now_ms()
         if tier_records:
             self._outcomes.due(self._router.due_items(tier_records, now), now)
-        runnable, skipped = self._outcomes.admit(self._decoder.decode_batch(tasks), now, self._share())
+        runnable, skipped = self._outcomes.admit(self._decoder.decode_batch(tasks), now, self._bounds.share())
         self.stats.skipped += skipped
         self._executor.submit(runnable)
 
@@ -264,54 +261,6 @@ class Worker:
             self.recycle_reason = reason
             log.error("%s: draining first", reason)
             self._stopping = True
-
-    def _max_inflight(self) -> int:
-        return self.options.max_inflight or max(self.options.batch_size * 4, self.options.concurrency * 4)
-
-    def _share(self) -> int:
-        """Unsettled tasks one task partition may have while others are owned: an equal part of the
-        worker's bound (at least enough to keep every handler slot busy)."""
-        partitions = self._table.task_partitions()
-        if partitions <= 1:
-            return NO_SHARE  # the worker's own bound (backpressure) is all there is
-        return max(self.options.concurrency, self._max_inflight() // partitions)
-
-    def _apply_backpressure(self) -> None:
-        """Pause every task partition while too much is unsettled; the loop keeps polling.
-
-        Routed records waiting for a commit are bounded too, more loosely (they cost memory, not
-        handler time), on tier partitions as well: while commits fail, e.g. in an outage, they must
-        not pile up without bound. Each partition is also held to its share and to MAX_AHEAD."""
-        limit = self._max_inflight()
-        table = self._table
-        unsettled = table.unsettled()
-        if unsettled >= limit:
-            table.set_everywhere(PauseReason.BACKPRESSURE, True)
-        elif unsettled <= limit // 2:
-            table.set_everywhere(PauseReason.BACKPRESSURE, False)
-        waiting = table.held()
-        if waiting >= limit * HELD_PER_INFLIGHT:
-            table.set_everywhere(PauseReason.COMMITS_BEHIND, True)
-        elif waiting <= limit * HELD_PER_INFLIGHT // 2:
-            table.set_everywhere(PauseReason.COMMITS_BEHIND, False)
-        now = time.monotonic()
-        if now >= self._next_partition_check:
-            self._next_partition_check = now + PARTITION_CHECK_EVERY
-            self._check_partitions(self._share())
-
-    def _check_partitions(self, share: int) -> None:
-        """Resume partitions back under their share; pause those too far past their commit position
-        (one stuck task must not make the worker remember every later offset) until it moves."""
-        for owner in self._table.states.values():
-            if owner.is_tier:
-                continue
-            if PauseReason.FAIR_SHARE in owner.pauses and owner.outstanding <= share // 2:
-                owner.unpause(PauseReason.FAIR_SHARE)
-            ahead = owner.ahead()
-            if ahead >= MAX_AHEAD:
-                owner.pause(PauseReason.AHEAD)
-            elif ahead <= MAX_AHEAD // 2 and PauseReason.AHEAD in owner.pauses:
-                owner.unpause(PauseReason.AHEAD)
 
     def _land_commit(self, wait: bool = False) -> None:
         """Account for the background commit once it has landed (wait: until it has)."""

@@ -345,6 +345,10 @@ class PartitionTable:
         # commit come from tiers too, so that bound holds them as well.
         return not (reason is PauseReason.BACKPRESSURE and owner.is_tier)
 
+    def everywhere(self, reason: PauseReason) -> bool:
+        """Whether `reason` applies to every (fitting) partition now."""
+        return reason in self._global
+
     def set_everywhere(self, reason: PauseReason, on: bool) -> None:
         """Add or remove a reason on every partition it applies to, now and for later assignments."""
         if on == (reason in self._global):

@@ -14,10 +14,9 @@ from typing import Any
 import pytest
 
 import kqueue
-from kqueue.core import names
+from kqueue.core import completed, names
 from kqueue.core.records import OutRecord, RecordKind
 from kqueue.transport.settle import BatchNotCommitted
-from kqueue.worker import loop
 from kqueue.worker.checkpoint import Checkpoint
 from kqueue.worker.partitions import PartitionTable, PauseReason
 from tests.support.scripted_edge import ScriptedEdge, ScriptedSettler, scripted_transport
@@ -185,7 +184,7 @@ def test_one_stuck_task_pauses_its_partition_at_max_ahead_and_memory_stays_bound
     """Before, every later offset stayed in the watermark and the completed set (15,000 each after
     15,000 completions). Now the partition pauses MAX_AHEAD past its commit position and resumes
     when the stuck task settles; nothing is lost."""
-    monkeypatch.setattr(loop, "MAX_AHEAD", 100)
+    monkeypatch.setattr(completed, "MAX_AHEAD", 100)
     rig.edge.assign(P0, P1)
     rig.task(P0, 0, "stuck", gate="stuck")
     for n in range(1, 1001):
