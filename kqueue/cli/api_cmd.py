@@ -68,7 +68,8 @@ def serve(app: object, listener: socket.socket, db: Path, groups: list[str], tok
     store = StatusStore(db)
     ingest = IngestProcess(app.bootstrap_servers, db, app.queues(), app.tiers.names, app.topic_prefix,
                            groups).start()
-    api = create_api(TaskService(app, store), QueueService(app, store, groups[0] if groups else None), token)
+    api = create_api(TaskService(app, store), QueueService(app, store, groups[0] if groups else None), token,
+                     reader=ingest.health)
     bound_host, bound_port = listener.getsockname()[:2]
     console.print(f"kqueue api on http://{bound_host}:{bound_port} (OpenAPI at /openapi.json; status view "
                   f"{db}{'; bearer token required' if token else ''})", highlight=False)

@@ -13,7 +13,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from confluent_kafka import (
@@ -91,8 +91,13 @@ class Ingest:
     def stop(self) -> None:
         self._stop.set()
 
-    def run(self) -> None:
+    def run(self, on_started: Callable[[], None] | None = None) -> None:
+        """Read until stopped; `on_started` is called once, after the first pass."""
         try:
+            if not self._stop.is_set():
+                self.step()
+                if on_started is not None:
+                    on_started()
             while not self._stop.is_set():
                 self.step()
         finally:
