@@ -30,7 +30,8 @@ def api(
     port: int = typer.Option(8080, "--port", min=0, max=65535, help="Port to listen on (0: any free port)"),
     db: Path | None = typer.Option(None, "--db", help="The status view's sqlite file [default: under ~/.cache/kqueue]"),
     group: list[str] = typer.Option([], "--group", "-g",
-                                    help="Consumer group(s) whose commits mean done [default: those found]"),
+                                    help="Consumer group(s) whose commits mean done [default: those with commits "
+                                         "on the queue's lanes and members now]"),
     log_level: str = typer.Option("WARNING", "--log-level", envvar="KQUEUE_LOG_LEVEL"),
 ) -> None:
     """Serve the REST API (tasks, queues, dead letters) with its status view. KQUEUE_API_TOKEN, when
