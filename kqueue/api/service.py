@@ -121,7 +121,12 @@ class TaskService:
             return CancelAnswer(409, current)
         if current.status == "cancelled":
             return CancelAnswer(200, current)
+        at = now_ms()  # the command's own time is this or later
         await asyncio.to_thread(self.app.cancel, task_id)  # produces and waits for Kafka's ack
+        try:  # read as cancelled from now on, not from when the ingest reads the command back
+            await asyncio.to_thread(self.store.note_cancel, task_id, at)
+        except sqlite3.Error as exc:  # the command is in Kafka: the ingest learns of it anyway
+            log.warning("could not note the cancel of %s in the status view: %s", task_id, exc)
         return CancelAnswer(202, current)
 
     def recent(self, limit: int, queue: str | None = None) -> list[TaskStatus]:
