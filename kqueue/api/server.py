@@ -160,7 +160,9 @@ def create_api(tasks: TaskService, queues: QueueService, token: str | None = Non
 
     @v1.get("/workers")
     def workers() -> list[dict[str, Any]]:
-        return tasks.store.workers()
+        """Each worker's last report, with its `state`: up, stopping, gone or stopped (silent for a few
+        report intervals: nothing shown running), until it has been silent for the drop time."""
+        return tasks.workers()
 
     api.include_router(v1)
     api.mount("/static", StaticFiles(directory=STATIC), name="static")

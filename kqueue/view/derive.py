@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from kqueue.core import completed as completed_metadata
+from kqueue.view.liveness import WorkerLiveness
 
-# A worker reports about once a second; a report older than this describes a worker that is gone,
-# and its task will run again elsewhere.
-RUNNING_REPORT_STALE_MS = 10_000
+# A report older than this describes a worker that is gone, and its task will run again elsewhere.
+RUNNING_REPORT_STALE_MS = WorkerLiveness().silent_ms
 
 
 @dataclass
@@ -129,12 +129,14 @@ FINAL = ("completed", "failed", "cancelled")
 NOT_STARTED = ("queued", "scheduled", "retrying")
 
 
-def derive(row: TaskRow, settled: Settled | None, now_ms: int) -> TaskStatus:
+def derive(row: TaskRow, settled: Settled | None, now_ms: int,
+           stale_ms: int = RUNNING_REPORT_STALE_MS) -> TaskStatus:
     """The status of one task. Order matters: a final event beats a position (unless the task came
     back later: a replay), a tier beats nothing, a settled lane position means completed, and a
     pending cancel of a task not seen running means cancelled (the worker settles it when its turn
-    comes, with a `cancelled` event that says the same)."""
-    status, finished = _status(row, settled, now_ms)
+    comes, with a `cancelled` event that says the same). A report older than `stale_ms` is from a
+    worker that is gone: what it listed is not running."""
+    status, finished = _status(row, settled, now_ms, stale_ms)
     pending = _cancel_pending(row)
     by_request = pending and status in NOT_STARTED and not _ran_this_attempt(row)
     if by_request:
@@ -168,7 +170,7 @@ def _ran_this_attempt(row: TaskRow) -> bool:
             and (row.record_ms is None or row.started_ms >= row.record_ms - 1000))
 
 
-def _status(row: TaskRow, settled: Settled | None, now_ms: int) -> tuple[str, int | None]:
+def _status(row: TaskRow, settled: Settled | None, now_ms: int, stale_ms: int) -> tuple[str, int | None]:
     """(status, finished at)."""
     if row.event in FINAL and row.event_ms is not None and _event_is_newer(row):
         return row.event, row.event_ms
@@ -180,7 +182,7 @@ def _status(row: TaskRow, settled: Settled | None, now_ms: int) -> tuple[str, in
     if settled is not None and settled.covers(row.offset):
         return "completed", row.done_ms or settled.at_ms or None
     if (_ran_this_attempt(row) and row.run_seen_ms is not None
-            and now_ms - row.run_seen_ms <= RUNNING_REPORT_STALE_MS):
+            and now_ms - row.run_seen_ms <= stale_ms):
         return "processing", None
     return "queued", None
 
