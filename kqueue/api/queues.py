@@ -13,6 +13,7 @@ from kqueue.core.codec import decode_payload
 from kqueue.core.errors import DecodeError
 from kqueue.sdk.app import App
 from kqueue.transport.inspect import read_record_at, topic_depths
+from kqueue.view.liveness import WorkerLiveness
 from kqueue.view.store import DeadLetterRow, StatusStore
 
 SUMMARY_TTL = 1.0  # seconds a queue's figures are served again before Kafka is asked anew
@@ -23,10 +24,12 @@ class UnknownQueue(LookupError):
 
 
 class QueueService:
-    def __init__(self, app: App, store: StatusStore, group: str | None = None) -> None:
+    def __init__(self, app: App, store: StatusStore, group: str | None = None,
+                 liveness: WorkerLiveness = WorkerLiveness()) -> None:
         self.app = app
         self.store = store
         self.group = group
+        self.liveness = liveness
         self._previous: dict[str, QueueStats] = {}
         self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
         self._partitions: dict[str, tuple[float, list[dict[str, Any]]]] = {}
@@ -76,7 +79,8 @@ class QueueService:
             cached = self._partitions[queue] = (time.monotonic(), [
                 {"topic": d.topic, "partition": d.partition, "records": d.records, "lag": d.lag} for d in depths])
         out["partitions"] = cached[1]
-        out["workers"] = [w for w in self.store.workers() if w["group"] == out["group"]]
+        workers = self.liveness.shown(self.store.workers(), int(time.time() * 1000))
+        out["workers"] = [w for w in workers if w["group"] == out["group"]]
         return out
 
     def series(self, queue: str, minutes: int) -> list[dict[str, Any]]:

@@ -2,11 +2,13 @@
 
 Every route under /api requires `Authorization: Bearer <token>` when a token is configured
 (`KQUEUE_API_TOKEN`). Bad input is a 4xx with a one-line `detail`; Kafka out of reach is a 503.
+`/readyz` (no token: probes carry none) answers 503 while the status view's reader is not reading.
 """
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from pathlib import Path as PathType
 from typing import Annotated, Any
 
@@ -32,6 +34,7 @@ from kqueue.api.service import NotFound, TaskService
 from kqueue.api.validation import payload_problems
 from kqueue.core.errors import DeliveryError
 from kqueue.view.derive import TaskStatus
+from kqueue.view.process import ReaderHealth
 
 STATIC = PathType(__file__).resolve().parent / "static"
 MAX_BODY = 1024 * 1024  # bytes; a task's payload belongs in Kafka, not a bulk upload
@@ -65,7 +68,7 @@ def _answer(status: TaskStatus) -> TaskAnswer:
 
 
 def create_api(tasks: TaskService, queues: QueueService, token: str | None = None,
-               max_body: int = MAX_BODY) -> FastAPI:
+               max_body: int = MAX_BODY, reader: Callable[[], ReaderHealth] | None = None) -> FastAPI:
     api = FastAPI(title="kqueue", version="1", description="Tasks, queues and dead letters of a kqueue app.")
     api.add_middleware(BodyLimit, limit=max_body)
     v1 = APIRouter(prefix="/api/v1", dependencies=[Depends(TokenCheck(token))], responses=_ERRORS)
@@ -157,7 +160,9 @@ def create_api(tasks: TaskService, queues: QueueService, token: str | None = Non
 
     @v1.get("/workers")
     def workers() -> list[dict[str, Any]]:
-        return tasks.store.workers()
+        """Each worker's last report, with its `state`: up, stopping, gone or stopped (silent for a few
+        report intervals: nothing shown running), until it has been silent for the drop time."""
+        return tasks.workers()
 
     api.include_router(v1)
     api.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -166,6 +171,13 @@ def create_api(tasks: TaskService, queues: QueueService, token: str | None = Non
     def dashboard() -> FileResponse:
         """The dashboard's page; its data comes from /api (with the token when one is set)."""
         return FileResponse(STATIC / "dashboard.html")
+
+    @api.get("/readyz", include_in_schema=False)
+    def readyz() -> JSONResponse:
+        """Ready while the status view's reader reads; else 503 with what it is doing (restarting)."""
+        health = reader() if reader is not None else ReaderHealth("reading", 0, "no reader is watched here")
+        return JSONResponse({"ready": health.ready, "status_view": health.as_json()},
+                            status_code=200 if health.ready else 503, headers={"Cache-Control": "no-store"})
 
     @api.exception_handler(RequestValidationError)
     def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

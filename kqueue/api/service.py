@@ -26,6 +26,7 @@ from kqueue.sdk.app import App
 from kqueue.sdk.task import TaskDef, schedule_ms
 from kqueue.transport.admin import make_admin
 from kqueue.view.derive import TaskStatus, derive
+from kqueue.view.liveness import WorkerLiveness
 from kqueue.view.store import StatusStore
 
 log = logging.getLogger("kqueue.api")
@@ -43,9 +44,11 @@ class CancelAnswer:
 
 
 class TaskService:
-    def __init__(self, app: App, store: StatusStore, miss_wait: float = MISS_WAIT) -> None:
+    def __init__(self, app: App, store: StatusStore, miss_wait: float = MISS_WAIT,
+                 liveness: WorkerLiveness = WorkerLiveness()) -> None:
         self.app = app
         self.store = store
+        self.liveness = liveness
         self._admin = make_admin(app.bootstrap_servers)
         self.catch_up = CatchUp(self._topic_ends, store.read_positions, miss_wait)
 
@@ -92,7 +95,12 @@ class TaskService:
         if row is None:
             return None
         settled = self.store.settled(row.topic, row.partition) if row.topic and row.partition is not None else None
-        return derive(row, settled, now_ms())
+        return derive(row, settled, now_ms(), self.liveness.silent_ms)
+
+    def workers(self) -> list[dict[str, Any]]:
+        """Every worker that reported, with its state (a gone one with nothing running), but those
+        gone for longer than the liveness' drop time."""
+        return self.liveness.shown(self.store.workers(), now_ms())
 
     def _topic_ends(self) -> dict[tuple[str, int], int]:
         """Where each lane, tier and the status topic end now (last stable offsets)."""
@@ -121,7 +129,12 @@ class TaskService:
             return CancelAnswer(409, current)
         if current.status == "cancelled":
             return CancelAnswer(200, current)
+        at = now_ms()  # the command's own time is this or later
         await asyncio.to_thread(self.app.cancel, task_id)  # produces and waits for Kafka's ack
+        try:  # read as cancelled from now on, not from when the ingest reads the command back
+            await asyncio.to_thread(self.store.note_cancel, task_id, at)
+        except sqlite3.Error as exc:  # the command is in Kafka: the ingest learns of it anyway
+            log.warning("could not note the cancel of %s in the status view: %s", task_id, exc)
         return CancelAnswer(202, current)
 
     def recent(self, limit: int, queue: str | None = None) -> list[TaskStatus]:

@@ -12,6 +12,7 @@ import typer
 from kqueue.api.listen import listen
 from kqueue.cli.common import console, fail, load_cli_app, options, setup_logging
 from kqueue.core.errors import DeliveryError
+from kqueue.view.liveness import WorkerLiveness
 
 TOKEN_ENV = "KQUEUE_API_TOKEN"
 
@@ -30,7 +31,13 @@ def api(
     port: int = typer.Option(8080, "--port", min=0, max=65535, help="Port to listen on (0: any free port)"),
     db: Path | None = typer.Option(None, "--db", help="The status view's sqlite file [default: under ~/.cache/kqueue]"),
     group: list[str] = typer.Option([], "--group", "-g",
-                                    help="Consumer group(s) whose commits mean done [default: those found]"),
+                                    help="Consumer group(s) whose commits mean done [default: those with commits "
+                                         "on the queue's lanes and members now]"),
+    report_interval: float = typer.Option(
+        1.0, "--worker-report-interval", min=0.001, max=3600,
+        help="Seconds between a worker's reports (kqueue consume: 1); one silent for 5 of them is shown gone"),
+    drop_after: float = typer.Option(600.0, "--drop-workers-after", min=0, max=30 * 24 * 3600,
+                                     help="Seconds a gone worker stays in the workers list"),
     log_level: str = typer.Option("WARNING", "--log-level", envvar="KQUEUE_LOG_LEVEL"),
 ) -> None:
     """Serve the REST API (tasks, queues, dead letters) with its status view. KQUEUE_API_TOKEN, when
@@ -49,11 +56,13 @@ def api(
             app.ensure_queue(queue)
     except DeliveryError as exc:
         raise fail(str(exc)) from None
+    liveness = WorkerLiveness(round(report_interval * 1000), round(drop_after * 1000))
     serve(app, listener, db or default_db(app.name, app.bootstrap_servers, app.topic_prefix), group,
-          os.environ.get(TOKEN_ENV) or None)
+          os.environ.get(TOKEN_ENV) or None, liveness)
 
 
-def serve(app: object, listener: socket.socket, db: Path, groups: list[str], token: str | None) -> None:
+def serve(app: object, listener: socket.socket, db: Path, groups: list[str], token: str | None,
+          liveness: WorkerLiveness = WorkerLiveness()) -> None:
     import uvicorn
 
     from kqueue.api.queues import QueueService
@@ -68,7 +77,8 @@ def serve(app: object, listener: socket.socket, db: Path, groups: list[str], tok
     store = StatusStore(db)
     ingest = IngestProcess(app.bootstrap_servers, db, app.queues(), app.tiers.names, app.topic_prefix,
                            groups).start()
-    api = create_api(TaskService(app, store), QueueService(app, store, groups[0] if groups else None), token)
+    api = create_api(TaskService(app, store, liveness=liveness),
+                     QueueService(app, store, groups[0] if groups else None, liveness), token, reader=ingest.health)
     bound_host, bound_port = listener.getsockname()[:2]
     console.print(f"kqueue api on http://{bound_host}:{bound_port} (OpenAPI at /openapi.json; status view "
                   f"{db}{'; bearer token required' if token else ''})", highlight=False)

@@ -6,7 +6,8 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupState, KafkaError, Message, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from kqueue.core.records import TP
 from kqueue.transport.config import client_config
@@ -197,6 +198,14 @@ def group_split(bootstrap: str, group: str, timeout: float = 5.0) -> tuple[int, 
         return None
     holding = [m for m in description.members if m.assignment and m.assignment.topic_partitions]
     return len(description.members), len(holding)
+
+
+def groups_with_members(admin: AdminClient, timeout: float = 10.0) -> dict[str, bool]:
+    """Every consumer group the cluster lists, and whether it has members now (from its state: Empty
+    and Dead have none; any other, a rebalance or a state this client does not name, counts as having
+    them). Raises (KafkaException, a timeout) when the cluster does not answer."""
+    listing = admin.list_consumer_groups(request_timeout=timeout).result(timeout=timeout)
+    return {g.group_id: g.state not in (ConsumerGroupState.EMPTY, ConsumerGroupState.DEAD) for g in listing.valid}
 
 
 def read_record_at(bootstrap: str, topic: str, partition: int, offset: int,

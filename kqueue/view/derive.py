@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from kqueue.core import completed as completed_metadata
+from kqueue.view.liveness import WorkerLiveness
 
-# A worker reports about once a second; a report older than this describes a worker that is gone,
-# and its task will run again elsewhere.
-RUNNING_REPORT_STALE_MS = 10_000
+# A report older than this describes a worker that is gone, and its task will run again elsewhere.
+RUNNING_REPORT_STALE_MS = WorkerLiveness().silent_ms
 
 
 @dataclass
@@ -125,10 +125,22 @@ class TaskStatus:
         return out
 
 
-def derive(row: TaskRow, settled: Settled | None, now_ms: int) -> TaskStatus:
+FINAL = ("completed", "failed", "cancelled")
+NOT_STARTED = ("queued", "scheduled", "retrying")
+
+
+def derive(row: TaskRow, settled: Settled | None, now_ms: int,
+           stale_ms: int = RUNNING_REPORT_STALE_MS) -> TaskStatus:
     """The status of one task. Order matters: a final event beats a position (unless the task came
-    back later: a replay), a tier beats nothing, a settled lane position means completed."""
-    status, finished = _status(row, settled, now_ms)
+    back later: a replay), a tier beats nothing, a settled lane position means completed, and a
+    pending cancel of a task not seen running means cancelled (the worker settles it when its turn
+    comes, with a `cancelled` event that says the same). A report older than `stale_ms` is from a
+    worker that is gone: what it listed is not running."""
+    status, finished = _status(row, settled, now_ms, stale_ms)
+    pending = _cancel_pending(row)
+    by_request = pending and status in NOT_STARTED and not _ran_this_attempt(row)
+    if by_request:
+        status, finished = "cancelled", row.cancel_ms
     running = status == "processing" or (row.run_attempt is not None and row.run_attempt == row.attempt)
     return TaskStatus(
         task_id=row.task_id, status=status, queue=row.queue, task_type=row.task_type,
@@ -139,13 +151,28 @@ def derive(row: TaskRow, settled: Settled | None, now_ms: int) -> TaskStatus:
         tier=row.tier if status in ("scheduled", "retrying") else None, worker=row.worker,
         error=row.error if status != "completed" else None,
         result=row.result if status == "completed" else None,
-        cancel_requested=row.cancel_ms is not None and status not in ("completed", "failed", "cancelled"),
+        cancel_requested=by_request or (pending and status not in FINAL),
     )
 
 
-def _status(row: TaskRow, settled: Settled | None, now_ms: int) -> tuple[str, int | None]:
+def _cancel_pending(row: TaskRow) -> bool:
+    """A cancel was requested and no final event came at or after it (a cancel stays pending for the
+    workers, too, until a settlement retires it)."""
+    if row.cancel_ms is None:
+        return False
+    return not (row.event in FINAL and row.event_ms is not None and row.event_ms >= row.cancel_ms)
+
+
+def _ran_this_attempt(row: TaskRow) -> bool:
+    """A worker report listed the task running on its current attempt (and after this position was
+    appended: an earlier life's run does not count)."""
+    return (row.run_attempt == row.attempt and row.started_ms is not None
+            and (row.record_ms is None or row.started_ms >= row.record_ms - 1000))
+
+
+def _status(row: TaskRow, settled: Settled | None, now_ms: int, stale_ms: int) -> tuple[str, int | None]:
     """(status, finished at)."""
-    if row.event in ("completed", "failed", "cancelled") and row.event_ms is not None and _event_is_newer(row):
+    if row.event in FINAL and row.event_ms is not None and _event_is_newer(row):
         return row.event, row.event_ms
     if row.topic is None or row.offset is None:
         # Accepted by the API (or only named by an event): not read back from the log yet.
@@ -154,9 +181,8 @@ def _status(row: TaskRow, settled: Settled | None, now_ms: int) -> tuple[str, in
         return ("scheduled" if row.attempt <= 1 else "retrying"), None
     if settled is not None and settled.covers(row.offset):
         return "completed", row.done_ms or settled.at_ms or None
-    if (row.run_attempt == row.attempt and row.run_seen_ms is not None
-            and now_ms - row.run_seen_ms <= RUNNING_REPORT_STALE_MS
-            and (row.record_ms is None or (row.started_ms or 0) >= row.record_ms - 1000)):
+    if (_ran_this_attempt(row) and row.run_seen_ms is not None
+            and now_ms - row.run_seen_ms <= stale_ms):
         return "processing", None
     return "queued", None
 

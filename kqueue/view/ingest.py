@@ -2,7 +2,8 @@
 
 It reads, outside any consumer group and with read_committed, every queue's lanes and delay tiers,
 `_kqueue.status`, `_kqueue.control` and `_kqueue.workers`, and about three times a second the
-committed offsets of the groups consuming the lanes, which it publishes once it has read every
+committed offsets of the groups consuming the lanes (those with members, see
+`reading.counted_groups`, or the ones named with `--group`), which it publishes once it has read every
 outcome partition up to where it ended when the offsets were taken (see `reading.PendingFence`).
 """
 
@@ -13,7 +14,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from confluent_kafka import (
@@ -35,8 +36,9 @@ from kqueue.core.status import TaskEvent
 from kqueue.core.topology import queue_topics, worker_topics
 from kqueue.transport.admin import make_admin
 from kqueue.transport.config import client_config
+from kqueue.transport.inspect import groups_with_members
 from kqueue.view.derive import Settled
-from kqueue.view.reading import PendingFence, dead_letter_of, lowest_commits, position_of
+from kqueue.view.reading import PendingFence, counted_groups, dead_letter_of, lowest_commits, position_of
 from kqueue.view.store import IngestBatch, StatusStore
 
 log = logging.getLogger("kqueue.view")
@@ -79,6 +81,7 @@ class Ingest:
         self._assigned: set[tuple[str, int]] = set()
         self._read: dict[tuple[str, int], int] = store.read_positions()
         self._groups: dict[str, list[str]] = {}  # queue -> groups committing on its lanes
+        self._seen_live: dict[str, float] = {}  # group -> when it last had members (monotonic)
         self._pending: PendingFence | None = None
         self._published: dict[tuple[str, int], Settled] = store.all_settled()  # a restart goes on from these
         self._next_fence = 0.0
@@ -91,8 +94,13 @@ class Ingest:
     def stop(self) -> None:
         self._stop.set()
 
-    def run(self) -> None:
+    def run(self, on_started: Callable[[], None] | None = None) -> None:
+        """Read until stopped; `on_started` is called once, after the first pass."""
         try:
+            if not self._stop.is_set():
+                self.step()
+                if on_started is not None:
+                    on_started()
             while not self._stop.is_set():
                 self.step()
         finally:
@@ -184,11 +192,14 @@ class Ingest:
         groups = self.fixed_groups
         if not groups:
             try:
-                listing = self._admin.list_consumer_groups().result(timeout=10)
-                groups = [g.group_id for g in listing.valid if not g.group_id.startswith("_kqueue.")]
+                members = {g: live for g, live in groups_with_members(self._admin).items()
+                           if not g.startswith("_kqueue.")}
             except Exception as exc:
                 log.warning("status view cannot list groups: %s", exc)
                 return self._groups
+            now = time.monotonic()
+            self._seen_live.update((g, now) for g, live in members.items() if live)
+            groups = counted_groups(members, self._seen_live, now)
         out: dict[str, list[str]] = {q: [] for q in self.queues}
         for group in groups:
             commits = self._commits(group)

@@ -82,6 +82,17 @@ class PendingFence:
 
 
 Commits = Mapping[tuple[str, int], tuple[int, str]]  # partition -> (offset, metadata)
+GROUP_GRACE = 60.0  # seconds a group that had members still counts once it has none
+
+
+def counted_groups(members: Mapping[str, bool], seen_live: Mapping[str, float], now: float,
+                   grace: float = GROUP_GRACE) -> list[str]:
+    """The groups whose commits can mean `completed`: those with members now, or seen with members
+    within `grace` seconds (a worker restarting leaves its group empty for a moment, and what it has
+    not done yet is still not done). A group with commits but no members (renamed or retired) would
+    hold its queue's tasks at `queued` until Kafka expires its offsets (offsets.retention, 7 days):
+    it does not count. `members`: group -> has members now; `seen_live`: group -> last seen so."""
+    return sorted(g for g, live in members.items() if live or (g in seen_live and now - seen_live[g] <= grace))
 
 
 def lowest_commits(per_group: list[Commits]) -> dict[tuple[str, int], tuple[int, str]]:

@@ -264,6 +264,12 @@ class StatusStore:
             "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (task_id) DO NOTHING",
             (task_id, queue, task_type, at_ms, not_before, tier, at_ms))
 
+    def note_cancel(self, task_id: str, at_ms: int) -> None:
+        """A cancel the API just wrote to Kafka: pending from now on, before the ingest reads it back
+        (which then keeps the command's own time, a moment later)."""
+        self._conn().execute("UPDATE tasks SET cancel_ms = max(coalesce(cancel_ms, 0), ?) WHERE task_id = ?",
+                             (at_ms, task_id))
+
     def trim(self, max_rows: int) -> int:
         """Forget the least recently touched tasks beyond `max_rows`, with their timelines, and the
         oldest dead letters beyond as many (the view's bound; Kafka keeps the records)."""

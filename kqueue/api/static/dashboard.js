@@ -120,10 +120,14 @@ async function renderWorkers(workers, queues) {
     const detail = await api(`/queues/${encodeURIComponent(q.queue)}`);
     for (const p of detail.partitions) lags[`${p.topic}/${p.partition}`] = p.lag;
   }
-  fill("workers", workers.filter((w) => !w.stopping), (w) => {
-    const row = el("tr");
+  // Gone and stopped workers (silent for a few report intervals) come with nothing running; the API
+  // leaves them out after its drop time.
+  fill("workers", workers, (w) => {
+    const row = el("tr", undefined, w.state === "up" || w.state === "stopping" ? "" : "muted");
+    row.dataset.state = w.state;
     cell(row, w.worker_id);
     cell(row, w.group);
+    cell(row, w.state);
     cell(row, `${w.busy} / ${w.concurrency}`, "num");
     cell(row, w.running, "num");
     cell(row, w.partitions.join(", "));
