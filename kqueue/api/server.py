@@ -33,7 +33,7 @@ from kqueue.api.queues import QueueService, UnknownQueue
 from kqueue.api.service import NotFound, TaskService
 from kqueue.api.validation import payload_problems
 from kqueue.core.errors import DeliveryError
-from kqueue.view.derive import TaskStatus
+from kqueue.core.status import TaskStatus
 from kqueue.view.process import ReaderHealth
 
 STATIC = PathType(__file__).resolve().parent / "static"

@@ -9,6 +9,7 @@ on the event loop and shared by every miss.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sqlite3
 from dataclasses import dataclass
@@ -21,11 +22,12 @@ from confluent_kafka.admin._listoffsets import OffsetSpec
 from kqueue.api.catchup import CatchUp, ViewBehind
 from kqueue.core import names
 from kqueue.core.headers import now_ms
+from kqueue.core.status import TaskStatus
 from kqueue.core.topology import queue_topics
 from kqueue.sdk.app import App
 from kqueue.sdk.task import TaskDef, schedule_ms
 from kqueue.transport.admin import make_admin
-from kqueue.view.derive import TaskStatus, derive
+from kqueue.view.derive import derive
 from kqueue.view.liveness import WorkerLiveness
 from kqueue.view.store import StatusStore
 
@@ -130,7 +132,8 @@ class TaskService:
         if current.status == "cancelled":
             return CancelAnswer(200, current)
         at = now_ms()  # the command's own time is this or later
-        await asyncio.to_thread(self.app.cancel, task_id)  # produces and waits for Kafka's ack
+        # Produces and waits for Kafka's ack; the status read here is the check (no second lookup).
+        await asyncio.to_thread(functools.partial(self.app.cancel, task_id, known=current))
         try:  # read as cancelled from now on, not from when the ingest reads the command back
             await asyncio.to_thread(self.store.note_cancel, task_id, at)
         except sqlite3.Error as exc:  # the command is in Kafka: the ingest learns of it anyway

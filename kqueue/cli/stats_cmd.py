@@ -12,8 +12,7 @@ from rich.table import Table
 
 from kqueue.cli.common import console, fail, options, resolve_bootstrap
 from kqueue.control.stats import QueueNotFound, QueueStats, read_queue_stats, with_rates
-from kqueue.transport.admin import unreachable
-from kqueue.transport.offsets import KafkaUnavailable
+from kqueue.transport.admin import KafkaUnavailable, unreachable
 
 
 def stats(

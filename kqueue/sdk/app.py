@@ -7,21 +7,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
-from confluent_kafka import KafkaException
-
 from kqueue.core.codec import AvroSchema, SchemaStore
 from kqueue.core.dedup import DEFAULT_IDEMPOTENCY_WINDOW, MAX_WINDOW
 from kqueue.core.errors import DeliveryError
 from kqueue.core.headers import now_ms
 from kqueue.core.names import DEFAULT_DELAY_TIERS, control_topic
 from kqueue.core.retry import RetryPolicy, Tiers
+from kqueue.core.status import TaskStatus
 from kqueue.core.topology import queue_topic_specs, system_topic_specs
 from kqueue.sdk.middleware import Hooks, Middleware
 from kqueue.sdk.task import Handler, TaskDef
-from kqueue.transport.admin import broker_count, ensure_topics, make_admin, unreachable
+from kqueue.transport.admin import KafkaUnavailable, broker_count, ensure_topics, make_admin, unreachable
 from kqueue.transport.config import resolve_bootstrap
 from kqueue.transport.producer import AcknowledgedProducer
-from kqueue.view.derive import TaskStatus
 
 if TYPE_CHECKING:
     from kqueue.sdk.cancel import CancelResult
@@ -187,7 +185,7 @@ class App:
                                           self.tiers.names)
                 specs += system_topic_specs(brokers, self.topic_prefix, replication=self.replication)
                 ensure_topics(admin, specs, timeout)
-            except KafkaException as exc:
+            except KafkaUnavailable as exc:
                 raise DeliveryError(unreachable(self.bootstrap_servers, timeout, exc,
                                                 f"to set up queue {queue!r}")) from None
             self._ensured.add(queue)
@@ -226,7 +224,7 @@ class App:
                     specs = system_topic_specs(broker_count(admin, self.enqueue_timeout), self.topic_prefix,
                                                replication=self.replication)
                     ensure_topics(admin, specs, self.enqueue_timeout)
-                except KafkaException as exc:
+                except KafkaUnavailable as exc:
                     raise DeliveryError(unreachable(self.bootstrap_servers, self.enqueue_timeout, exc,
                                                     "to cancel a task")) from None
                 self._system_ready = True

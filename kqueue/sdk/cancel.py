@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from kqueue.core.control import ControlCommand
+from kqueue.core.status import TaskStatus
 from kqueue.sdk.status_client import StatusUnavailable, TaskNotFound
-from kqueue.view.derive import TaskStatus
 
 CancelOutcome = Literal["requested", "unchecked", "unknown", "finished"]
 Lookup = TaskStatus | TaskNotFound | StatusUnavailable

@@ -16,7 +16,7 @@ import urllib.request
 from typing import Any
 
 from kqueue.core.errors import KqueueError
-from kqueue.view.derive import TaskStatus
+from kqueue.core.status import TaskStatus
 
 DEFAULT_API_URL = "http://127.0.0.1:8080"
 API_URL_ENV = "KQUEUE_API_URL"

@@ -14,6 +14,9 @@ from confluent_kafka.cimpl import NewTopic
 from kqueue.core.topology import TopicSpec
 from kqueue.transport.config import client_config
 
+# What the client raises when Kafka cannot answer: code outside transport/ catches this name.
+KafkaUnavailable = KafkaException
+
 # Errors that retrying cannot mend: wrong credentials, a TLS handshake that fails.
 _REFUSALS = ("_AUTHENTICATION", "_SSL")
 _REFUSED = "_kqueue_refusals"

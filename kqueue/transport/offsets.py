@@ -9,15 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from confluent_kafka import ConsumerGroupTopicPartitions, IsolationLevel, KafkaException, TopicPartition
+from confluent_kafka import ConsumerGroupTopicPartitions, IsolationLevel, TopicPartition
 from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
 
 from kqueue.core.records import TP
 
 # The admin client (transport/admin.make_admin); typed loosely so callers need not import confluent_kafka.
 Admin = Any
-# What Kafka raises when it cannot answer: callers outside transport/ catch this name.
-KafkaUnavailable = KafkaException
 
 
 def topic_ends(admin: Admin, partitions: Iterable[TP], timeout: float, *, earliest: bool = False,
