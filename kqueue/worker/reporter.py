@@ -11,11 +11,10 @@ import logging
 import time
 from collections.abc import Iterable
 
-from confluent_kafka import Producer
-
+from kqueue.core.errors import DeliveryError
 from kqueue.core.reports import RunningTask, WorkerReport
 from kqueue.sdk.middleware import TickEvent
-from kqueue.transport.config import producer_config
+from kqueue.transport.producer import TaskProducer
 from kqueue.worker.work import WorkItem
 
 log = logging.getLogger("kqueue.worker")
@@ -38,7 +37,8 @@ def build_report(tick: TickEvent, running: Iterable[WorkItem], now_ms: int) -> W
 class ReportSender:
     def __init__(self, bootstrap: str, topic: str) -> None:
         self._topic = topic
-        self._producer = Producer(producer_config(bootstrap, **{"linger.ms": 20}))
+        # bound=0: a full send buffer (Kafka away) drops a report rather than waiting for room.
+        self._producer = TaskProducer(bootstrap, bound=0, **{"linger.ms": 20})
 
     def send(self, tick: TickEvent, running: dict[int, WorkItem] | None) -> None:
         items = list(running.copy().values()) if running else []  # dict.copy holds the GIL: a safe snapshot
@@ -52,4 +52,7 @@ class ReportSender:
     def close(self, last: TickEvent) -> None:
         """The last report: nothing runs here any more."""
         self.send(last, None)
-        self._producer.flush(5.0)
+        try:
+            self._producer.flush(5.0)
+        except DeliveryError as exc:
+            log.debug("the last worker report was not delivered: %s", exc)
