@@ -16,9 +16,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from confluent_kafka import IsolationLevel, KafkaException, TopicPartition
-from confluent_kafka.admin._listoffsets import OffsetSpec
-
 from kqueue.api.catchup import CatchUp, ViewBehind
 from kqueue.core import names
 from kqueue.core.headers import now_ms
@@ -26,7 +23,8 @@ from kqueue.core.status import TaskStatus
 from kqueue.core.topology import queue_topics
 from kqueue.sdk.app import App
 from kqueue.sdk.task import TaskDef, schedule_ms
-from kqueue.transport.admin import make_admin
+from kqueue.transport.admin import KafkaUnavailable, make_admin
+from kqueue.transport.offsets import partitions_of, topic_ends
 from kqueue.view.derive import derive
 from kqueue.view.liveness import WorkerLiveness
 from kqueue.view.store import StatusStore
@@ -110,19 +108,13 @@ class TaskService:
                   if not t.endswith(".dlq")]
         topics.append(names.status_topic(self.app.topic_prefix))
         try:
-            meta = self._admin.list_topics(timeout=10)
-        except KafkaException as exc:
+            partitions = partitions_of(self._admin, topics, 10)
+        except KafkaUnavailable as exc:
             raise ViewBehind(f"cannot reach Kafka: {exc}") from None
-        latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
-        request = {TopicPartition(t, p): latest for t in topics if t in meta.topics for p in meta.topics[t].partitions}
-        if not request:
-            return {}
         try:
             # Open transactions included (a router's delivery may hold a task behind the stable offset).
-            futures = self._admin.list_offsets(request, isolation_level=IsolationLevel.READ_UNCOMMITTED,
-                                               request_timeout=10)
-            return {(tp.topic, tp.partition): f.result(timeout=10).offset for tp, f in futures.items()}
-        except KafkaException as exc:
+            return topic_ends(self._admin, partitions, 10, committed_only=False)
+        except KafkaUnavailable as exc:
             raise ViewBehind(f"cannot ask Kafka where the topics end: {exc}") from None
 
     async def cancel(self, task_id: str) -> CancelAnswer:

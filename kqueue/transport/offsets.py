@@ -38,3 +38,16 @@ def group_committed(admin: Admin, group: str, partitions: Iterable[TP] | None, t
     future = admin.list_consumer_group_offsets([request])[group]
     listed = future.result(timeout=timeout).topic_partitions or []
     return {(tp.topic, tp.partition): tp.offset for tp in listed if tp.error is None}
+
+
+def group_commits(admin: Admin, group: str, timeout: float) -> dict[TP, tuple[int, str]]:
+    """Everything the group committed: offset and metadata per partition."""
+    future = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group]
+    listed = future.result(timeout=timeout).topic_partitions or []
+    return {(tp.topic, tp.partition): (tp.offset, tp.metadata or "") for tp in listed if tp.error is None}
+
+
+def partitions_of(admin: Admin, topics: Iterable[str], timeout: float) -> list[TP]:
+    """The partitions of those `topics` that exist."""
+    meta = admin.list_topics(timeout=timeout)
+    return [(t, p) for t in topics if t in meta.topics for p in sorted(meta.topics[t].partitions)]

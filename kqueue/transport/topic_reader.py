@@ -81,6 +81,19 @@ class TopicReader:
                 ends.append(((msg.topic() or "", msg.partition() or 0), msg.offset() or 0))
         return records, ends
 
+    def topic_partitions(self, topics: Iterable[str], timeout: float = 10.0) -> list[TP]:
+        """The partitions of those `topics` that exist (TopicReadError when Kafka does not answer)."""
+        try:
+            meta = self._consumer.list_topics(timeout=timeout)
+        except KafkaException as exc:
+            raise TopicReadError(f"cannot list topics: {exc}") from exc
+        return [(t, p) for t in topics if t in meta.topics for p in sorted(meta.topics[t].partitions)]
+
+    def positions(self, partitions: Iterable[TP]) -> dict[TP, int]:
+        """How far reading has got in each partition (past trailing transaction markers too)."""
+        return {(tp.topic, tp.partition): tp.offset
+                for tp in self._consumer.position([TopicPartition(t, p) for t, p in partitions]) if tp.offset >= 0}
+
     def close(self) -> None:
         self._consumer.close()
 

@@ -13,20 +13,8 @@ import logging
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
-
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    Consumer,
-    ConsumerGroupTopicPartitions,
-    IsolationLevel,
-    KafkaError,
-    KafkaException,
-    TopicPartition,
-)
-from confluent_kafka.admin._listoffsets import OffsetSpec
 
 from kqueue.core import names
 from kqueue.core.control import ControlCommand
@@ -35,8 +23,9 @@ from kqueue.core.reports import WorkerReport
 from kqueue.core.status import TaskEvent
 from kqueue.core.topology import queue_topics, worker_topics
 from kqueue.transport.admin import make_admin
-from kqueue.transport.config import client_config
 from kqueue.transport.inspect import groups_with_members
+from kqueue.transport.offsets import group_commits, topic_ends
+from kqueue.transport.topic_reader import TopicReader, TopicReadError
 from kqueue.view.derive import Settled
 from kqueue.view.reading import PendingFence, counted_groups, dead_letter_of, lowest_commits, position_of
 from kqueue.view.store import IngestBatch, StatusStore
@@ -64,19 +53,10 @@ class Ingest:
         self.fixed_groups = list(groups)
         self.max_rows = max_rows
         self._stop = threading.Event()
-        self._consumer = Consumer({
-            **client_config(bootstrap),
-            "group.id": f"_kqueue.view.{uuid.uuid4().hex[:8]}",  # never joins: partitions are assigned
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "isolation.level": "read_committed",
-            "fetch.wait.max.ms": 100,
-            # At a partition's end the client says so, with the end offset: past transaction markers,
-            # which are never delivered and would otherwise leave the view one short of the end.
-            "enable.partition.eof": True,
-            # A stored position below the log start (retention while the view was down): read what is left.
-            "auto.offset.reset": "earliest",
-        })
+        # Never joins a group: partitions are assigned. At a partition's end the reader says so, with
+        # the end offset: past transaction markers, which are never delivered and would otherwise
+        # leave the view one short of the end.
+        self._reader = TopicReader(bootstrap, "view", **{"fetch.wait.max.ms": 100})
         self._admin = make_admin(bootstrap)
         self._assigned: set[tuple[str, int]] = set()
         self._read: dict[tuple[str, int], int] = store.read_positions()
@@ -104,7 +84,7 @@ class Ingest:
             while not self._stop.is_set():
                 self.step()
         finally:
-            self._consumer.close()
+            self._reader.close()
 
     def step(self) -> None:
         now = time.monotonic()
@@ -114,12 +94,11 @@ class Ingest:
             waiting = not self._assigned or not all(self._groups.values())
             self._next_discovery = time.monotonic() + (1.0 if waiting else DISCOVER_EVERY)
         batch = IngestBatch()
-        for msg in self._consumer.consume(2000, timeout=0.1):
-            error = msg.error()
-            if error is None:
-                self._take(msg, batch)
-            elif error.code() == KafkaError._PARTITION_EOF:
-                self._reached_end(msg.topic() or "", msg.partition() or 0, msg.offset() or 0, batch)
+        records, ends = self._reader.poll(2000, 0.1)
+        for msg in records:
+            self._take(msg, batch)
+        for (topic, partition), end in ends:
+            self._reached_end(topic, partition, end, batch)
         if batch:
             self._write(batch)
         if time.monotonic() >= self._next_fence:
@@ -170,19 +149,17 @@ class Ingest:
 
     def _discover(self) -> None:
         """Assign partitions of topics that exist now; find the groups consuming each queue."""
-        try:
-            meta = self._consumer.list_topics(timeout=10)
-        except KafkaException as exc:
-            log.warning("status view cannot list topics: %s", exc)
-            return
         wanted = [t for q in self.queues for t in queue_topics(q, self.prefix, self.tiers)]
         wanted += [self._status, self._control, self._workers]
-        new = [TopicPartition(t, p, self._read.get((t, p), OFFSET_BEGINNING))
-               for t in wanted if t in meta.topics for p in meta.topics[t].partitions
-               if (t, p) not in self._assigned]
+        try:
+            existing = self._reader.topic_partitions(wanted)
+        except TopicReadError as exc:
+            log.warning("status view cannot list topics: %s", exc)
+            return
+        new = {tp: self._read.get(tp) for tp in existing if tp not in self._assigned}
         if new:
-            self._consumer.incremental_assign(new)
-            self._assigned.update((tp.topic, tp.partition) for tp in new)
+            self._reader.add(new)
+            self._assigned.update(new)
         groups = self._find_groups()
         if groups != self._groups:
             self.store.set_groups(groups)
@@ -211,12 +188,10 @@ class Ingest:
 
     def _commits(self, group: str) -> dict[tuple[str, int], tuple[int, str]]:
         try:
-            future = self._admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group]
-            listed = future.result(timeout=10).topic_partitions or []
+            commits = group_commits(self._admin, group, 10)
         except Exception:
             return {}
-        return {(tp.topic, tp.partition): (tp.offset, tp.metadata or "") for tp in listed
-                if tp.topic in self._lane_topics and tp.error is None}
+        return {tp: commit for tp, commit in commits.items() if tp[0] in self._lane_topics}
 
     # -- the fence -----------------------------------------------------------------------------------
     def _fence(self) -> None:
@@ -250,12 +225,8 @@ class Ingest:
         the view waits until its read_committed position has passed all of it."""
         if not partitions:
             return {}
-        latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
-        request = {TopicPartition(t, p): latest for t, p in partitions}
         try:
-            futures = self._admin.list_offsets(request, isolation_level=IsolationLevel.READ_UNCOMMITTED,
-                                               request_timeout=10)
-            return {(tp.topic, tp.partition): f.result(timeout=10).offset for tp, f in futures.items()}
+            return topic_ends(self._admin, partitions, 10, committed_only=False)
         except Exception as exc:
             log.warning("status view cannot read topic ends: %s", exc)
             return None
@@ -266,9 +237,8 @@ class Ingest:
         if not self._assigned:
             return
         moved: dict[tuple[str, int], int] = {}
-        for tp in self._consumer.position([TopicPartition(t, p) for t, p in self._assigned]):
-            key = (tp.topic, tp.partition)
-            if tp.offset >= 0 and tp.offset > self._read.get(key, 0):
-                self._read[key] = moved[key] = tp.offset
+        for key, offset in self._reader.positions(self._assigned).items():
+            if offset > self._read.get(key, 0):
+                self._read[key] = moved[key] = offset
         if moved:
             self.store.write(IngestBatch(read_positions=moved), _now_ms())

@@ -14,16 +14,13 @@ from __future__ import annotations
 
 import logging
 import threading
-import uuid
 from collections.abc import Callable
-
-from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from kqueue.core.control import DEFAULT_CANCEL_EXPIRY, ControlCommand, PendingCancels, cancel_expiry_seconds
 from kqueue.core.errors import DeliveryError
 from kqueue.core.headers import now_ms
-from kqueue.transport.config import client_config
 from kqueue.transport.producer import TaskProducer
+from kqueue.transport.topic_reader import TopicReader
 
 log = logging.getLogger("kqueue.worker")
 CATCH_UP_TIMEOUT = 30.0
@@ -75,34 +72,29 @@ class CancelWatch:
         self._stop.set()
 
     def _run(self) -> None:
-        consumer = Consumer({**client_config(self._bootstrap), "group.id": f"_kqueue.cancels.{uuid.uuid4().hex[:8]}",
-                             "enable.auto.commit": False, "isolation.level": "read_committed",
-                             "enable.partition.eof": True, "log_level": 3})
+        reader = TopicReader(self._bootstrap, "cancels", log_level=3)
         try:
-            meta = consumer.list_topics(self._topic, timeout=10)
-            partitions = list(meta.topics[self._topic].partitions) if self._topic in meta.topics else []
+            partitions = reader.partitions(self._topic)
             if not partitions:
                 self._caught_up.set()  # no control topic yet: nothing was ever cancelled
                 return
-            consumer.assign([TopicPartition(self._topic, p, 0) for p in partitions])
+            reader.assign({(self._topic, p): None for p in partitions})
             behind = set(partitions)
             while not self._stop.is_set():
-                for msg in consumer.consume(500, timeout=0.5):
-                    error = msg.error()
-                    if error is not None:
-                        if error.code() == KafkaError._PARTITION_EOF:
-                            behind.discard(msg.partition())
-                            if not behind and not self._caught_up.is_set():
-                                self.expire()  # none of the first tasks meets an expired cancel
-                                self._caught_up.set()
-                        continue
+                records, ends = reader.poll(500, 0.5)
+                for msg in records:
                     self._apply(msg.key(), msg.value())
+                for (_, partition), _ in ends:
+                    behind.discard(partition)
+                    if not behind and not self._caught_up.is_set():
+                        self.expire()  # none of the first tasks meets an expired cancel
+                        self._caught_up.set()
                 self.expire()
         except Exception:  # never the worker's death: it goes on without cancels, and says so
             log.exception("reading cancels from %s failed; cancels are not honoured until restart", self._topic)
             self._caught_up.set()
         finally:
-            consumer.close()
+            reader.close()
             self._close_tombstones()
 
     def expire(self) -> list[str]:
