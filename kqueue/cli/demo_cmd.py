@@ -55,12 +55,16 @@ def demo(
     serves the dashboard meanwhile."""
     bootstrap = _bootstrap(options(ctx).bootstrap_servers)
     os.environ["KQUEUE_BOOTSTRAP_SERVERS"] = bootstrap
+    prefix = options(ctx).topic_prefix
+    if prefix:
+        os.environ["KQUEUE_TOPIC_PREFIX"] = prefix  # its worker and API children use the same topics
     from kqueue.demo import tasks as demo_tasks  # its App reads the bootstrap servers on import
 
     app = demo_tasks.app
+    app.topic_prefix = prefix
     for queue in app.queues():
         app.ensure_queue(queue)
-    dlq_topics = [dlq_topic(q) for q in app.queues()]
+    dlq_topics = [dlq_topic(q, prefix) for q in app.queues()]
 
     rng = random.Random(7)
     emails = tasks * 3 // 4
@@ -116,7 +120,7 @@ def demo(
             api.serve_until_interrupted()
         api.stop()
     took = time.monotonic() - started
-    tier_topics_all = [t for q in app.queues() for t in tier_topics(q, app.tiers.names)]
+    tier_topics_all = [t for q in app.queues() for t in tier_topics(q, app.tiers.names, prefix)]
     retried = {h[H_ID] for h in read_headers(bootstrap, tier_topics_all) if h.get(H_ID) in kinds}
 
     table = Table(title="kqueue demo")

@@ -130,7 +130,9 @@ def _is_spawned(command: str) -> bool:
 def test_kqueue_demo_takes_its_worker_and_its_api_with_it(kafka: Kafka, tmp_path: Path, sig: signal.Signals) -> None:
     log = tmp_path / "demo.out"
     # Enough tasks (with retries through the 1 s tier) that the demo is still running when it is stopped.
-    with _command(kafka.bootstrap, log, "demo", "--tasks", "400", "--no-serve", "--timeout", "120") as proc:
+    # Topics of its own: what a stopped demo leaves unprocessed must not reach another test's demo.
+    with _command(kafka.bootstrap, log, "demo", "--tasks", "400", "--no-serve", "--timeout", "120",
+                  env={"KQUEUE_TOPIC_PREFIX": f"{unique('stopped')}."}) as proc:
         # Caught with every process up: the worker, the API and the API's status-view reader.
         _stops_with_everything_it_started(
             proc, sig, log, lambda cmds: any(map(_is_consume, cmds)) and any(map(_is_api, cmds))
