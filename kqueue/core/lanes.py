@@ -73,6 +73,25 @@ class KeyLanes(Generic[T]):
             return
         self._mark_ready(key, lane)
 
+    def give_back(self, runs: list[Run[T]]) -> None:
+        """Taken runs that never started go back to the head of their lanes, their keys first in line
+        again (e.g. runs held behind a slow handler, for an idle runner to take)."""
+        for key, items in reversed(runs):
+            lane = self._lanes.get(key)
+            if lane is None:
+                lane = self._lanes[key] = deque()
+            lane.extendleft(reversed(items))
+            self._queued += len(items)
+            self._busy.discard(key)
+            if lane:
+                kind = self._kind_of(lane[0])
+                ready = self._ready.get(kind)
+                if ready is None:
+                    ready = self._ready[kind] = deque()
+                ready.appendleft(key)
+            else:
+                del self._lanes[key]
+
     def count(self, which: Callable[[T], bool]) -> int:
         """Queued items matching `which`."""
         return sum(1 for lane in self._lanes.values() for item in lane if which(item))
