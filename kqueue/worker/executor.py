@@ -190,7 +190,7 @@ class Executor:
     def _thread_main(self) -> None:
         cond = self._cond
         hand = _Hand(sync=True)
-        pending = hand.pending
+        next_run = hand.pending.popleft
         while True:
             with cond:
                 runs = self._lanes.take("sync", self._sync_run_size())
@@ -206,7 +206,7 @@ class Executor:
             since = hand.taken_at
             while True:
                 try:
-                    key, items = pending.popleft()
+                    key, items = next_run()
                 except IndexError:  # all run, or the ticker took the rest back
                     break
                 results: list[Outcome] = []
@@ -361,11 +361,11 @@ class Executor:
 
     async def _async_runs(self, hand: _Hand) -> None:
         finished: list[tuple[Hashable, list[Outcome]]] = []
-        pending = hand.pending
+        next_run = hand.pending.popleft
         try:
             while True:
                 try:
-                    key, items = pending.popleft()
+                    key, items = next_run()
                 except IndexError:  # all run, or the ticker took the rest back
                     break
                 results: list[Outcome] = []
