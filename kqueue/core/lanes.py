@@ -35,6 +35,17 @@ class _Ready:
         keys.append(key)
         self.count += 1
 
+    def add_first(self, group: Hashable, key: Hashable) -> None:
+        """First in line again: the key at its group's head, the group's turn next."""
+        keys = self.groups.get(group)
+        if keys is None:
+            keys = self.groups[group] = deque()
+        else:
+            self.turns.remove(group)
+        self.turns.appendleft(group)
+        keys.appendleft(key)
+        self.count += 1
+
     def pop(self) -> Hashable:
         """The next group's oldest ready key; that group then goes to the back of the turns."""
         group = self.turns.popleft()
@@ -115,6 +126,25 @@ class KeyLanes(Generic[T]):
             self._lanes.pop(key, None)
             return
         self._mark_ready(key, lane)
+
+    def give_back(self, runs: list[Run[T]]) -> None:
+        """Taken runs that never started go back to the head of their lanes, their keys first in line
+        again (e.g. runs held behind a slow handler, for an idle runner to take)."""
+        for key, items in reversed(runs):
+            lane = self._lanes.get(key)
+            if lane is None:
+                lane = self._lanes[key] = deque()
+            lane.extendleft(reversed(items))
+            self._queued += len(items)
+            self._busy.discard(key)
+            if lane:
+                kind = self._kind_of(lane[0])
+                ready = self._ready.get(kind)
+                if ready is None:
+                    ready = self._ready[kind] = _Ready()
+                ready.add_first(self._group_of(key), key)
+            else:
+                del self._lanes[key]
 
     def count(self, which: Callable[[T], bool]) -> int:
         """Queued items matching `which`."""

@@ -1,17 +1,20 @@
 """Runs handlers with key-ordered concurrency: sync ones on worker threads, async ones on one event loop.
 
 The poll loop pushes items and drains outcomes; it never waits on a handler. Worker threads pull
-whole runs (a key's queued items) so a cheap handler costs no thread hop per task.
+whole runs (a key's queued items) so a cheap handler costs no thread hop per task. A ticker gives
+runs held behind a slow handler back, and wakes idle threads for work that nobody serves.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 
-from kqueue.core.lanes import KeyLanes
+from kqueue.core.lanes import KeyLanes, Run
 from kqueue.worker.runner import Runner
 from kqueue.worker.work import Outcome, WorkItem
 
@@ -24,6 +27,29 @@ FREEZE_GAP = 3.0
 FREEZE_HOLD = 2.0
 CHEAP_ITEM_SECONDS = 0.0002
 CHEAP_RUN = 128
+# A runner whose handler has run this long counts as stalled: the runs it holds go back to the lanes
+# and idle threads wake for the ready work, so nothing waits behind a slow handler while one idles.
+STALL_AFTER = 0.003
+
+
+def threads_to_wake(wanted: int, busy: int, stalled: int, idle: int, overdue: bool) -> int:
+    """Idle threads to wake for ready sync work: enough that `wanted` threads serve the queue, not
+    counting the `stalled` ones (in a slow handler), and one at least if the work waited too long."""
+    short = wanted - (busy - stalled)
+    return max(0, min(idle, max(short, 1 if overdue else 0)))
+
+
+class _Hand:
+    """The runs a thread or coroutine took together. The ones not started yet stay in `pending`,
+    where the ticker may take them back (deque pops are atomic: each run goes to one taker)."""
+
+    __slots__ = ("pending", "run_started", "sync", "taken_at")
+
+    def __init__(self, sync: bool) -> None:
+        self.sync = sync
+        self.pending: deque[Run[WorkItem]] = deque()
+        self.taken_at = 0.0
+        self.run_started = math.inf  # when its current key's run started (inf: none started yet)
 
 
 def _partition_of_lane(lane: Hashable) -> Hashable:
@@ -37,7 +63,14 @@ class Executor:
         self._run = self._runner.run_sync
         # A lane is (topic, partition, key): partitions take turns, so no backlog crowds out another's.
         self._lanes: KeyLanes[WorkItem] = KeyLanes(lambda item: item.kind, _partition_of_lane)
-        self._cond = threading.Condition()
+        lock = threading.RLock()
+        self._cond = threading.Condition(lock)  # idle sync threads wait here
+        self._tick = threading.Condition(lock)  # the ticker waits here
+        self._hands: set[_Hand] = set()  # runs taken and not finished, per thread or coroutine
+        self._takes = 0  # sync takes so far: the ticker tells waiting work from served work
+        self._takes_seen = 0
+        self._ready_seen = False
+        self._given_back = 0
         self._outcomes: list[Outcome] = []
         self._running: dict[Hashable, list[WorkItem]] = {}
         self._stopped = False
@@ -48,15 +81,15 @@ class Executor:
         # by now, and the poll loop has not heard yet: starts wait until it has had time to.
         self._resume_at = 0.0
         self._last_tick = time.monotonic()
-        threading.Thread(target=self._watch_freezes, name="kqueue-freeze-watch", daemon=True).start()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._async_active = 0
+        threading.Thread(target=self._ticker, name="kqueue-executor-tick", daemon=True).start()
         self._threads = [
             threading.Thread(target=self._thread_main, name=f"kqueue-worker-{i}", daemon=True)
             for i in range(self.concurrency)
         ]
         for thread in self._threads:
             thread.start()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._async_active = 0
 
     # -- called by the poll loop -------------------------------------------------------------------
     def submit(self, items: Iterable[WorkItem]) -> None:
@@ -65,9 +98,8 @@ class Executor:
             for item in items:
                 self._lanes.push(item.lane, item)
                 has_async = has_async or item.kind == "async"
-            idle_wanted = self._threads_wanted() - self._busy_threads
-            if self._lanes.ready_count("sync") and idle_wanted > 0:
-                self._cond.notify(idle_wanted)
+            if self._lanes.ready_count("sync"):
+                self._wake_threads(overdue=False)
         if has_async:
             self._async_loop().call_soon_threadsafe(self._start_async_runs)
 
@@ -79,7 +111,10 @@ class Executor:
     def drop(self, doomed: Callable[[WorkItem], bool]) -> int:
         """Forget queued (not started) items, e.g. of revoked partitions; returns how many."""
         with self._cond:
-            return len(self._lanes.drop(doomed))
+            dropped = len(self._lanes.drop(doomed))
+            if self._lanes.ready_count("sync"):  # a key's head may have turned from async to sync
+                self._wake_threads(overdue=False)
+            return dropped
 
     def halt(self) -> int:
         """Start no more items, queued or already taken by a runner; returns how many were queued."""
@@ -91,10 +126,16 @@ class Executor:
         """Start no item for `seconds` (items then start if still wanted)."""
         self._resume_at = max(self._resume_at, time.monotonic() + seconds)
 
-    def _watch_freezes(self) -> None:
-        while not self._stopped:
-            time.sleep(FREEZE_TICK)
-            self._froze(time.monotonic())
+    def _ticker(self) -> None:
+        """Ticks every FREEZE_TICK to notice freezes; every STALL_AFTER while runs are out, to notice
+        work held behind a slow handler."""
+        with self._cond:
+            while not self._stopped:
+                self._tick.wait(STALL_AFTER if self._hands else FREEZE_TICK)
+                now = time.monotonic()
+                self._froze(now)
+                if self._hands and not self._halted and now >= self._resume_at:  # held: nothing starts
+                    self._unstall(now)
 
     def _froze(self, now: float) -> None:
         """Hold starts if this process did not run for a while: the ticker's last tick is old although
@@ -139,18 +180,22 @@ class Executor:
             return {"queued": self._lanes.queued, "ready_sync": self._lanes.ready_count("sync"),
                     "ready_async": self._lanes.ready_count("async"), "running_keys": len(self._running),
                     "busy_threads": self._busy_threads, "outcomes": len(self._outcomes),
+                    "stalled_threads": self._stalled(time.monotonic()), "runs_given_back": self._given_back,
                     "ms_per_item": round(self._seconds_per_item * 1000, 3)}
 
     def stop(self) -> None:
         with self._cond:
             self._stopped = True
             self._cond.notify_all()
+            self._tick.notify()
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
 
     # -- sync runners ------------------------------------------------------------------------------
     def _thread_main(self) -> None:
         cond = self._cond
+        hand = _Hand(sync=True)
+        next_run = hand.pending.popleft
         while True:
             with cond:
                 runs = self._lanes.take("sync", self._sync_run_size())
@@ -160,13 +205,17 @@ class Executor:
                 if self._stopped:
                     return
                 self._busy_threads += 1
-                for key, items in runs:
-                    self._running[key] = items
+                self._takes += 1
+                self._hold(hand, runs)
             finished: list[tuple[Hashable, list[Outcome]]] = []
-            since = time.monotonic()
-            for key, items in runs:
+            since = hand.taken_at
+            while True:
+                try:
+                    key, items = next_run()
+                except IndexError:  # all run, or the ticker took the rest back
+                    break
                 results: list[Outcome] = []
-                key_started = time.monotonic()
+                key_started = hand.run_started = time.monotonic()
                 try:
                     for item in items:
                         self._wait_thaw()
@@ -183,14 +232,30 @@ class Executor:
                     self._finish_runs(finished)
                     finished = []
                     since = time.monotonic()
-            self._finish_runs(finished, last=True)
+            self._finish_runs(finished, hand)
 
-    def _finish_runs(self, finished: list[tuple[Hashable, list[Outcome]]], last: bool = False) -> None:
+    def _hold(self, hand: _Hand, runs: list[Run[WorkItem]]) -> None:
+        """Under the lock: `hand` took `runs`; the ticker ticks fast while any hand holds runs."""
+        for key, items in runs:
+            self._running[key] = items
+        hand.pending.extend(runs)
+        hand.taken_at = time.monotonic()
+        # A thread starts at once; a coroutine when the event loop gets to it.
+        hand.run_started = hand.taken_at if hand.sync else math.inf
+        if not self._hands:
+            self._tick.notify()
+        self._hands.add(hand)
+
+    def _finish_runs(self, finished: list[tuple[Hashable, list[Outcome]]], hand: _Hand | None = None) -> None:
+        """Settle finished runs; with `hand`, the last ones of its take."""
+        last = hand is not None and hand.sync
         with self._cond:
             for key, results in finished:
                 del self._running[key]
                 self._lanes.release(key)
                 self._outcomes.extend(results)
+            if hand is not None:
+                self._hands.discard(hand)
             if last:
                 self._busy_threads -= 1  # this thread goes back for more work itself
             wake_sync = self._lanes.ready_count("sync") > 0
@@ -200,6 +265,57 @@ class Executor:
         if wake_async and self._loop is not None:
             # A key's next task may be async: the event loop has to hear about it.
             self._loop.call_soon_threadsafe(self._start_async_runs)
+
+    def _wake_threads(self, overdue: bool) -> None:
+        """Under the lock, with ready sync work: wake the idle threads `threads_to_wake` asks for."""
+        busy, wanted = self._busy_threads, self._threads_wanted()
+        stalled = self._stalled(time.monotonic()) if busy >= wanted and self._hands else 0
+        wake = threads_to_wake(wanted, busy, stalled, self.concurrency - busy, overdue)
+        if wake:
+            self._cond.notify(wake)
+
+    def _stalled(self, now: float) -> int:
+        """Threads whose current handler has run for STALL_AFTER or longer."""
+        late = now - STALL_AFTER
+        return sum(1 for hand in self._hands if hand.sync and hand.run_started <= late)
+
+    def _unstall(self, now: float) -> None:
+        """Under the lock, on a tick: runs a thread took STALL_AFTER ago and has not started go back
+        to the lanes while a thread idles, and idle threads wake for ready work that threads stalled
+        in slow handlers do not serve, or that waited a whole tick untaken. A coroutine gives back
+        what it holds only when its own handler stalls: while others keep the event loop busy,
+        another coroutine would not start any sooner."""
+        late = now - STALL_AFTER
+        async_back = overdue = False
+        for hand in self._hands:
+            if not hand.pending:
+                continue
+            if hand.sync and hand.taken_at <= late and self._busy_threads < self.concurrency:
+                overdue = self._give_back(hand) or overdue
+            elif not hand.sync and hand.run_started <= late and self._async_active < self.concurrency:
+                async_back = self._give_back(hand) or async_back
+        ready = self._lanes.ready_count("sync") > 0
+        if ready:
+            overdue = overdue or (self._ready_seen and self._takes == self._takes_seen)
+            self._wake_threads(overdue)
+        self._ready_seen, self._takes_seen = ready, self._takes
+        if async_back and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._start_async_runs)
+
+    def _give_back(self, hand: _Hand) -> bool:
+        """Under the lock: the runs `hand` holds and has not started go back to the lanes."""
+        runs: list[Run[WorkItem]] = []
+        while True:
+            try:
+                runs.append(hand.pending.pop())
+            except IndexError:
+                break
+        runs.reverse()
+        for key, _items in runs:
+            del self._running[key]
+        self._lanes.give_back(runs)
+        self._given_back += len(runs)
+        return bool(runs)
 
     def _threads_wanted(self) -> int:
         """How many threads to wake. Slow handlers get every thread; for cheap ones (a few µs, where
@@ -241,19 +357,24 @@ class Executor:
                 # slow ones: a key each, so `concurrency` of them really run at once.
                 group_size = self._run_size() if self._seconds_per_item <= CHEAP_ITEM_SECONDS else 1
                 runs = self._lanes.take("async", group_size)
-                for key, items in runs:
-                    self._running[key] = items
-            if not runs:
-                return
+                if not runs:
+                    return
+                hand = _Hand(sync=False)
+                self._hold(hand, runs)
             self._async_active += 1
-            loop.create_task(self._async_runs(runs))
+            loop.create_task(self._async_runs(hand))
 
-    async def _async_runs(self, runs: list[tuple[Hashable, list[WorkItem]]]) -> None:
+    async def _async_runs(self, hand: _Hand) -> None:
         finished: list[tuple[Hashable, list[Outcome]]] = []
+        next_run = hand.pending.popleft
         try:
-            for key, items in runs:
+            while True:
+                try:
+                    key, items = next_run()
+                except IndexError:  # all run, or the ticker took the rest back
+                    break
                 results: list[Outcome] = []
-                started = time.monotonic()
+                started = hand.run_started = time.monotonic()
                 try:
                     for item in items:
                         await self._thawed_async()
@@ -265,6 +386,6 @@ class Executor:
                 self._seconds_per_item = 0.8 * self._seconds_per_item + 0.2 * per_item
         finally:
             self._async_active -= 1
-            self._finish_runs(finished)
+            self._finish_runs(finished, hand)
             self._start_async_runs()
 

@@ -249,6 +249,47 @@ def test_drop_head_of_other_kind_leaves_the_key_schedulable() -> None:
     assert [(k, seqs(i)) for k, i in runs] == [("k", [1, 2])]
 
 
+def test_given_back_runs_are_first_in_line_and_keep_their_order() -> None:
+    lanes = make()
+    for key in ("a", "b", "c"):
+        push(lanes, key, 0)
+        push(lanes, key, 1)
+    push(lanes, "d", 0)
+    runs = lanes.take("sync", 4)  # a, b
+    assert [k for k, _ in runs] == ["a", "b"]
+    push(lanes, "b", 2)  # arrives while b is out
+    lanes.give_back(runs)
+    assert lanes.queued == 8
+    assert lanes.ready_count("sync") == 4
+    runs = lanes.take("sync", 100)
+    assert [(k, seqs(items)) for k, items in runs] == [
+        ("a", [0, 1]), ("b", [0, 1, 2]), ("c", [0, 1]), ("d", [0])]
+    assert lanes.queued == 0
+
+
+def test_a_given_back_run_waits_for_nothing_of_its_own_key() -> None:
+    lanes = make()
+    push(lanes, "k", 0, "async")
+    push(lanes, "k", 1, "sync")
+    runs = lanes.take("async", 10)
+    lanes.give_back(runs)
+    assert lanes.take("sync", 10) == []  # the key's head is the async task again
+    (key, items), = lanes.take("async", 10)
+    assert (key, seqs(items)) == ("k", [0])
+    lanes.release(key)
+    (key, items), = lanes.take("sync", 10)
+    assert (key, seqs(items)) == ("k", [1])
+
+
+def test_a_given_back_run_can_be_dropped() -> None:
+    lanes = make()
+    push(lanes, "k", 0, partition=3)
+    lanes.give_back(lanes.take("sync", 10))
+    assert [i.seq for i in lanes.drop(lambda item: item.partition == 3)] == [0]
+    assert lanes.queued == 0
+    assert lanes.take("sync", 10) == []
+
+
 # -- randomized simulation ------------------------------------------------------------------------
 
 RUNNER_KINDS = ("sync", "sync", "async")
@@ -298,8 +339,20 @@ def test_random_simulation(seed: int) -> None:
             del running[key]
             lanes.release(key)
 
+    def give_back(index: int) -> None:
+        """The executor's ticker: the runs a runner holds behind its current one go back."""
+        nonlocal queued
+        work = holding[index]
+        back, work[1:] = work[1:], []
+        for key, items in back:
+            assert running.pop(key) == index
+            queued += len(items)
+        lanes.give_back(back)
+
     for _ in range(3000):
-        if rng.random() < 0.35:
+        if rng.random() < 0.04:
+            give_back(rng.randrange(len(RUNNER_KINDS)))
+        elif rng.random() < 0.35:
             key = rng.choice(keys)
             kind = "async" if rng.random() < 0.3 else "sync"
             seq += 1

@@ -220,3 +220,28 @@ def test_a_backlog_on_one_partition_does_not_crowd_out_the_others(rig: Rig) -> N
         w.stop()
     first = [p for p, _ in rig.ran[:120]]
     assert first.count(1) >= 30, f"P1 got {first.count(1)} of the first 120 completions"
+
+
+def test_cheap_tasks_run_and_are_noted_beside_a_slow_one_after_cheap_work(rig: Rig) -> None:
+    """A mixed load on one partition, after a warm-up of cheap tasks: a slow task of one key does not
+    hold back the cheap tasks of other keys (they start on idle threads at once), the commit stays at
+    the slow task, and the cheap ones above it are named in the commit metadata."""
+    from kqueue.core.completed import decode as decode_completed
+
+    rig.edge.assign(P0)
+    for n in range(300):
+        rig.task(P0, n, f"warm{n}")  # cheap: the executor learns it is in a cheap phase
+    with rig.worker(concurrency=8) as w:
+        wait_for(lambda: rig.edge.committed.get(P0) == 300, timeout=5, what="the warm-up")
+        rig.task(P0, 300, "slow", gate="slow")
+        for n in range(301, 351):
+            rig.task(P0, n, f"cheap{n}")
+        started = time.monotonic()
+        wait_for(lambda: sum(1 for _, n in rig.ran if n > 300) == 50, timeout=5, what="the cheap tasks")
+        assert time.monotonic() - started < 1.0
+        wait_for(lambda: bool(rig.edge.notes.get(P0)), timeout=5, what="a commit naming them")
+        assert rig.edge.committed[P0] == 300  # held at the slow task
+        assert decode_completed(300, rig.edge.notes[P0]) == set(range(301, 351))
+        rig.gate("slow").set()
+        wait_for(lambda: rig.edge.committed.get(P0) == 351, timeout=5, what="everything")
+        w.stop()
