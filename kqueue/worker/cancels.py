@@ -17,7 +17,6 @@ import threading
 from collections.abc import Callable
 
 from kqueue.core.control import DEFAULT_CANCEL_EXPIRY, ControlCommand, PendingCancels, cancel_expiry_seconds
-from kqueue.core.errors import DeliveryError
 from kqueue.core.headers import now_ms
 from kqueue.transport.producer import TaskProducer
 from kqueue.transport.topic_reader import TopicReader
@@ -44,7 +43,6 @@ class CancelWatch:
         self._topic = topic
         self._expiry_ms = int((expiry if expiry is not None else _expiry_from_env()) * 1000)
         self._clock = clock
-        self._tombstones: TaskProducer | None = None
         self._expired_unread: list[str] = []  # read already expired: tombstoned after the batch
         self._stop = threading.Event()
         self._caught_up = threading.Event()
@@ -95,7 +93,6 @@ class CancelWatch:
             self._caught_up.set()
         finally:
             reader.close()
-            self._close_tombstones()
 
     def expire(self) -> list[str]:
         """Drop the cancels past their expiry and tombstone them (cheap when none is due)."""
@@ -106,27 +103,17 @@ class CancelWatch:
             log.info("%d cancel(s) expired unused (kept %.0fs): %s", len(gone), self._expiry_ms / 1000,
                      ", ".join(gone[:5]) + (" ..." if len(gone) > 5 else ""))
             self._tombstone(gone)
-        elif self._tombstones is not None:
-            self._tombstones.poll(0)
         return gone
 
     def _tombstone(self, task_ids: list[str]) -> None:
-        """Every worker that sees a cancel expire writes its tombstone: the same one, harmlessly."""
+        """Every worker that sees a cancel expire writes its tombstone: the same one, harmlessly. A
+        producer just for them, closed after (expiries are rare; a client kept open costs threads)."""
         try:
-            if self._tombstones is None:
-                self._tombstones = TaskProducer(self._bootstrap, bound=5.0)
+            producer = TaskProducer(self._bootstrap, bound=5.0)
             for task_id in task_ids:
-                self._tombstones.produce(self._topic, None, task_id.encode())
-            self._tombstones.poll(0)
+                producer.produce(self._topic, None, task_id.encode())
+            producer.flush(5.0)
         except Exception as exc:  # never the watch's death: the next worker to start expires them again
-            log.warning("could not tombstone expired cancels in %s: %s", self._topic, exc)
-
-    def _close_tombstones(self) -> None:
-        if self._tombstones is None:
-            return
-        try:
-            self._tombstones.flush(5.0)
-        except DeliveryError as exc:
             log.warning("could not tombstone expired cancels in %s: %s", self._topic, exc)
 
     def _apply(self, key: bytes | None, value: bytes | None) -> None:

@@ -134,7 +134,9 @@ class Executor:
                 self._tick.wait(STALL_AFTER if self._hands else FREEZE_TICK)
                 now = time.monotonic()
                 self._froze(now)
-                if self._hands and not self._halted and now >= self._resume_at:  # held: nothing starts
+                # Held: nothing starts. Ready work no runner took within a tick (a wake-up lost in a
+                # race) is served on the next tick even when no runs are out.
+                if (self._hands or self._lanes.ready_count("sync")) and not self._halted and now >= self._resume_at:
                     self._unstall(now)
 
     def _froze(self, now: float) -> None:
