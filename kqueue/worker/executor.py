@@ -167,6 +167,11 @@ class Executor:
         owner = item.owner
         return self._halted or (owner is not None and not owner.live)
 
+    @property
+    def seconds_per_item(self) -> float:
+        """The moving average of handler time per task (cheap handlers: microseconds)."""
+        return self._seconds_per_item
+
     def running(self) -> int:
         """Keys with a handler running now (queued items not counted)."""
         with self._cond:

@@ -112,8 +112,6 @@ class Worker:
         opts, app = self.options, self.app
         self._edge, settler = self._transport(app, opts, self.queues)
         self._table = PartitionTable(self._edge, self._is_tier, app.topic_prefix)
-        self._bounds = Bounds(self._table, inflight_limit(opts.max_inflight, opts.batch_size, opts.concurrency),
-                              opts.concurrency)
         self._checkpoint = Checkpoint(self._table, settler, opts.commit_interval)
         self._committer = BackgroundCommitter(settler, abandon_after=committer.ABANDON_AFTER)
         # At least once, the offsets go through the consumer, which serves one thread at a time (a
@@ -127,6 +125,8 @@ class Worker:
         self._runner = Runner(self._hooks, self._cancels.pending if self._cancels is not None else None,
                               track_running=self._reporter is not None)
         self._executor = Executor(opts.concurrency, self._runner)
+        self._bounds = Bounds(self._table, inflight_limit(opts.max_inflight, opts.batch_size, opts.concurrency),
+                              opts.concurrency, lambda: self._executor.seconds_per_item)
         self._decoder = Decoder(app, read_enqueued_at=bool(self._hooks.settle))
         # Claims come from Q.dedup; a scripted transport (state-machine tests) starts with none.
         loader = self._claim_loader or (kafka_claim_loader(app.bootstrap_servers) if live_kafka else _no_claims)

@@ -54,8 +54,9 @@ class Outcomes:
               share: int) -> tuple[list[WorkItem], int]:
         """(the tasks to run, how many a previous owner had completed); the rest are settled here.
 
-        A partition with `share` unsettled tasks stops fetching until it has worked some off (what this
-        batch holds of it is still handed out), so one partition's backlog never crowds out the others'."""
+        A partition with `share` unsettled tasks is cut at its next record and fetched again from there
+        once it has worked some off, so one partition's backlog never crowds out the others' (the share
+        is in force only while a full worker would hold seconds of work: worker/bounds.py)."""
         runnable: list[WorkItem] = []
         skipped = 0
         table = self._table
@@ -63,6 +64,12 @@ class Outcomes:
             owner = table.get((item.topic, item.partition))
             if owner is None or owner.cut is not None:
                 continue  # not ours, or cut: fetched again from the cut when it resumes
+            if item.offset >= owner.stop_at:
+                owner.cut_at(item.offset, PauseReason.AHEAD)  # too far past a task that does not settle
+                continue
+            if owner.watermark.outstanding >= share:
+                owner.cut_at(item.offset, PauseReason.FAIR_SHARE)  # fetched again from here once under it
+                continue
             keyed = failure is None and self._gate.keyed(item)
             book = self._claims(owner, item, now) if keyed else None
             if keyed and book is None:
@@ -71,8 +78,6 @@ class Outcomes:
             if not owner.track(item.offset):
                 continue
             item.owner = owner
-            if owner.watermark.outstanding >= share and PauseReason.FAIR_SHARE not in owner.pauses:
-                owner.pause(PauseReason.FAIR_SHARE)  # no seek: fetched again from its position on resume
             done = owner.settle_if_done_before(item.offset)
             # Keyed tasks are admitted in log order, also those not run again (their claims count).
             admission = self._gate.admit(item, book, now, done) if book is not None else None

@@ -42,7 +42,8 @@ class PauseReason(enum.Enum):
 
 # Reasons that pause by cutting: the partition is sought back to a record not handed out, and records
 # of it fetched meanwhile are dropped (fetched again from there on resume).
-_CUTTING = frozenset({PauseReason.ROUTER_HOLD, PauseReason.CLAIMS_UNREAD, PauseReason.CLAIMS_LOADING})
+_CUTTING = frozenset({PauseReason.ROUTER_HOLD, PauseReason.CLAIMS_UNREAD, PauseReason.CLAIMS_LOADING,
+                      PauseReason.AHEAD, PauseReason.FAIR_SHARE})
 
 
 class ClaimRead(Protocol):
@@ -73,7 +74,7 @@ class PartitionOwner:
 
     __slots__ = ("_completed_dirty", "_done_before", "_edge", "_held", "_in_commit", "_noted_for",
                  "claim_failures", "claims", "committed", "completed_above", "cut", "due_at", "is_tier", "live",
-                 "noted", "pauses", "queue", "tp", "watermark")
+                 "noted", "pauses", "queue", "stop_at", "tp", "watermark")
 
     def __init__(self, tp: TP, is_tier: bool, edge: ConsumerEdge, queue: str = "") -> None:
         self.tp = tp
@@ -90,6 +91,9 @@ class PartitionOwner:
         self.pauses: set[PauseReason] = set()
         self.due_at: int | None = None  # held (router, unread claims): when it is fetched again (epoch ms)
         self.cut: int | None = None  # sought back to this offset: records of it fetched meanwhile are dropped
+        # The first offset too far past the commit position (bounds.py sets it as the position moves):
+        # the admission cuts there, so one stuck task never makes it remember more than MAX_AHEAD.
+        self.stop_at = 1 << 62
         # Offsets completed (no records to write) at or above the commit position: written into the
         # commit's metadata so the next owner does not run them again (core/completed.py).
         self.completed_above: set[int] = set()
