@@ -58,9 +58,9 @@ class OutRecord:
     key: bytes | None
     headers: HeaderList
     partition: int | None  # None: by key (status events)
-    # What to write instead if Kafka refuses this record as too large (a dead letter by reference,
-    # see core/oversize.py); built only if needed.
-    fallback: Callable[[], tuple[OutRecord, ...]] | None = field(default=None, compare=False, repr=False)
+    # What to write instead if Kafka refuses this record (a dead letter by reference, see
+    # core/oversize.py), given why (None: too large); built only if needed.
+    fallback: Callable[[str | None], tuple[OutRecord, ...]] | None = field(default=None, compare=False, repr=False)
 
 
 def status_record(event: TaskEvent, prefix: str) -> OutRecord:

@@ -39,12 +39,19 @@ class BatchNotCommitted(SettlementError):
     """The batch was not committed and nothing of it is visible (its transaction was aborted), or,
     at least once, its records may be: the worker keeps the batch and commits it again later.
     `permanent`: Kafka refused the batch's own records, so trying again will not help.
-    `too_large`: the positions (in the records given) of those it refused for their size."""
+    `refused`: the positions (in the records given) of the records Kafka refused one by one, with
+    why (None: too large; else invalid for their topic, not allowed, ...)."""
 
-    def __init__(self, message: str, permanent: bool = False, too_large: frozenset[int] = frozenset()) -> None:
+    def __init__(self, message: str, permanent: bool = False, too_large: frozenset[int] = frozenset(),
+                 refused: dict[int, str | None] | None = None) -> None:
         super().__init__(message)
         self.permanent = permanent
-        self.too_large = too_large
+        self.refused: dict[int, str | None] = {**dict.fromkeys(too_large), **(refused or {})}
+
+    @property
+    def too_large(self) -> frozenset[int]:
+        """Positions of every record refused (by size or otherwise)."""
+        return frozenset(self.refused)
 
 
 class Settler(Protocol):
@@ -67,14 +74,25 @@ class Settler(Protocol):
     def close(self) -> None: ...
 
 
-def _note_too_large(refused: set[int], index: int, err: KafkaError | None, _msg: object = None) -> None:
-    """Delivery callback: remember which records the broker refused for their size."""
-    if err is not None and err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
-        refused.add(index)
+# Errors about one record, not the batch or the connection: that record will be refused again.
+_RECORD_REFUSALS = frozenset({
+    KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_MSG_SIZE, KafkaError.INVALID_RECORD, KafkaError.INVALID_MSG,
+    KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.TOPIC_EXCEPTION, KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError._UNKNOWN_TOPIC, KafkaError._UNKNOWN_PARTITION,
+})
 
 
-def _too_large(exc: KafkaException) -> bool:
-    return error_of(exc).code() == KafkaError.MSG_SIZE_TOO_LARGE
+_TOO_LARGE = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_MSG_SIZE})
+
+
+def _why(error: KafkaError) -> str | None:
+    return None if error.code() in _TOO_LARGE else f"{error.name()}: {error.str()}"
+
+
+def _note_refused(refused: dict[int, str | None], index: int, err: KafkaError | None, _msg: object = None) -> None:
+    """Delivery callback: remember which records the broker refused, and why (None: too large)."""
+    if err is not None and err.code() in _RECORD_REFUSALS:
+        refused[index] = _why(err)
 
 
 class AtLeastOnceSettler:
@@ -86,24 +104,24 @@ class AtLeastOnceSettler:
 
     def commit(self, records: list[OutRecord], offsets: dict[TP, int], group_metadata: Any,
                metadata: dict[TP, str] | None = None) -> None:
-        refused: set[int] = set()
+        refused: dict[int, str | None] = {}
         try:
             for i, r in enumerate(records):
                 try:
                     self._producer.produce(r.topic, r.value, r.key, r.headers, partition=r.partition,
-                                           on_error=functools.partial(_note_too_large, refused, i))
+                                           on_error=functools.partial(_note_refused, refused, i))
                 except DeliveryError as exc:  # refused before it was queued (librdkafka's own size check)
                     if not exc.too_large:
                         raise
-                    refused.add(i)
+                    refused[i] = None
             if records:
                 self._producer.flush()
         except (DeliveryError, KafkaException) as exc:
             raise BatchNotCommitted(f"routed records were not delivered: {exc}", permanent=True,
-                                    too_large=frozenset(refused)) from exc
+                                    refused=refused) from exc
         if refused:
-            raise BatchNotCommitted(f"{len(refused)} routed record(s) too large to write", permanent=True,
-                                    too_large=frozenset(refused))
+            raise BatchNotCommitted(f"{len(refused)} routed record(s) refused by Kafka", permanent=True,
+                                    refused=refused)
         faults.crash_before_commit(len(records))
         if offsets:
             try:
@@ -173,25 +191,25 @@ class TransactionalSettler:
 
         generation = self._generation
         producer = self._ready_producer(left())
-        refused: set[int] = set()  # records refused for their size, by position in `records`
+        refused: dict[int, str | None] = {}  # records Kafka refused, by position in `records`: why
         try:
             producer.begin_transaction()
             for i, r in enumerate(records):
                 kwargs: dict[str, Any] = {"value": r.value, "key": r.key, "headers": r.headers,
-                                          "on_delivery": functools.partial(_note_too_large, refused, i)}
+                                          "on_delivery": functools.partial(_note_refused, refused, i)}
                 if r.partition is not None:
                     kwargs["partition"] = r.partition
                 try:
                     produce_waiting(producer, r.topic, kwargs)
-                except KafkaException as exc:  # refused before it was queued (librdkafka's own size check)
-                    if not _too_large(exc):
+                except KafkaException as exc:  # refused before it was queued (librdkafka's own checks)
+                    if error_of(exc).code() not in _RECORD_REFUSALS:
                         raise
-                    refused.add(i)
+                    refused[i] = _why(error_of(exc))
                 if (i + 1) % POLL_EVERY == 0:
                     producer.poll(0)
             if refused:
-                raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE,
-                                                f"{len(refused)} routed record(s) too large to write"))
+                raise KafkaException(KafkaError(KafkaError.INVALID_RECORD,
+                                                f"{len(refused)} routed record(s) refused by Kafka"))
             if offsets:
                 notes = metadata or {}
                 tps = [offset_with_note(t, p, o, notes) for (t, p), o in offsets.items()]
@@ -264,15 +282,15 @@ class TransactionalSettler:
                     "replacing it (the batch is kept)")
         return True
 
-    def _give_up(self, exc: KafkaException, too_large: set[int], producer: Producer, generation: int) -> NoReturn:
+    def _give_up(self, exc: KafkaException, refused: dict[int, str | None], producer: Producer,
+                 generation: int) -> NoReturn:
         """Before its commit was sent, abandon the transaction: the batch is kept for the next one."""
         error = error_of(exc)
-        permanent = is_permanent(error) or bool(too_large)
+        permanent = is_permanent(error) or bool(refused)
         if generation != self._generation:  # given up while stuck: the settler has moved on
             raise BatchNotCommitted(f"abandoned batch transaction failed: {error}", permanent) from exc
         if classify(error) is not TxnAction.FATAL and self._abort(producer):
-            raise BatchNotCommitted(f"batch transaction aborted: {error}", permanent,
-                                    frozenset(too_large)) from exc
+            raise BatchNotCommitted(f"batch transaction aborted: {error}", permanent, refused=refused) from exc
         # The producer is unusable (fenced, or an abort the coordinator refused while it moved), but
         # no commit of this transaction was ever sent: the coordinator aborts it at its timeout. A
         # fresh producer carries the batch next time.
@@ -280,7 +298,7 @@ class TransactionalSettler:
         with self._lock:
             if generation == self._generation:
                 self._producer = None
-        raise BatchNotCommitted(f"batch transaction abandoned: {error}", permanent, frozenset(too_large)) from exc
+        raise BatchNotCommitted(f"batch transaction abandoned: {error}", permanent, refused=refused) from exc
 
     def _abort(self, producer: Producer) -> bool:
         """Abort the open transaction; False if even that failed (the producer is unusable)."""

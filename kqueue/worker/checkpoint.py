@@ -41,6 +41,7 @@ class SettleCounts:
 # The most routed records one commit (one transaction) writes: a backlog of due tier records or of
 # retries held while commits failed goes out over several commits, never in one huge transaction.
 MAX_COMMIT_RECORDS = 2000
+ISOLATE_FOR = 30.0  # seconds a partition whose record Kafka refuses is left out of commits before a retry
 
 
 @dataclass
@@ -87,6 +88,7 @@ class Checkpoint:
         # the worker stops and the tasks are redelivered.
         self.failed: BaseException | None = None
         self.shrunk = 0  # refused records replaced by their dead letters by reference, over the run
+        self.isolated = 0  # partitions held because Kafka refused a record nothing could stand in for
 
     # -- committing --------------------------------------------------------------------------------
     def due(self) -> bool:
@@ -114,7 +116,10 @@ class Checkpoint:
 
         BatchNotCommitted: the records go back to their owners (if still live) and out with the next
         commit; those Kafka refused go back as their fallbacks (dead letters by reference), and
-        `shrunk` counts them. Any other error is fatal: `failed` is set and nothing is committed after."""
+        `shrunk` counts them; a partition with a refused record that has none (a dead letter by
+        reference refused again, a status event) is isolated: held, its records kept, left out of
+        commits for ISOLATE_FOR seconds, so the others go on. Any other error is fatal: `failed` is
+        set and nothing is committed after."""
         if error is not None:
             if not isinstance(error, BatchNotCommitted):
                 self.failed = error
@@ -124,12 +129,17 @@ class Checkpoint:
             index = 0
             for piece in batch.pieces:
                 back: list[tuple[int, list[OutRecord]]] = []
+                stuck: str | None = None
                 for offset, records in piece.released:
                     first, index = index, index + len(records)
-                    if not error.too_large.isdisjoint(range(first, index)):
-                        records = self._shrunk(records, error.too_large, first)
+                    hits = {i: why for i, why in error.refused.items() if first <= i < index}
+                    if hits:
+                        records, unreplaced = self._replaced(records, hits, first)
+                        stuck = unreplaced or stuck
                     back.append((offset, records))
                 piece.owner.commit_failed(piece, back)
+                if stuck is not None:
+                    self._isolate(piece.owner, stuck)
             raise error
         for piece in batch.pieces:
             piece.owner.commit_landed(piece)
@@ -139,18 +149,33 @@ class Checkpoint:
             self.counts.add(SETTLEMENT_OF_KIND[kind], n)
         return CommitResult(batch.offsets, len(batch.records()), time.monotonic() - batch.started)
 
-    def _shrunk(self, records: list[OutRecord], too_large: frozenset[int], first: int) -> list[OutRecord]:
-        """`records` (positions first, first+1, ... of the batch) with the refused ones replaced."""
+    def _replaced(self, records: list[OutRecord], refused: dict[int, str | None],
+                  first: int) -> tuple[list[OutRecord], str | None]:
+        """`records` (positions first, first+1, ... of the batch) with the refused ones replaced by their
+        fallbacks (dead letters by reference), and why one was refused that has none (else None)."""
         out: list[OutRecord] = []
+        unreplaced: str | None = None
         for i, record in enumerate(records, first):
-            if i in too_large and record.fallback is not None:
-                out += record.fallback()
+            if i not in refused:
+                out.append(record)
+                continue
+            why = refused[i]  # None: too large
+            if record.fallback is not None:
+                out += record.fallback(why)
                 self.shrunk += 1
-                log.warning("a %s record for %s was too large for Kafka; dead-lettering it by reference",
-                            record.kind.value, record.topic)
+                log.warning("a %s record for %s was refused by Kafka (%s); dead-lettering it by reference",
+                            record.kind.value, record.topic, why or "too large")
             else:
                 out.append(record)
-        return out
+                unreplaced = f"a {record.kind.value} record for {record.topic} ({why or 'too large'})"
+        return out, unreplaced
+
+    def _isolate(self, owner: PartitionOwner, why: str) -> None:
+        self.isolated += 1
+        owner.isolate(ISOLATE_FOR)
+        log.error("Kafka refuses %s, and nothing can stand in for it: partition %s/%d is held (its records "
+                  "kept, nothing committed past them) while the others go on; trying it again every %.0f s",
+                  why, owner.tp[0], owner.tp[1], ISOLATE_FOR)
 
     def commit(self, group_metadata: Any) -> CommitResult | None:
         """Prepare, write and finish a commit on this thread (see `prepare` and `finish`)."""

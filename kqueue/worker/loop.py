@@ -284,12 +284,12 @@ class Worker:
 
     def _account(self, commit: Callable[[], CommitResult | None]) -> None:
         """Run `commit`; a batch Kafka refused is kept and goes out with the next commit."""
-        shrunk = self._checkpoint.shrunk
+        shrunk, isolated = self._checkpoint.shrunk, self._checkpoint.isolated
         try:
             result = commit()
         except BatchNotCommitted as exc:
-            if self._checkpoint.shrunk > shrunk:  # its too-large records became dead letters by reference
-                return
+            if self._checkpoint.shrunk > shrunk or self._checkpoint.isolated > isolated:
+                return  # its refused records became dead letters by reference, or their partition is held
             if self._health.failed(exc):
                 self._checkpoint.failed = exc
                 raise

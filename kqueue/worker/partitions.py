@@ -16,6 +16,7 @@ from __future__ import annotations
 import enum
 import heapq
 import itertools
+import time
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
@@ -38,6 +39,7 @@ class PauseReason(enum.Enum):
     DRAINING = "draining"  # shutting down: fetch nothing more
     CLAIMS_UNREAD = "claims-unread"  # a keyed task's claims (Q.dedup) could not be read: retried later
     CLAIMS_LOADING = "claims-loading"  # a keyed task's claims are being read (on a thread of their own)
+    REFUSED = "refused"  # Kafka refuses a record of its and nothing can stand in for it: tried again later
 
 
 # Reasons that pause by cutting: the partition is sought back to a record not handed out, and records
@@ -73,8 +75,8 @@ class PartitionOwner:
     """A partition while this worker owns it."""
 
     __slots__ = ("_completed_dirty", "_done_before", "_edge", "_held", "_in_commit", "_noted_for",
-                 "claim_failures", "claims", "committed", "completed_above", "cut", "due_at", "is_tier", "live",
-                 "noted", "pauses", "queue", "stop_at", "tp", "watermark")
+                 "claim_failures", "claims", "committed", "completed_above", "cut", "due_at", "is_tier",
+                 "isolated_until", "live", "noted", "pauses", "queue", "stop_at", "tp", "watermark")
 
     def __init__(self, tp: TP, is_tier: bool, edge: ConsumerEdge, queue: str = "") -> None:
         self.tp = tp
@@ -94,6 +96,8 @@ class PartitionOwner:
         # The first offset too far past the commit position (bounds.py sets it as the position moves):
         # the admission cuts there, so one stuck task never makes it remember more than MAX_AHEAD.
         self.stop_at = 1 << 62
+        # While Kafka refuses one of its records: left out of commits until then (monotonic seconds).
+        self.isolated_until = 0.0
         # Offsets completed (no records to write) at or above the commit position: written into the
         # commit's metadata so the next owner does not run them again (core/completed.py).
         self.completed_above: set[int] = set()
@@ -168,7 +172,7 @@ class PartitionOwner:
         """What the next commit writes for this partition, at most `max_records` routed records (at
         least one offset's worth, so a commit always moves): the position, and the records below it.
         None when nothing changed since the last commit."""
-        if not self.live:
+        if not self.live or (self.isolated_until and time.monotonic() < self.isolated_until):
             return None
         position = self.watermark.position()
         if position is None:
@@ -206,6 +210,17 @@ class PartitionOwner:
             self.committed = piece.position
             self.noted = piece.metadata
             self._noted_for = piece.position
+            if self.isolated_until:
+                self.isolated_until = 0.0
+                self.unpause(PauseReason.REFUSED)
+
+    def isolate(self, seconds: float) -> None:
+        """Kafka refuses one of this partition's records and nothing can stand in for it: keep its
+        records (nothing is lost), stop fetching it and leave it out of commits for `seconds`, so the
+        worker's other partitions go on committing; then it is tried again."""
+        if self.live:
+            self.isolated_until = time.monotonic() + seconds
+            self.pause(PauseReason.REFUSED)
 
     def commit_failed(self, piece: CommitSlice, records_back: list[tuple[int, list[OutRecord]]]) -> None:
         """The commit did not land: its records wait here again (a dead ownership drops them)."""

@@ -55,12 +55,16 @@ def _fitted(record: OutRecord, item: WorkItem, prefix: str, now_ms: int, limit: 
     fitting = trimmed(record, limit)
     if fitting is None:
         return list(_by_reference(record, item, prefix, now_ms, too_large_reason(record, limit), last_error))
-    return [dataclasses.replace(fitting, fallback=lambda: _by_reference(
-        record, item, prefix, now_ms, too_large_reason(record, None), last_error))]
+    def fallback(refusal: str | None) -> tuple[OutRecord, ...]:
+        reason = too_large_reason(record, None) if refusal is None else f"refused by {record.topic}: {refusal}"
+        return _by_reference(record, item, prefix, now_ms, reason, last_error,
+                             "RecordTooLarge" if refusal is None else "RecordRefused")
+
+    return [dataclasses.replace(fitting, fallback=fallback)]
 
 
 def _by_reference(record: OutRecord, item: WorkItem, prefix: str, now_ms: int, reason: str,
-                  last_error: str | None) -> tuple[OutRecord, ...]:
+                  last_error: str | None, error_type: str = "RecordTooLarge") -> tuple[OutRecord, ...]:
     """The dead letter by reference standing for `record` (payload left at this item's position).
 
     A dead letter keeps its error (its `failed` event is already beside it). Anything else (a retry,
@@ -68,9 +72,9 @@ def _by_reference(record: OutRecord, item: WorkItem, prefix: str, now_ms: int, r
     if record.kind is RecordKind.DEAD_LETTER:
         return (reference_letter(record, item.origin),)
     message = f"{reason}; last error {last_error}" if last_error else reason
-    letter = reference_letter(record, item.origin, "RecordTooLarge", message, now_ms)
+    letter = reference_letter(record, item.origin, error_type, message, now_ms)
     event = TaskEvent(item.task_id, item.queue, item.meta.task_type or "", "failed", item.meta.attempt, now_ms,
-                      f"RecordTooLarge: {message}"[:1000])
+                      f"{error_type}: {message}"[:1000])
     return letter, status_record(event, prefix)
 
 

@@ -3,6 +3,7 @@ backlog spread over several partitions of one worker."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
@@ -184,3 +185,48 @@ def test_a_partition_handed_over_under_a_backlog_starts_within_a_second(kafka: K
         survivor.stop()
     started = min(t for t, w, p in finished if t > assigned_at and w == "first" and p in moved)
     assert started - assigned_at < 1.0, f"the first task of a moved partition ran {started - assigned_at:.1f}s late"
+
+
+def test_a_record_kafka_refuses_holds_only_its_own_partition(kafka: Kafka) -> None:
+    """The DLQ was made compacted by hand, so Kafka refuses a dead letter without a key (and its
+    dead letter by reference). Before, every partition's commits failed with it and the worker
+    stopped after three; now that partition alone is held, its records kept, and the other commits."""
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
+
+    from kqueue.core import names
+
+    app = kqueue.App("refused", kafka.bootstrap, partitions=2)
+    queue = unique("refused")
+    ran: list[int] = []
+
+    @app.task(queue=queue, max_attempts=1)
+    def work(payload: dict[str, Any]) -> None:
+        if payload.get("reject"):
+            raise kqueue.Reject("rejected on purpose")
+        ran.append(payload["n"])
+
+    app.ensure_queue(queue)
+    admin = kafka.admin()
+    resource = ConfigResource(ConfigResource.Type.TOPIC, names.dlq_topic(queue), incremental_configs=[
+        ConfigEntry("cleanup.policy", "compact", incremental_operation=AlterConfigOpType.SET)])
+    for future in admin.incremental_alter_configs([resource]).values():
+        future.result(timeout=30)
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": kafka.bootstrap})
+    def task(n: int, partition: int, key: bytes | None, **extra: Any) -> None:
+        producer.produce(queue, json.dumps({"n": n, **extra}).encode(), key, partition=partition, headers=[
+            (names.H_TYPE, b"work"), (names.H_CONTENT_TYPE, b"json"), (names.H_ID, f"t{n}".encode())])
+
+    task(-1, 0, None, reject=True)  # no key: its dead letter is refused by a compacted DLQ
+    for n in range(10):
+        task(n, 1, f"k{n}".encode())
+    assert producer.flush(10) == 0
+    with ThreadedWorker(app, group=unique("g"), concurrency=4, commit_interval=0.1) as worker:
+        wait_for(lambda: hasattr(worker.worker, "_table"), timeout=30, what="the worker to start")
+        owner = lambda p: worker.worker._table.get((queue, p))  # noqa: E731
+        wait_for(lambda: (o := owner(1)) is not None and o.committed == 10, timeout=60, what="partition 1 to commit")
+        wait_for(lambda: (o := owner(0)) is not None and PauseReason.REFUSED in o.pauses, timeout=60,
+                 what="partition 0 to be held")
+        assert owner(0).committed in (None, 0) and worker.error is None  # type: ignore[union-attr]  # never past it
+        worker.stop()

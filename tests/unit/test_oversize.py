@@ -86,7 +86,7 @@ def test_the_fallback_of_a_fitting_retry_is_the_reference_and_its_event() -> Non
     task = make_task()
     [retry] = route_failure(make_item(task_headers(), task=task), LONG_ERROR, task.app.tiers, "", NOW, limit=LIMIT)
     assert retry.fallback is not None
-    letter, status = retry.fallback()
+    letter, status = retry.fallback(None)
     assert letter.kind is RecordKind.DEAD_LETTER and is_reference(letter)
     assert "refused by emails.delay" in as_dict(letter.headers)[names.H_ERROR_MESSAGE]
     assert status.kind is RecordKind.STATUS
@@ -98,7 +98,7 @@ def test_a_dead_letters_fallback_is_the_reference_alone() -> None:
     letter, _status = route_failure(make_item(task_headers(max_attempts=1), task=task), LONG_ERROR, task.app.tiers,
                                     "", NOW, limit=LIMIT)
     assert letter.fallback is not None
-    [reference] = letter.fallback()
+    [reference] = letter.fallback(None)
     assert reference.topic == "emails.dlq" and as_dict(reference.headers)[names.H_ERROR_TYPE] == "ValueError"
 
 

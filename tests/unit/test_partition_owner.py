@@ -63,6 +63,8 @@ class Rig:
             assert self.gate(attempt_gate).wait(10), "gate never opened"
         if payload.get("sleep"):
             time.sleep(payload["sleep"])
+        if payload.get("reject"):
+            raise kqueue.Reject("rejected on purpose")
         with self.lock:
             self.ran.append((ctx.partition, payload["n"]))
 
@@ -247,3 +249,47 @@ def test_cheap_tasks_run_and_are_noted_beside_a_slow_one_after_cheap_work(rig: R
         rig.gate("slow").set()
         wait_for(lambda: rig.edge.committed.get(P0) == 351, timeout=5, what="everything")
         w.stop()
+
+
+class RefusingSettler(ScriptedSettler):
+    """Kafka refusing every record for one topic, one by one (as a compacted topic refuses a record
+    without a key), until told to stop."""
+
+    refuse_topic: str | None = None
+
+    def commit(self, records: list[OutRecord], offsets: dict[tuple[str, int], int], group_metadata: Any,
+               metadata: dict[tuple[str, int], str] | None = None) -> None:
+        refused: dict[int, str | None] = {i: "INVALID_RECORD: no key for a compacted topic"
+                                          for i, r in enumerate(records) if r.topic == self.refuse_topic}
+        if refused:
+            raise BatchNotCommitted("refused", permanent=True, refused=refused)
+        super().commit(records, offsets, group_metadata, metadata)
+
+
+def test_a_record_kafka_refuses_holds_only_its_own_partition(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before, a record Kafka refused for anything but its size failed the one transaction of every
+    partition, three times, and the worker stopped. Now it is replaced by its dead letter by
+    reference; refused again, its partition alone is held (records kept) and the others commit."""
+    from kqueue.worker import checkpoint
+
+    monkeypatch.setattr(checkpoint, "ISOLATE_FOR", 0.5)
+    settler = RefusingSettler(rig.edge)
+    settler.refuse_topic = names.dlq_topic(Q)
+    rig.settler = settler
+    rig.edge.assign(P0, P1)
+    rig.task(P0, 0, "a", reject=True)  # dead-lettered at once: its letter is refused, then its reference
+    for n in range(1, 11):
+        rig.task(P1, n, f"k{n}")
+    with rig.worker(commit_interval=0.01) as w:
+        wait_for(lambda: rig.edge.committed.get(P1) == 10, timeout=5, what="P1 to commit")
+        wait_for(lambda: PauseReason.REFUSED in _pauses(w, P0), timeout=5, what="P0 to be held")
+        assert rig.edge.committed.get(P0) is None and w.error is None  # the worker goes on
+        for n in range(11, 16):
+            rig.task(P1, n, f"k{n}")
+        wait_for(lambda: rig.edge.committed.get(P1) == 15, timeout=5, what="P1 to go on committing")
+        settler.refuse_topic = None  # the topic is mended
+        wait_for(lambda: rig.edge.committed.get(P0) == 1, timeout=5, what="P0 once Kafka takes it")
+        assert PauseReason.REFUSED not in _pauses(w, P0)
+        w.stop()
+    [letter] = [r for r in rig.settler.written if r.kind is RecordKind.DEAD_LETTER]
+    assert letter.value is None and dict(letter.headers)[names.H_PAYLOAD_AT] == f"{Q}/0/0".encode()
