@@ -14,17 +14,18 @@ import kqueue
 from kqueue.core import names
 from kqueue.core.headers import header_map
 from kqueue.transport.inspect import topic_depths
-from kqueue.transport.settle import BatchNotCommitted
-from kqueue.worker.loop import Worker, WorkerOptions
+from kqueue.worker.partitions import PauseReason
 from tests.support.kafka import Kafka, unique
 from tests.support.worker import ThreadedWorker, wait_for
 
 
 @pytest.mark.parametrize("transactions", [True, False])
-def test_undeliverable_dead_letter_stops_the_worker_without_committing(kafka: Kafka, transactions: bool) -> None:
+def test_an_undeliverable_dead_letter_holds_its_partition_without_committing(kafka: Kafka, transactions: bool) -> None:
+    """The DLQ refuses anything but tiny records, so neither the dead letter nor its dead letter by
+    reference can land. The worker keeps running (before, three refusals in a row stopped it, and
+    with it every other partition); the partition is held with nothing committed past the task."""
     app = kqueue.App("robust", kafka.bootstrap, partitions=1)
     queue = unique("undeliverable")
-    # The DLQ refuses anything but tiny records, so the dead letter (value + error headers) cannot land.
     admin = kafka.admin()
     from confluent_kafka.cimpl import NewTopic
 
@@ -40,10 +41,12 @@ def test_undeliverable_dead_letter_stops_the_worker_without_committing(kafka: Ka
         refuse.enqueue({"n": i})
     app.flush()
     group = unique("g")
-    worker = Worker(app, WorkerOptions(group=group, transactions=transactions, grace=2))
-    # Kafka refuses the dead letter: the batch is given up uncommitted, and that ends the run.
-    with pytest.raises(BatchNotCommitted, match="Message size too large"):
-        worker.run(until=lambda w: False)
+    with ThreadedWorker(app, group=group, transactions=transactions, grace=2, commit_interval=0.1) as worker:
+        wait_for(lambda: hasattr(worker.worker, "_table"), timeout=30, what="the worker to start")
+        wait_for(lambda: (o := worker.worker._table.get((queue, 0))) is not None
+                 and PauseReason.REFUSED in o.pauses, timeout=60, what="the partition to be held")
+        assert worker.error is None
+        worker.stop()  # leaves cleanly: the held partition commits nothing
     depth = next(d for d in topic_depths(kafka.bootstrap, [queue], group) if d.topic == queue)
     assert depth.committed is None or depth.committed < 0 or depth.committed == 0  # nothing committed past it
     assert depth.lag == 5  # all five tasks are still there for the next worker
