@@ -70,6 +70,9 @@ def main() -> None:
         thread.start()
         with Progress(console=console, transient=True) as progress:
             bar = progress.add_task("running behind the stuck task", total=args.later)
+            joined_by = time.monotonic() + 60  # the group forms first: quiet only counts after work began
+            while not done and time.monotonic() < joined_by:
+                time.sleep(0.1)
             last, since = -1, time.monotonic()
             while len(done) < args.later and time.monotonic() - since < 2.0:
                 if len(done) != last:
