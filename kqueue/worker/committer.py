@@ -39,11 +39,6 @@ class BackgroundCommitter:
     def busy(self) -> bool:
         return self._flight is not None
 
-    @property
-    def tasks_in_flight(self) -> int:
-        """Settled tasks whose routed records ride the commit in flight (out of their holds meanwhile)."""
-        return len(self._flight[0].released) if self._flight is not None else 0
-
     def flight_seconds(self) -> float:
         """How long the commit in flight has been flying (0: none)."""
         flight = self._flight

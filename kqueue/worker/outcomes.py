@@ -16,6 +16,7 @@ from kqueue.core.headers import now_ms
 from kqueue.core.records import SETTLEMENT_OF_KIND, OutRecord
 from kqueue.sdk.app import App
 from kqueue.sdk.middleware import Hooks
+from kqueue.worker.bounds import NO_SHARE
 from kqueue.worker.checkpoint import Checkpoint
 from kqueue.worker.dedup_gate import Admission, ClaimLoad, ClaimsUnread, DedupGate
 from kqueue.worker.events import Completions, settle_event
@@ -60,6 +61,7 @@ class Outcomes:
         runnable: list[WorkItem] = []
         skipped = 0
         table = self._table
+        fair = share < NO_SHARE  # no share in force (cheap handlers, one partition): no check per record
         for item, failure in decoded:
             owner = table.get((item.topic, item.partition))
             if owner is None or owner.cut is not None:
@@ -67,7 +69,7 @@ class Outcomes:
             if item.offset >= owner.stop_at:
                 owner.cut_at(item.offset, PauseReason.AHEAD)  # too far past a task that does not settle
                 continue
-            if owner.watermark.outstanding >= share:
+            if fair and owner.watermark.outstanding >= share:
                 owner.cut_at(item.offset, PauseReason.FAIR_SHARE)  # fetched again from here once under it
                 continue
             keyed = failure is None and self._gate.keyed(item)
