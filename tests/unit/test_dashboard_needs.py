@@ -11,12 +11,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_missing_chromium_fails_the_dashboard_test_in_one_line_naming_the_packages(tmp_path: Path) -> None:
-    env = {**os.environ, "KQUEUE_CHROMIUM": str(tmp_path / "no-chromium"),
-           "KQUEUE_CHROMEDRIVER": str(tmp_path / "no-chromedriver"),
+def test_missing_chromium_fails_the_dashboard_test_in_one_line_naming_the_packages() -> None:
+    env = {**os.environ, "KQUEUE_CHROMIUM": "/nonexistent/chromium",
+           "KQUEUE_CHROMEDRIVER": "/nonexistent/chromedriver",
            # Nothing listens here: had the test gone on to Kafka, it would hang and time out.
            "KQUEUE_BOOTSTRAP_SERVERS": "127.0.0.1:9",
-           "COLUMNS": "400"}  # pytest's summary lines whole
+           "COLUMNS": "2000"}  # pytest's summary lines whole (it cuts them at the terminal's width)
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-n", "0", "-q", "-p", "no:cacheprovider", "--timeout", "60",
          "tests/integration/test_dashboard.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
