@@ -2,7 +2,8 @@
 
 Every route under /api requires `Authorization: Bearer <token>` when a token is configured
 (`KQUEUE_API_TOKEN`). Bad input is a 4xx with a one-line `detail`; Kafka out of reach is a 503.
-`/readyz` (no token: probes carry none) answers 503 while the status view's reader is not reading.
+`/livez` and `/readyz` (no token: probes carry none): alive while it answers; ready while the status
+view's reader reads (503 while it is not).
 """
 
 from __future__ import annotations
@@ -171,6 +172,11 @@ def create_api(tasks: TaskService, queues: QueueService, token: str | None = Non
     def dashboard() -> FileResponse:
         """The dashboard's page; its data comes from /api (with the token when one is set)."""
         return FileResponse(STATIC / "dashboard.html")
+
+    @api.get("/livez", include_in_schema=False)
+    def livez() -> JSONResponse:
+        """Alive while the server answers (a dead status reader is restarted; /readyz tells of it)."""
+        return JSONResponse({"alive": True}, headers={"Cache-Control": "no-store"})
 
     @api.get("/readyz", include_in_schema=False)
     def readyz() -> JSONResponse:

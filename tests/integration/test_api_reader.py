@@ -21,9 +21,9 @@ from tests.support.kafka import unique
 from tests.support.worker import ThreadedWorker, wait_for
 
 
-def readyz(api: ApiProcess) -> tuple[int, dict[str, Any]]:
+def readyz(api: ApiProcess, path: str = "/readyz") -> tuple[int, dict[str, Any]]:
     try:
-        with urllib.request.urlopen(api.url + "/readyz", timeout=10) as answer:
+        with urllib.request.urlopen(api.url + path, timeout=10) as answer:
             return answer.status, json.loads(answer.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"{}")
@@ -78,6 +78,7 @@ def test_a_killed_reader_is_restarted_and_readyz_reports_it(running: tuple[App, 
     code, body = readyz(api)
     assert code == 503 and body["ready"] is False and body["status_view"]["state"] in ("restarting", "starting"), body
     assert "SIGKILL" in body["status_view"]["detail"], body
+    assert readyz(api, "/livez") == (200, {"alive": True})  # alive all along: a restart is not a reason to kill it
 
     wait_for(lambda: readyz(api)[0] == 200, 60, "/readyz to answer 200 again")
     code, body = readyz(api)
