@@ -112,16 +112,40 @@ class _SecondsCached(logging.Formatter):
         return msec_format % (self._stamp, record.msecs) if msec_format else self._stamp
 
 
+# Control characters as escapes: a task key or error text with a newline (or a carriage return, or
+# a Unicode line separator) would otherwise start a forged line in a text log. Tab is kept.
+_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F) if c != 0x09}
+_ESCAPES.update({c: f"\\x{c:02x}" for c in range(0x80, 0xA0)})
+_ESCAPES.update({0x0A: "\\n", 0x0D: "\\r", 0x2028: "\\u2028", 0x2029: "\\u2029"})
+
+
+def one_line(text: str) -> str:
+    """The text with every control character written as an escape (`\\n` stays visible, on one line)."""
+    return text if text.isprintable() else text.translate(_ESCAPES)
+
+
 class TextFormatter(_SecondsCached):
-    """The usual text line, with the lifecycle fields appended as key=value."""
+    """The usual text line, with the lifecycle fields appended as key=value. The line is one line
+    whatever it carries: control characters in the message and fields are escaped, and a traceback
+    below it is indented, so only a record starts a line at column 0."""
 
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)
 
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
-        extras = [f"{name}={value}" for name in FIELDS if (value := record.__dict__.get(name)) is not None]
-        return f"{line} {' '.join(extras)}" if extras else line
+        record.message = record.getMessage()
+        record.asctime = self.formatTime(record, self.datefmt)
+        line = one_line(self.formatMessage(record))
+        extras = [f"{name}={one_line(str(value))}" for name in FIELDS
+                  if (value := record.__dict__.get(name)) is not None]
+        if extras:
+            line = f"{line} {' '.join(extras)}"
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        for block in (record.exc_text, self.formatStack(record.stack_info) if record.stack_info else None):
+            if block:
+                line += "\n" + "\n".join("  " + one_line(part) for part in block.split("\n"))
+        return line
 
 
 class LineFormatter(_SecondsCached, JsonFormatter):
