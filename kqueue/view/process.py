@@ -24,6 +24,7 @@ log = logging.getLogger("kqueue.view")
 RESTART_FIRST = 1.0  # seconds before the first restart
 RESTART_MAX = 30.0  # the backoff's cap: a reader that cannot run (disk full) is retried this often
 STABLE_AFTER = 60.0  # a reader that ran this long before it ended starts the backoff afresh
+GROUP_STOP_GRACE = 3.0  # seconds a reader that stopped cleanly waits for the API's own stop
 
 
 def restart_delay(streak: int) -> float:
@@ -120,7 +121,9 @@ class IngestProcess:
             born = time.monotonic()
             self._await_start(process, started)
             process.join()
-            if self._stopping.is_set():
+            # Exit 0 is a stop the reader was told: a SIGTERM to the whole group (`timeout`, systemd)
+            # reaches it before the API, whose own stop follows in a moment. Not a crash to report.
+            if self._stopping.wait(GROUP_STOP_GRACE if process.exitcode == 0 else 0):
                 return
             ran_for = time.monotonic() - born
             streak = 1 if ran_for >= STABLE_AFTER else streak + 1

@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from kqueue import App
 from tests.apps.lifecycle import make_app
-from tests.support.api import ApiProcess
+from tests.support.api import ROOT, ApiProcess
 from tests.support.kafka import unique
 from tests.support.worker import ThreadedWorker, wait_for
 
@@ -92,3 +96,28 @@ def test_a_killed_reader_is_restarted_and_readyz_reports_it(running: tuple[App, 
     log = api.stop()
     assert "status view's reader stopped (killed by SIGKILL)" in log, log
     assert "starting it again in 1.0s" in log, log
+
+
+def test_a_stop_signal_to_the_whole_group_is_a_quiet_stop(bootstrap: str, tmp_path: Path) -> None:
+    """`timeout`, systemd and a terminal's Ctrl-C signal the API's whole process group: the reader
+    gets the SIGTERM first and stops cleanly, which is not reported as a crash nor restarted."""
+    env = {**os.environ, "KQUEUE_BOOTSTRAP_SERVERS": bootstrap, "KQ_TEST_QUEUE": unique("group-stop")}
+    env.pop("KQUEUE_API_TOKEN", None)
+    proc = subprocess.Popen([sys.executable, "-m", "kqueue", "api", "--app", "tests.apps.lifecycle:app", "--port",
+                             "0", "--db", str(tmp_path / "view.db")], env=env, cwd=ROOT, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        url = re.search(r"http://[\d.]+:\d+", first)
+        assert url is not None, first
+        api = SimpleNamespace(url=url.group(0))
+        wait_for(lambda: readyz(api)[0] == 200, 60, "the reader to read")  # type: ignore[arg-type]
+        os.killpg(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    assert proc.returncode == 0, err
+    assert "reader stopped" not in err and "starting it again" not in err, err
