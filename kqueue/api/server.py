@@ -9,7 +9,7 @@ view's reader reads (503 while it is not).
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path as PathType
 from typing import Annotated, Any
 
@@ -20,7 +20,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 
 from kqueue.api.bodylimit import BodyLimit
+from kqueue.api.browser import BrowserHeaders
 from kqueue.api.catchup import ViewBehind
+from kqueue.api.docs import add_docs
+from kqueue.api.guard import UNAUTHORIZED, HostCheck, TokenFirst
 from kqueue.api.models import (
     CancelAnswerBody,
     Enqueued,
@@ -51,7 +54,8 @@ Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]
 
 
 class TokenCheck:
-    """The dependency every /api route has: the bearer token, compared in constant time."""
+    """The dependency every /api route has: the bearer token, compared in constant time. TokenFirst
+    (guard.py) has already refused a request without it; this declares it in the OpenAPI document."""
 
     def __init__(self, token: str | None) -> None:
         self.token = token
@@ -61,7 +65,7 @@ class TokenCheck:
             return
         given = credentials.credentials if credentials is not None else ""
         if not hmac.compare_digest(given.encode(), self.token.encode()):
-            raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
 
 
 def _answer(status: TaskStatus) -> TaskAnswer:
@@ -69,9 +73,19 @@ def _answer(status: TaskStatus) -> TaskAnswer:
 
 
 def create_api(tasks: TaskService, queues: QueueService, token: str | None = None,
-               max_body: int = MAX_BODY, reader: Callable[[], ReaderHealth] | None = None) -> FastAPI:
-    api = FastAPI(title="kqueue", version="1", description="Tasks, queues and dead letters of a kqueue app.")
+               max_body: int = MAX_BODY, reader: Callable[[], ReaderHealth] | None = None,
+               hosts: Sequence[str] | None = None, docs: bool = False) -> FastAPI:
+    """The app; `hosts`: the Host names served (None: any), `docs`: serve /docs (Swagger UI)."""
+    api = FastAPI(title="kqueue", version="1", description="Tasks, queues and dead letters of a kqueue app.",
+                  docs_url=None, redoc_url=None, swagger_ui_oauth2_redirect_url=None)
+    # Outermost last: browser headers on every answer, then the Host, then the token, all before
+    # the body is read; the size limit while it is.
     api.add_middleware(BodyLimit, limit=max_body)
+    api.add_middleware(TokenFirst, token=token)
+    api.add_middleware(HostCheck, hosts=hosts)
+    api.add_middleware(BrowserHeaders)
+    if docs:
+        add_docs(api, STATIC)
     v1 = APIRouter(prefix="/api/v1", dependencies=[Depends(TokenCheck(token))], responses=_ERRORS)
 
     @v1.post("/tasks", status_code=202, response_model=Enqueued, responses={422: {}, 413: {"model": Problem}})
