@@ -106,11 +106,16 @@ def test_the_page_shows_queues_workers_dead_letters_and_statuses(run: dict[str, 
     _wait(browser, "a worker", lambda b: any(run["queue"] in t for t in _texts(b, "#workers tbody tr")))
     _wait(browser, "the dead letters", lambda b: set(_attrs(b, "#dlq tbody tr", "data-task-id"))
           >= {*run["doomed"], run["hostile"]})
-    statuses = browser.execute_script(
-        "return Object.fromEntries(Array.from(document.querySelectorAll('#recent tbody tr[data-task-id]'))"
-        ".map(r => [r.dataset.taskId, r.querySelectorAll('td')[2].textContent]))")
-    assert all(statuses.get(t) == "completed" for t in run["done"]), statuses
-    assert all(statuses.get(t) == "failed" for t in run["doomed"]), statuses
+    # The recent tasks come from a fetch of their own, which may land after the dead letters'.
+    def statuses(b: WebDriver) -> dict[str, str]:
+        return dict(b.execute_script(
+            "return Object.fromEntries(Array.from(document.querySelectorAll('#recent tbody tr[data-task-id]'))"
+            ".map(r => [r.dataset.taskId, r.querySelectorAll('td')[2].textContent]))"))
+
+    _wait(browser, "the recent tasks", lambda b: set(statuses(b)) >= {*run["done"], *run["doomed"]})
+    shown = statuses(browser)
+    assert all(shown.get(t) == "completed" for t in run["done"]), shown
+    assert all(shown.get(t) == "failed" for t in run["doomed"]), shown
 
 
 def test_task_text_is_shown_as_text_never_run_as_html(run: dict[str, Any]) -> None:
