@@ -10,6 +10,10 @@ from typing import Any
 
 from kqueue import App
 
+# Avro carries what JSON cannot: bytes that are not text, and NaN (a valid Avro double).
+READING = {"type": "record", "name": "Reading", "namespace": "tests.deep",
+           "fields": [{"name": "raw", "type": "bytes"}, {"name": "value", "type": "double"}]}
+
 
 def nested(depth: int) -> Any:
     """`depth` levels of lists around a 0 (`nested(1)` is `[0]`)."""
@@ -36,6 +40,10 @@ def make_app(queue: str, bootstrap: str | None = None) -> App:
 
     @app.task(queue=queue, max_attempts=1)
     def refuse(payload: Any) -> None:
+        raise ValueError("refused on purpose")
+
+    @app.task(queue=queue, max_attempts=1, schema=READING)
+    def measure(payload: dict[str, Any]) -> None:
         raise ValueError("refused on purpose")
 
     return app

@@ -191,3 +191,16 @@ def test_a_foreign_dead_letter_nested_too_deep_is_shown_as_unrenderable(setup: S
         wait_for(functools.partial(dead, ids[name]), 60, f"the dead letter {name} in the view")
         letter = setup.get(f"/api/v1/queues/{setup.queue}/dlq/{ids[name]}")
         assert letter["payload"] == shown, name
+
+
+def test_an_avro_dead_letter_with_binary_bytes_or_nan_is_shown(setup: Setup) -> None:
+    """Avro holds bytes that are not UTF-8 and NaN doubles. Before: GET /dlq/{id} answered 500 for
+    the bytes, and showed NaN as null."""
+    measure = setup.app.tasks[(setup.queue, "measure")]
+    binary = measure.enqueue({"raw": b"\xff\x00\x80", "value": 1.5})
+    nan = measure.enqueue({"raw": b"ok", "value": float("nan")})
+    setup.app.flush()
+    assert setup.finished(binary)["status"] == "failed" and setup.finished(nan)["status"] == "failed"
+    letter = setup.get(f"/api/v1/queues/{setup.queue}/dlq/{binary}")
+    assert letter["payload"] == {"raw": "\xff\x00\x80", "value": 1.5}  # one character per byte, as Avro's JSON
+    assert setup.get(f"/api/v1/queues/{setup.queue}/dlq/{nan}")["payload"] == NOT_FINITE
