@@ -9,8 +9,9 @@ from typing import Any
 from kqueue.control import dlq
 from kqueue.control.stats import QueueNotFound, QueueStats, read_queue_stats, with_rates
 from kqueue.core import names
-from kqueue.core.codec import decode_payload
+from kqueue.core.codec import SOE_MAGIC, decode_payload
 from kqueue.core.errors import DecodeError
+from kqueue.core.json_rules import TOO_DEEP, renderable, text_too_deep, unrenderable
 from kqueue.sdk.app import App
 from kqueue.transport.inspect import read_record_at, topic_depths
 from kqueue.view.liveness import WorkerLiveness
@@ -112,11 +113,16 @@ class QueueService:
         return out
 
     def _readable(self, queue: str, letter: dlq.DeadLetter, value: bytes | None) -> Any:
-        """The payload as JSON when it decodes (Avro with the type's schema, or JSON), else as text."""
+        """The payload as JSON when it decodes (Avro with the type's schema, or JSON), else as text;
+        one that JSON cannot show (nested too deep, NaN: a foreign producer's) as {"unrenderable": why}."""
         task = self.app.task_for(queue, letter.task_type or None)
+        content_type = letter.headers.get(names.H_CONTENT_TYPE)
+        if (value is not None and content_type != names.CONTENT_AVRO and value[:2] != SOE_MAGIC
+                and text_too_deep(value)):  # JSON told before parsing: deep enough, it overflows the parser
+            return unrenderable(TOO_DEEP)
         try:
-            return decode_payload(value, letter.headers.get(names.H_CONTENT_TYPE),
-                                  task.schema if task is not None else None, self.app.schemas)
+            return renderable(decode_payload(value, content_type, task.schema if task is not None else None,
+                                             self.app.schemas))
         except DecodeError:
             return None if value is None else value.decode("utf-8", "replace")
 

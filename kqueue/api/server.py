@@ -8,6 +8,7 @@ view's reader reads (503 while it is not).
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 from collections.abc import Callable, Sequence
 from pathlib import Path as PathType
@@ -35,8 +36,10 @@ from kqueue.api.models import (
 )
 from kqueue.api.queues import QueueService, UnknownQueue
 from kqueue.api.service import NotFound, TaskService
+from kqueue.api.strictjson import strict_post
 from kqueue.api.validation import payload_problems
 from kqueue.core.errors import DeliveryError
+from kqueue.core.json_rules import stored_json
 from kqueue.core.status import TaskStatus
 from kqueue.view.process import ReaderHealth
 
@@ -69,7 +72,12 @@ class TokenCheck:
 
 
 def _answer(status: TaskStatus) -> TaskAnswer:
-    return TaskAnswer.model_validate(status.as_json())
+    """The task as the API shows it; a kept result that cannot be shown as JSON (too deep, NaN, not
+    JSON: written by an older version or a foreign producer) is replaced by {"unrenderable": why}."""
+    body = dataclasses.replace(status, result=None).as_json()
+    if status.result is not None:
+        body["result"] = stored_json(status.result)
+    return TaskAnswer.model_validate(body)
 
 
 def create_api(tasks: TaskService, queues: QueueService, token: str | None = None,
@@ -88,7 +96,7 @@ def create_api(tasks: TaskService, queues: QueueService, token: str | None = Non
         add_docs(api, STATIC)
     v1 = APIRouter(prefix="/api/v1", dependencies=[Depends(TokenCheck(token))], responses=_ERRORS)
 
-    @v1.post("/tasks", status_code=202, response_model=Enqueued, responses={422: {}, 413: {"model": Problem}})
+    @strict_post(v1, "/tasks", status_code=202, response_model=Enqueued, responses={422: {}, 413: {"model": Problem}})
     async def enqueue(body: EnqueueRequest) -> Any:
         try:
             task = tasks.task_def(body.type, body.queue)

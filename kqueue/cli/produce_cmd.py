@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from kqueue.cli.common import console, fail, options, resolve_bootstrap
 from kqueue.core.durations import parse_duration
+from kqueue.core.json_rules import loads_checked
 from kqueue.core.names import PRIORITIES
 from kqueue.sdk.app import App
 from kqueue.sdk.sender import sender_for
@@ -32,7 +32,7 @@ def _read_payloads(json_text: str | None, file: Path | None, stdin: bool) -> lis
         raise ValueError("give exactly one of --json, --file or - (stdin)")
     if json_text is not None:
         try:
-            return [json.loads(json_text)]
+            return [loads_checked(json_text)]
         except ValueError as exc:
             raise ValueError(f"--json is not valid JSON: {exc}") from None
     if file is not None:
@@ -49,7 +49,7 @@ def _read_payloads(json_text: str | None, file: Path | None, stdin: bool) -> lis
         if not line.strip():
             continue
         try:
-            payloads.append(json.loads(line))
+            payloads.append(loads_checked(line))
         except ValueError as exc:
             raise ValueError(f"{source} line {number} is not valid JSON: {exc}") from None
     if not payloads:

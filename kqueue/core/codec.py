@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint, load_schema, to_parsing_canonical_form
 
 from kqueue.core.errors import DecodeError
+from kqueue.core.json_rules import MAX_JSON_DEPTH, TOO_DEEP, dumps_checked, value_too_deep
 
 SOE_MAGIC = b"\xc3\x01"
 SOE_HEADER_LEN = 10  # 2 magic bytes + 8-byte little-endian fingerprint
@@ -30,6 +32,7 @@ class AvroSchema:
     parsed: Any
     fingerprint: bytes  # 8 bytes, in wire order
     range_check: Callable[[Any, str], None] | None = None
+    may_nest_too_deep: bool = False  # recursive (or absurdly deep): payloads are checked for depth
 
     @property
     def prefix(self) -> bytes:
@@ -41,7 +44,8 @@ class AvroSchema:
         canonical = to_parsing_canonical_form(parsed)
         fp = bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
         name = parsed["name"] if isinstance(parsed, dict) and "name" in parsed else canonical
-        return cls(name=str(name), parsed=parsed, fingerprint=fp, range_check=_range_checker(parsed))
+        return cls(name=str(name), parsed=parsed, fingerprint=fp, range_check=_range_checker(parsed),
+                   may_nest_too_deep=_nesting(parsed, _named(parsed), frozenset()) > MAX_JSON_DEPTH)
 
     @classmethod
     def from_file(cls, path: str | Path) -> AvroSchema:
@@ -109,8 +113,39 @@ def _range_checker(schema: Any) -> Callable[[Any, str], None] | None:
     return None
 
 
+def _named(parsed: Any) -> dict[str, Any]:
+    named = parsed.get("__named_schemas") if isinstance(parsed, dict) else None
+    return named if isinstance(named, dict) else {}
+
+
+def _nesting(schema: Any, named: dict[str, Any], within: frozenset[str]) -> float:
+    """How many JSON levels a value of `schema` can nest (records, arrays and maps are one each);
+    infinite for a recursive schema. Most schemas are far under the limit, and their payloads need
+    no depth check at enqueue."""
+    if isinstance(schema, str):
+        if schema in within:
+            return math.inf
+        return _nesting(named[schema], named, within) if schema in named else 0
+    if isinstance(schema, list):  # a union: its deepest branch
+        return max((_nesting(branch, named, within) for branch in schema), default=0)
+    if not isinstance(schema, dict):
+        return 0
+    kind = schema.get("type")
+    if kind in ("record", "error"):
+        inside = within | {str(schema.get("name"))}
+        return 1 + max((_nesting(f["type"], named, inside) for f in schema.get("fields", ())), default=0)
+    if kind == "array":
+        return 1 + _nesting(schema.get("items"), named, within)
+    if kind == "map":
+        return 1 + _nesting(schema.get("values"), named, within)
+    return _nesting(kind, named, within) if isinstance(kind, dict | list) else 0
+
+
 def encode_avro(schema: AvroSchema, payload: Any) -> bytes:
-    """Single-object-encode `payload`; a payload that does not fit the schema raises ValueError."""
+    """Single-object-encode `payload`; a payload that does not fit the schema, or nests deeper than
+    MAX_JSON_DEPTH levels, raises ValueError."""
+    if schema.may_nest_too_deep and value_too_deep(payload):
+        raise ValueError(f"payload is {TOO_DEEP}")
     try:
         if schema.range_check is not None:
             schema.range_check(payload, "")
@@ -123,7 +158,9 @@ def encode_avro(schema: AvroSchema, payload: Any) -> bytes:
 
 
 def encode_json(payload: Any) -> bytes:
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    """`payload` as compact standard JSON; ValueError if it is not JSON, holds NaN or Infinity, or nests
+    deeper than MAX_JSON_DEPTH levels (kqueue.core.json_rules)."""
+    return dumps_checked(payload).encode()
 
 
 class SchemaStore:
@@ -180,6 +217,8 @@ def _decode_json(value: bytes) -> Any:
         return json.loads(value)
     except (UnicodeDecodeError, ValueError) as exc:
         raise DecodeError(f"value is not valid JSON: {exc}") from exc
+    except RecursionError:  # a foreign producer's value nested beyond the parser's recursion
+        raise DecodeError(f"value is {TOO_DEEP}") from None
 
 
 def _decode_soe(value: bytes, reader: AvroSchema | None, store: SchemaStore) -> Any:

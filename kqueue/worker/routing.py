@@ -7,6 +7,7 @@ import random
 
 from kqueue.core import names
 from kqueue.core.headers import dead_letter_headers, delivered_headers, retry_headers, to_header_list
+from kqueue.core.json_rules import dumps_checked
 from kqueue.core.oversize import MAX_RECORD_BYTES, reference_letter, too_large_reason, trimmed
 from kqueue.core.records import OutRecord, RecordKind, status_record
 from kqueue.core.retry import GiveUp, Tiers, decide_retry, route_due_record
@@ -130,18 +131,24 @@ RESULT_LIMIT = 8192  # bytes of JSON a task may keep as its result (the status v
 
 
 def result_records(item: WorkItem, prefix: str, now_ms: int, worker: str | None = None) -> list[OutRecord]:
-    """A completed task that keeps its result: its `completed` event carrying the value as JSON
-    (or, when the value is not JSON or too large, saying why it was not kept)."""
-    import json
-
+    """A completed task that keeps its result: its `completed` event carrying the value as standard
+    JSON (or, when the value is not JSON, holds NaN or Infinity, nests deeper than MAX_JSON_DEPTH
+    levels or is too large, saying why it was not kept)."""
     result: str | None = None
     note: str | None = None
     try:
-        result = json.dumps(item.result, separators=(",", ":"), ensure_ascii=False)
-    except (TypeError, ValueError) as exc:
+        result = dumps_checked(item.result, "the value")
+        size = len(result.encode())  # a lone surrogate in a string has no UTF-8 form: not JSON either
+    except TypeError as exc:
         note = f"result not kept: not JSON ({exc})"
-    if result is not None and len(result.encode()) > RESULT_LIMIT:
-        note = f"result not kept: {len(result.encode())} bytes of JSON, over the {RESULT_LIMIT}-byte limit"
+    except UnicodeEncodeError as exc:
+        note = f"result not kept: a string in it is not Unicode text ({exc.reason})"
+    except ValueError as exc:
+        note = f"result not kept: {exc}"
+    if note is not None:
+        result = None
+    elif size > RESULT_LIMIT:
+        note = f"result not kept: {size} bytes of JSON, over the {RESULT_LIMIT}-byte limit"
         result = None
     task_type = item.task.name if item.task is not None else item.meta.task_type or ""
     event = TaskEvent(item.task_id, item.queue, task_type, "completed", item.meta.attempt, now_ms, note, worker,
