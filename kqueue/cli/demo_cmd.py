@@ -88,7 +88,8 @@ def demo(
     # SIGTERM or Ctrl-C from here on stops the worker and the API before the demo exits.
     with tempfile.TemporaryDirectory(prefix="kqueue-demo-") as tmp, ChildProcesses() as children:
         api = DemoApi(children, bootstrap, Path(tmp) / "status.db")
-        console.print(f"dashboard: {api.url}/  (REST API {api.url}/api/v1, OpenAPI {api.url}/openapi.json)", highlight=False)
+        console.print(f"dashboard: {api.url}/  (REST API {api.url}/api/v1, OpenAPI {api.url}/openapi.json)",
+                      highlight=False)
         log = Path(tmp) / "completed.log"
         worker = children.start(
             [sys.executable, "-m", "kqueue", "consume", "--app", "kqueue.demo.tasks:app", "--group", DEMO_GROUP,
