@@ -15,9 +15,7 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import re
-import subprocess
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -27,12 +25,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-CHART = ROOT / "helm" / "kqueue"
+from tests.support.helm import CHART, FULLNAME, KUBE_VERSION, Doc, arg_after, helm_binary, run_helm, template
+
 CI_VALUES = sorted((CHART / "ci").glob("*.yaml"))
-KUBE_VERSION = "1.30.0"
-RELEASE = "ci"
-FULLNAME = f"{RELEASE}-kqueue"
 DEFAULT_PARTITIONS = 6
 # Objects whose schema is not part of Kubernetes: checked structurally below.
 CRD_KINDS = {
@@ -42,35 +37,13 @@ CRD_KINDS = {
 }
 SENSITIVE = re.compile(r"PASSWORD|SECRET|TOKEN|CREDENTIAL|PRIVATE", re.IGNORECASE)
 
-Doc = dict[str, Any]
-
 
 # -- helm --------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
 def helm() -> str:
-    """$KQUEUE_HELM, else the pinned helm from .ci/install-helm (the first build takes minutes)."""
-    path = os.environ.get("KQUEUE_HELM")
-    if path:
-        assert os.access(path, os.X_OK), f"KQUEUE_HELM={path} is not an executable"
-        return path
-    done = subprocess.run([str(ROOT / ".ci" / "install-helm")], capture_output=True, text=True, timeout=1200,
-                          check=False)
-    assert done.returncode == 0, f".ci/install-helm failed:\n{done.stderr[-4000:]}"
-    return done.stdout.strip().splitlines()[-1]
-
-
-def run_helm(helm: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([helm, *args], capture_output=True, text=True, timeout=120, check=False,
-                          env={**os.environ, "HELM_CACHE_HOME": "/tmp/kqueue-helm-cache",
-                               "HELM_CONFIG_HOME": "/tmp/kqueue-helm-config",
-                               "HELM_DATA_HOME": "/tmp/kqueue-helm-data"})
-
-
-def template(helm: str, values: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return run_helm(helm, "template", RELEASE, str(CHART), "-f", str(values), "--kube-version", KUBE_VERSION,
-                    "--namespace", "shop", *extra)
+    return helm_binary()
 
 
 @cache
@@ -123,11 +96,6 @@ def of_kind(docs: tuple[Doc, ...] | list[Doc], kind: str) -> list[Doc]:
 def worker_deployments(docs: tuple[Doc, ...] | list[Doc]) -> list[Doc]:
     return [d for d in of_kind(docs, "Deployment")
             if d["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component") == "worker"]
-
-
-def arg_after(args: list[str], flag: str) -> str:
-    assert flag in args, f"{flag} missing from {args}"
-    return args[args.index(flag) + 1]
 
 
 # -- checks (each raises AssertionError naming what is wrong) ----------------------------------------

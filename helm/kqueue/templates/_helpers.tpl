@@ -287,3 +287,59 @@ through envFrom (kqueue.kafkaEnvFrom), never as values here.
 {{- define "kqueue.kedaAuth" -}}
 {{- if and (eq .Values.autoscaling.mode "keda") (or .Values.kafka.sasl.mechanism .Values.kafka.tls.existingSecret) }}true{{ end }}
 {{- end }}
+
+{{/*
+The API server (`kqueue api`).
+*/}}
+{{- define "kqueue.apiFullname" -}}
+{{- printf "%s-api" (include "kqueue.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Does the chart create the Secret holding the API's token (api.token.value)? "true" or "". */}}
+{{- define "kqueue.apiChartTokenSecret" -}}
+{{- if and .Values.api.enabled .Values.api.token.value (not .Values.api.token.existingSecret) }}true{{ end }}
+{{- end }}
+
+{{/* The Secret the API's bearer token is read from: the existing one, else the chart's. */}}
+{{- define "kqueue.apiTokenSecretName" -}}
+{{- .Values.api.token.existingSecret | default (printf "%s-token" (include "kqueue.apiFullname" .) | trunc 63 | trimSuffix "-") }}
+{{- end }}
+
+{{/* The key of that Secret holding the token: api.token.secretKey for an existing one, `token` in the chart's. */}}
+{{- define "kqueue.apiTokenSecretKey" -}}
+{{- if .Values.api.token.existingSecret }}{{ .Values.api.token.secretKey }}{{ else }}token{{ end }}
+{{- end }}
+
+{{/*
+Refuse API settings that cannot work, or that would open it without anyone having said so.
+kqueue api bound to the pod's addresses answers whoever reaches the Service; without a token every
+/api route (enqueue, cancel, replay, purge) is open to them.
+*/}}
+{{- define "kqueue.checkApi" -}}
+{{- $a := .Values.api }}
+{{- if not ($a.app | default .Values.workerDefaults.app) }}
+{{- fail "api.enabled needs api.app (or workerDefaults.app): package.module:attribute" }}
+{{- end }}
+{{- if and $a.token.existingSecret $a.token.value }}
+{{- fail "api.token: set existingSecret (a Secret you made, preferred) or value (put in a Secret the chart makes), not both" }}
+{{- end }}
+{{- if and $a.token.existingSecret (not $a.token.secretKey) }}
+{{- fail "api.token.secretKey is empty: name the key of api.token.existingSecret that holds the token" }}
+{{- end }}
+{{- $hasToken := or $a.token.existingSecret $a.token.value }}
+{{- if and (not $hasToken) (not $a.allowNoToken) }}
+{{- fail "api.enabled without a token: every /api route (enqueue, cancel, replay, purge) would be open to whoever reaches the Service. Set api.token.existingSecret (a Secret with the token under api.token.secretKey, default \"token\") or api.token.value, or set api.allowNoToken=true to run it open on purpose" }}
+{{- end }}
+{{- if and $hasToken $a.allowNoToken }}
+{{- fail "api.allowNoToken is true but a token is set (api.token): drop one of them" }}
+{{- end }}
+{{- range $a.env }}
+{{- if eq (toString .name) "KQUEUE_API_TOKEN" }}
+{{- fail "api.env sets KQUEUE_API_TOKEN: give the token with api.token.existingSecret (or api.token.value) instead" }}
+{{- end }}
+{{- end }}
+{{- $host := toString $a.host }}
+{{- if or (hasPrefix "127." $host) (has $host (list "localhost" "::1" "")) }}
+{{- fail (printf "api.host %q: the kubelet's probes and the Service reach the pod on its own address, not loopback; use 0.0.0.0 (or :: for IPv6)" $host) }}
+{{- end }}
+{{- end }}
