@@ -33,7 +33,7 @@ from kqueue.api.models import (
 from kqueue.api.queues import QueueService, UnknownQueue
 from kqueue.api.service import NotFound, TaskService
 from kqueue.api.validation import payload_problems
-from kqueue.core.errors import DeliveryError
+from kqueue.core.errors import DeliveryError, RecordTooLarge
 from kqueue.core.status import TaskStatus
 from kqueue.view.process import ReaderHealth
 
@@ -203,5 +203,10 @@ def create_api(tasks: TaskService, queues: QueueService, token: str | None = Non
     @api.exception_handler(DeliveryError)
     def kafka_away(_: Request, exc: DeliveryError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "5"})
+
+    @api.exception_handler(RecordTooLarge)
+    def too_large(_: Request, exc: RecordTooLarge) -> JSONResponse:
+        # Kafka refuses it every time: not a 503 to retry.
+        return JSONResponse({"detail": str(exc)}, status_code=413)
 
     return api
