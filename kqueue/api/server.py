@@ -33,6 +33,7 @@ from kqueue.api.models import (
 from kqueue.api.queues import QueueService, UnknownQueue
 from kqueue.api.service import NotFound, TaskService
 from kqueue.api.validation import payload_problems
+from kqueue.control.dlq import ReplayConflict
 from kqueue.core.errors import DeliveryError, RecordTooLarge
 from kqueue.core.status import TaskStatus
 from kqueue.view.process import ReaderHealth
@@ -152,7 +153,9 @@ def create_api(tasks: TaskService, queues: QueueService, token: str | None = Non
         except LookupError as exc:
             raise HTTPException(404, str(exc)) from None
 
-    @v1.post("/queues/{queue}/dlq/replay", response_model=ReplayAnswer)
+    @v1.post("/queues/{queue}/dlq/replay", response_model=ReplayAnswer,
+             responses={409: {"model": Problem, "description": "Another replay of the queue ran at the same "
+                              "time and this one wrote nothing; try again after Retry-After seconds"}})
     def replay(queue: QueueName, body: ReplayRequest) -> Any:
         if not body.task_ids and not body.all:
             return JSONResponse({"detail": [{"loc": ["body", "task_ids"], "msg": "name task_ids or set all",
@@ -208,5 +211,10 @@ def create_api(tasks: TaskService, queues: QueueService, token: str | None = Non
     def too_large(_: Request, exc: RecordTooLarge) -> JSONResponse:
         # Kafka refuses it every time: not a 503 to retry.
         return JSONResponse({"detail": str(exc)}, status_code=413)
+
+    @api.exception_handler(ReplayConflict)
+    def replay_raced(_: Request, exc: ReplayConflict) -> JSONResponse:
+        # The fence kept the replay at most once; the loser wrote nothing and may simply ask again.
+        return JSONResponse({"detail": str(exc)}, status_code=409, headers={"Retry-After": "1"})
 
     return api

@@ -1,5 +1,5 @@
-"""`kqueue api` (a subprocess, a real broker) at its limits: task records too large for Kafka
-(issue 19, item 6)."""
+"""`kqueue api` (a subprocess, a real broker) at its limits: replays racing each other, a replay
+request that is not quite a boolean, and task records too large for Kafka (issue 19, items 4-6)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,20 @@ import json
 import os
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 from confluent_kafka.admin import NewTopic
 
+from kqueue.control.dlq import pending_dead_letters
 from kqueue.core import names
 from kqueue.core.oversize import MAX_RECORD_BYTES, record_bytes
 from kqueue.core.records import OutRecord, RecordKind
+from tests.integration.test_dlq_replay_race import make_dead_letters, replayed_on_main
 from tests.support.api import ApiProcess
 from tests.support.kafka import Kafka, unique
 
@@ -46,6 +50,46 @@ def _body(data: bytes) -> Any:
         return json.loads(data or b"null")
     except ValueError:
         return data.decode(errors="replace")  # e.g. a bare 500's "Internal Server Error"
+
+
+# -- item 4: replays racing -------------------------------------------------------------------------
+def test_six_replays_at_once_one_replays_each_letter_the_others_get_409(
+        kafka: Kafka, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """All six take the queue's replay id and choose their letters before any writes (the app holds
+    each replay until six have come that far): the last to take the id replays, the five it fenced
+    answer 409 with Retry-After and one line (500, an unhandled ReplayConflict, before)."""
+    queue, ids = make_dead_letters(kafka, 3)
+    monkeypatch.setenv("KQ_TEST_REPLAY_PARTIES", "6")
+    with ApiProcess(kafka.bootstrap, queue, tmp_path / "view.db", app="tests.apps.held_replays:app",
+                    token=TOKEN) as api:
+        path = f"/api/v1/queues/{queue}/dlq/replay"
+        with ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(lambda _: call(api, "POST", path, {"all": True}), range(6)))
+        schema_code, _, schema = call(api, "GET", "/openapi.json")
+    assert sorted(code for code, _, _ in answers) == [200, 409, 409, 409, 409, 409], answers
+    [report] = [body for code, _, body in answers if code == 200]
+    assert sorted(report["replayed"]) == sorted(ids)
+    for code, headers, body in answers:
+        if code == 409:
+            assert int(headers["retry-after"]) >= 1
+            assert f"another replay of queue '{queue}'" in body["detail"] and "\n" not in body["detail"]
+    assert replayed_on_main(kafka, queue, len(ids), len(ids)) == Counter(ids)  # each exactly once
+    documented = schema["paths"]["/api/v1/queues/{queue}/dlq/replay"]["post"]["responses"]
+    assert schema_code == 200 and "409" in documented
+
+
+# -- item 5: a strict boolean -----------------------------------------------------------------------
+def test_replay_all_must_be_a_real_boolean(kafka: Kafka, tmp_path: Path) -> None:
+    """{"all": "yes"} replayed the whole DLQ (any truthy string was true); now 422, nothing replayed."""
+    queue, ids = make_dead_letters(kafka, 2)
+    with ApiProcess(kafka.bootstrap, queue, tmp_path / "view.db", token=TOKEN) as api:
+        path = f"/api/v1/queues/{queue}/dlq/replay"
+        for value in ("yes", "true", "false", 1, 0, None):
+            code, _, body = call(api, "POST", path, {"all": value})
+            assert code == 422 and body["detail"][0]["loc"] == ["body", "all"], (value, code, body)
+        assert sorted(letter.task_id for letter in pending_dead_letters(kafka.bootstrap, queue)) == sorted(ids)
+        code, _, report = call(api, "POST", path, {"all": True})
+    assert code == 200 and sorted(report["replayed"]) == sorted(ids)
 
 
 # -- item 6: records too large for Kafka ------------------------------------------------------------
