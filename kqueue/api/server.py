@@ -92,7 +92,20 @@ def create_api(tasks: TaskService, queues: QueueService, token: str | None = Non
                                           idempotency_key=body.idempotency_key)
         return Enqueued(task_id=task_id, created_at=at)
 
-    @v1.get("/tasks/{task_id}", response_model=TaskAnswer)
+    @v1.get("/tasks/{task_id:path}/timeline")
+    async def task_timeline(task_id: TaskId) -> list[dict[str, Any]]:
+        """What the view read about the task, in order: appended, retried through tiers, run, finished.
+
+        Ids may hold `/` (a foreign producer's kq-id): this route comes first, so `GET /tasks/x/timeline`
+        is the timeline of `x` even when a task `x/timeline` exists (whose status GET cannot reach; its
+        cancel and dead letter can)."""
+        try:
+            await tasks.status(task_id)
+        except NotFound as exc:
+            raise HTTPException(404, str(exc)) from None
+        return tasks.store.timeline(task_id)
+
+    @v1.get("/tasks/{task_id:path}", response_model=TaskAnswer)
     async def get_task(task_id: TaskId) -> TaskAnswer:
         try:
             return _answer(await tasks.status(task_id))
@@ -104,16 +117,7 @@ def create_api(tasks: TaskService, queues: QueueService, token: str | None = Non
                      limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> list[TaskAnswer]:
         return [_answer(status) for status in tasks.recent(limit, queue)]
 
-    @v1.get("/tasks/{task_id}/timeline")
-    async def task_timeline(task_id: TaskId) -> list[dict[str, Any]]:
-        """What the view read about the task, in order: appended, retried through tiers, run, finished."""
-        try:
-            await tasks.status(task_id)
-        except NotFound as exc:
-            raise HTTPException(404, str(exc)) from None
-        return tasks.store.timeline(task_id)
-
-    @v1.delete("/tasks/{task_id}", status_code=202, response_model=CancelAnswerBody,
+    @v1.delete("/tasks/{task_id:path}", status_code=202, response_model=CancelAnswerBody,
                responses={200: {"model": CancelAnswerBody}, 409: {"model": TaskAnswer}})
     async def cancel_task(task_id: TaskId) -> Any:
         try:
@@ -144,7 +148,7 @@ def create_api(tasks: TaskService, queues: QueueService, token: str | None = Non
     def dead_letters(queue: QueueName, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
         return queues.dead_letters(queue, limit)
 
-    @v1.get("/queues/{queue}/dlq/{task_id}")
+    @v1.get("/queues/{queue}/dlq/{task_id:path}")
     def dead_letter(queue: QueueName, task_id: TaskId) -> dict[str, Any]:
         try:
             return queues.dead_letter(queue, task_id)
