@@ -2,7 +2,7 @@
 
 import logging
 
-from kqueue.core.errors import DeliveryError, KqueueError, Reject, Retry
+from kqueue.core.errors import DeliveryError, KqueueError, RecordTooLarge, Reject, Retry
 from kqueue.core.records import Settlement
 from kqueue.core.retry import RetryPolicy
 from kqueue.observe.auto_tracing import tracing_when_configured
@@ -12,7 +12,8 @@ from kqueue.sdk.middleware import CommitEvent, EnqueueEvent, Middleware, Partiti
 from kqueue.sdk.task import TaskDef
 
 __all__ = ["App", "CommitEvent", "DeliveryError", "EnqueueEvent", "KqueueError", "Middleware", "PartitionEvent",
-           "Reject", "Retry", "RetryPolicy", "SettleEvent", "Settlement", "TaskContext", "TaskDef", "TickEvent"]
+           "RecordTooLarge", "Reject", "Retry", "RetryPolicy", "SettleEvent", "Settlement", "TaskContext", "TaskDef",
+           "TickEvent"]
 __version__ = "0.1.0"
 
 register_default_middleware(tracing_when_configured)  # spans when OpenTelemetry is configured

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 MAX_NAME = 249  # Kafka's longest topic name: a queue or type name cannot usefully be longer
 MAX_KEY = 4096
@@ -77,7 +77,8 @@ class ReplayRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     task_ids: list[str] = Field(default_factory=list, max_length=10_000)
-    all: bool = False
+    # Strict: "yes", "false" or 1 is a 422, never a replay of the whole DLQ.
+    all: StrictBool = Field(False, description="true: replay every pending dead letter of the queue")
 
 
 class ReplayAnswer(BaseModel):

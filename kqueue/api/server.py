@@ -36,11 +36,14 @@ from kqueue.api.models import (
 )
 from kqueue.api.queues import QueueService, UnknownQueue
 from kqueue.api.service import NotFound, TaskService
-from kqueue.api.strictjson import strict_post
+from kqueue.api.strictjson import StrictJsonRoute, strict_post
 from kqueue.api.validation import payload_problems
-from kqueue.core.errors import DeliveryError
+from kqueue.control.dlq import ReplayConflict
+from kqueue.core.errors import DeliveryError, RecordTooLarge
 from kqueue.core.json_rules import stored_json
 from kqueue.core.status import TaskStatus
+from kqueue.transport.admin import KafkaUnavailable
+from kqueue.transport.security import scrub
 from kqueue.view.process import ReaderHealth
 
 STATIC = PathType(__file__).resolve().parent / "static"
@@ -94,7 +97,9 @@ def create_api(tasks: TaskService, queues: QueueService, token: str | None = Non
     api.add_middleware(BrowserHeaders)
     if docs:
         add_docs(api, STATIC)
-    v1 = APIRouter(prefix="/api/v1", dependencies=[Depends(TokenCheck(token))], responses=_ERRORS)
+    # Every JSON body under the same rules (depth, no NaN): parsed by StrictJsonRoute.
+    v1 = APIRouter(prefix="/api/v1", dependencies=[Depends(TokenCheck(token))], responses=_ERRORS,
+                   route_class=StrictJsonRoute)
 
     @strict_post(v1, "/tasks", status_code=202, response_model=Enqueued, responses={422: {}, 413: {"model": Problem}})
     async def enqueue(body: EnqueueRequest) -> Any:
@@ -113,7 +118,20 @@ def create_api(tasks: TaskService, queues: QueueService, token: str | None = Non
                                           idempotency_key=body.idempotency_key)
         return Enqueued(task_id=task_id, created_at=at)
 
-    @v1.get("/tasks/{task_id}", response_model=TaskAnswer)
+    @v1.get("/tasks/{task_id:path}/timeline")
+    async def task_timeline(task_id: TaskId) -> list[dict[str, Any]]:
+        """What the view read about the task, in order: appended, retried through tiers, run, finished.
+
+        Ids may hold `/` (a foreign producer's kq-id): this route comes first, so `GET /tasks/x/timeline`
+        is the timeline of `x` even when a task `x/timeline` exists (whose status GET cannot reach; its
+        cancel and dead letter can)."""
+        try:
+            await tasks.status(task_id)
+        except NotFound as exc:
+            raise HTTPException(404, str(exc)) from None
+        return tasks.store.timeline(task_id)
+
+    @v1.get("/tasks/{task_id:path}", response_model=TaskAnswer)
     async def get_task(task_id: TaskId) -> TaskAnswer:
         try:
             return _answer(await tasks.status(task_id))
@@ -125,16 +143,7 @@ def create_api(tasks: TaskService, queues: QueueService, token: str | None = Non
                      limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> list[TaskAnswer]:
         return [_answer(status) for status in tasks.recent(limit, queue)]
 
-    @v1.get("/tasks/{task_id}/timeline")
-    async def task_timeline(task_id: TaskId) -> list[dict[str, Any]]:
-        """What the view read about the task, in order: appended, retried through tiers, run, finished."""
-        try:
-            await tasks.status(task_id)
-        except NotFound as exc:
-            raise HTTPException(404, str(exc)) from None
-        return tasks.store.timeline(task_id)
-
-    @v1.delete("/tasks/{task_id}", status_code=202, response_model=CancelAnswerBody,
+    @v1.delete("/tasks/{task_id:path}", status_code=202, response_model=CancelAnswerBody,
                responses={200: {"model": CancelAnswerBody}, 409: {"model": TaskAnswer}})
     async def cancel_task(task_id: TaskId) -> Any:
         try:
@@ -165,7 +174,7 @@ def create_api(tasks: TaskService, queues: QueueService, token: str | None = Non
     def dead_letters(queue: QueueName, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
         return queues.dead_letters(queue, limit)
 
-    @v1.get("/queues/{queue}/dlq/{task_id}")
+    @v1.get("/queues/{queue}/dlq/{task_id:path}")
     def dead_letter(queue: QueueName, task_id: TaskId) -> dict[str, Any]:
         try:
             return queues.dead_letter(queue, task_id)
@@ -174,7 +183,9 @@ def create_api(tasks: TaskService, queues: QueueService, token: str | None = Non
         except LookupError as exc:
             raise HTTPException(404, str(exc)) from None
 
-    @v1.post("/queues/{queue}/dlq/replay", response_model=ReplayAnswer)
+    @v1.post("/queues/{queue}/dlq/replay", response_model=ReplayAnswer,
+             responses={409: {"model": Problem, "description": "Another replay of the queue ran at the same "
+                              "time and this one wrote nothing; try again after Retry-After seconds"}})
     def replay(queue: QueueName, body: ReplayRequest) -> Any:
         if not body.task_ids and not body.all:
             return JSONResponse({"detail": [{"loc": ["body", "task_ids"], "msg": "name task_ids or set all",
@@ -225,5 +236,24 @@ def create_api(tasks: TaskService, queues: QueueService, token: str | None = Non
     @api.exception_handler(DeliveryError)
     def kafka_away(_: Request, exc: DeliveryError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "5"})
+
+    @api.exception_handler(KafkaUnavailable)
+    def kafka_unanswered(_: Request, exc: KafkaUnavailable) -> JSONResponse:
+        # A figure read from Kafka (a queue's depths) that it could not give now: a new topic whose
+        # leader is not elected yet, a broker away. Asking again may work.
+        error = exc.args[0] if exc.args else exc
+        reason = error.str() if hasattr(error, "str") else str(error)
+        return JSONResponse({"detail": scrub(f"Kafka could not answer now: {reason}")}, status_code=503,
+                            headers={"Retry-After": "1"})
+
+    @api.exception_handler(RecordTooLarge)
+    def too_large(_: Request, exc: RecordTooLarge) -> JSONResponse:
+        # Kafka refuses it every time: not a 503 to retry.
+        return JSONResponse({"detail": str(exc)}, status_code=413)
+
+    @api.exception_handler(ReplayConflict)
+    def replay_raced(_: Request, exc: ReplayConflict) -> JSONResponse:
+        # The fence kept the replay at most once; the loser wrote nothing and may simply ask again.
+        return JSONResponse({"detail": str(exc)}, status_code=409, headers={"Retry-After": "1"})
 
     return api

@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from kqueue.cli.common import console, fail, options, resolve_bootstrap
 from kqueue.core.durations import parse_duration
+from kqueue.core.errors import RecordTooLarge
 from kqueue.core.json_rules import loads_checked
 from kqueue.core.names import PRIORITIES
 from kqueue.sdk.app import App
@@ -100,19 +101,23 @@ def produce(
         raise fail(str(exc), 2) from None
     app.ensure_queue(queue)
     ids: list[str] = []
-    if len(encoded) == 1:
-        ids.append(sender.send(encoded[0], key=key, priority=priority, idempotency_key=idempotency_key,
-                               delay=delay_seconds))
-        app.flush()
-        typer.echo(ids[0])
-        return
-    with Progress(TextColumn("enqueue"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console, transient=True) as progress:
-        bar = progress.add_task("enqueue", total=len(encoded))
-        for value in encoded:
-            ids.append(sender.send(value, key=key, priority=priority, delay=delay_seconds))
-            progress.advance(bar)
-        app.flush()
+    try:  # too large for Kafka: one line, and no retry can help (exit 2, as for a payload that does not encode)
+        if len(encoded) == 1:
+            ids.append(sender.send(encoded[0], key=key, priority=priority, idempotency_key=idempotency_key,
+                                   delay=delay_seconds))
+            app.flush()
+            typer.echo(ids[0])
+            return
+        with Progress(TextColumn("enqueue"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=console, transient=True) as progress:
+            bar = progress.add_task("enqueue", total=len(encoded))
+            for value in encoded:
+                ids.append(sender.send(value, key=key, priority=priority, delay=delay_seconds))
+                progress.advance(bar)
+            app.flush()
+    except RecordTooLarge as exc:
+        many = f" ({len(ids)} of {len(encoded)} task(s) were handed to Kafka; a refused one is not enqueued)"
+        raise fail(f"{exc}{many if len(encoded) > 1 else ''}", 2) from None
     fmt = "avro" if sender.schema is not None else "json"
     console.print(f"enqueued {len(ids)} {task_type} task(s) to {queue} ({fmt}); first {ids[0]}, last {ids[-1]}",
                   highlight=False)

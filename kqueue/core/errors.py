@@ -30,11 +30,19 @@ class DecodeError(KqueueError):
 
 
 class DeliveryError(KqueueError):
-    """Kafka did not accept one or more produced records (`too_large`: for its size)."""
+    """Kafka did not accept one or more produced records, for a reason that may pass (it is away,
+    slow, or the send buffer is full): trying again later can help."""
 
-    def __init__(self, message: str, too_large: bool = False) -> None:
+
+class RecordTooLarge(KqueueError, ValueError):
+    """A record over a size limit: the producer's own (`limit`, bytes) or, `limit` None, the topic's
+    max.message.bytes (Kafka refused it). Sending it again cannot help, so it is bad input (a
+    ValueError; the REST API answers 413), never a DeliveryError."""
+
+    def __init__(self, message: str, size: int, limit: int | None = None) -> None:
         super().__init__(message)
-        self.too_large = too_large
+        self.size = size
+        self.limit = limit
 
 
 class KafkaSettingsError(KqueueError, ValueError):

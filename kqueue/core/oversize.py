@@ -7,13 +7,18 @@ commit: the queue would stop. So the error headers shrink first (the trace goes,
 is cut), and a record that still does not fit becomes a dead letter *by reference*: no value, the
 task's own kq-* headers, the error, and `kq-payload-at` naming the record that still holds the
 payload (readable until that topic's retention removes it). `kqueue dlq replay` reads it from there.
+
+A new task over the limit is refused before it is produced (`refuse_oversize`): a RecordTooLarge
+that names the limit, as is Kafka's own refusal for a topic whose max.message.bytes is smaller.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 
 from kqueue.core import names
+from kqueue.core.errors import RecordTooLarge
 from kqueue.core.headers import HeaderList
 from kqueue.core.records import OutRecord, RecordKind
 
@@ -35,10 +40,33 @@ _KEPT_BY_REFERENCE = frozenset({
 })
 
 
-def record_bytes(record: OutRecord) -> int:
+Headers = Iterable[tuple[str, bytes | str | None]]
+
+
+def record_size(value: bytes | None, key: bytes | None, headers: Headers | None) -> int:
     """An upper estimate of the size Kafka checks against its limits (before compression)."""
-    headers = sum(len(name) + len(value) + _PER_HEADER for name, value in record.headers)
-    return len(record.value or b"") + len(record.key or b"") + headers + _PER_RECORD
+    header_bytes = sum(len(name) + len(v.encode() if isinstance(v, str) else v or b"") + _PER_HEADER
+                       for name, v in headers or ())
+    return len(value or b"") + len(key or b"") + header_bytes + _PER_RECORD
+
+
+def record_bytes(record: OutRecord) -> int:
+    return record_size(record.value, record.key, record.headers)
+
+
+def refuse_oversize(topic: str, value: bytes | None, key: bytes | None, headers: Headers | None,
+                    limit: int) -> None:
+    """Raise RecordTooLarge if the record would be over `limit` bytes (by record_size's estimate)."""
+    size = record_size(value, key, headers)
+    if size > limit:
+        raise RecordTooLarge(f"{topic}: the record is {size} bytes (payload, key and headers), over the "
+                             f"{limit}-byte limit per record", size, limit)
+
+
+def refused_as_too_large(topic: str, size: int) -> RecordTooLarge:
+    """Kafka's own refusal of a record for its size: the topic's max.message.bytes is below it."""
+    return RecordTooLarge(f"{topic}: Kafka refused the record ({size} bytes) as larger than the topic's "
+                          "max.message.bytes", size)
 
 
 def _cut(text: bytes, limit: int) -> bytes:

@@ -18,13 +18,13 @@ from typing import Any, NoReturn, Protocol
 
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, Producer, TopicPartition
 
-from kqueue.core.errors import DeliveryError, KqueueError
+from kqueue.core.errors import DeliveryError, KqueueError, RecordTooLarge
 from kqueue.core.records import TP, OutRecord
 from kqueue.transport import faults
 from kqueue.transport.admin import make_admin
 from kqueue.transport.config import producer_config
 from kqueue.transport.consumer import ConsumerEdge, offset_with_note
-from kqueue.transport.producer import POLL_EVERY, TaskProducer, produce_waiting
+from kqueue.transport.producer import POLL_EVERY, TOO_LARGE_CODES, TaskProducer, produce_waiting
 from kqueue.transport.txn import FENCED_CODES, TxnAction, classify, commit_outcome, error_of, is_permanent, retrying
 
 log = logging.getLogger("kqueue.worker")
@@ -82,11 +82,8 @@ _RECORD_REFUSALS = frozenset({
 })
 
 
-_TOO_LARGE = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_MSG_SIZE})
-
-
 def _why(error: KafkaError) -> str | None:
-    return None if error.code() in _TOO_LARGE else f"{error.name()}: {error.str()}"
+    return None if error.code() in TOO_LARGE_CODES else f"{error.name()}: {error.str()}"
 
 
 def _note_refused(refused: dict[int, str | None], index: int, err: KafkaError | None, _msg: object = None) -> None:
@@ -110,13 +107,11 @@ class AtLeastOnceSettler:
                 try:
                     self._producer.produce(r.topic, r.value, r.key, r.headers, partition=r.partition,
                                            on_error=functools.partial(_note_refused, refused, i))
-                except DeliveryError as exc:  # refused before it was queued (librdkafka's own size check)
-                    if not exc.too_large:
-                        raise
+                except RecordTooLarge:  # refused before it was queued (over the producer's limit)
                     refused[i] = None
             if records:
                 self._producer.flush()
-        except (DeliveryError, KafkaException) as exc:
+        except (DeliveryError, RecordTooLarge, KafkaException) as exc:
             raise BatchNotCommitted(f"routed records were not delivered: {exc}", permanent=True,
                                     refused=refused) from exc
         if refused:
