@@ -45,7 +45,11 @@ def test_tier_records_held_while_commits_fail_stay_under_the_bound(kafka: Kafka,
     finally:
         del os.environ["KQUEUE_FAULT"]
     try:
-        time.sleep(5)  # commits refused all along: the tier partition must have stopped at the bound
+        # Started (its handlers installed: an early SIGUSR1 would kill it) and refusing commits; then a
+        # few seconds for the tier partition to stop at the bound.
+        wait_for(lambda: "injected: the commit was refused" in err.read_text(), timeout=90,
+                 what="the first refused commit")
+        time.sleep(3)
         worker.send_signal(signal.SIGUSR1)
         wait_for(lambda: "worker state" in err.read_text(), timeout=10, what="the state line")
         held = int(re.findall(r"'held_for_commit': (\d+)", err.read_text())[0])

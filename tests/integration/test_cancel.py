@@ -48,8 +48,9 @@ def test_cancelled_tasks_never_run_whether_cancelled_before_or_while_the_worker_
     early, early_kept = record.enqueue({"n": 0}, key="a"), record.enqueue({"n": 1}, key="a")
     app.flush()
     _cancel(kafka.bootstrap, early)
-    # While the worker runs: queued behind a 3 s task of the same key, cancelled before its turn.
-    slow = record.enqueue({"n": 2, "sleep": 3}, key="b")
+    # While the worker runs: queued behind an 8 s task of the same key, cancelled before its turn
+    # (the `kqueue cancel` process alone may take seconds to start on a loaded machine).
+    slow = record.enqueue({"n": 2, "sleep": 8}, key="b")
     late, late_kept = record.enqueue({"n": 3}, key="b"), record.enqueue({"n": 4}, key="b")
     app.flush()
     worker = consume_process(kafka.bootstrap, queue, group, log)

@@ -39,7 +39,9 @@ def test_keyed_tasks_wait_for_claims_that_cannot_be_read(kafka: Kafka) -> None:
         wait_for(lambda: 0 in ran, timeout=30, what="the task before the keyed one")
         time.sleep(3)  # several reads fail meanwhile
         assert ran == [0] and worker.error is None  # held, not run unchecked, and the worker lives
-        assert worker.worker.state()["paused"][f"{queue}/0"]["paused"] == ["claims-unread"]
+        # Held between reads (each retry resumes it for a moment, to fetch and meet the cut again).
+        wait_for(lambda: worker.worker.state()["paused"].get(f"{queue}/0", {}).get("paused") == ["claims-unread"],
+                 timeout=10, what="the partition held for its unread claims")
         # The claims topic is back, empty (a fresh App: this one remembers the queue as made).
         kqueue.App("claims-unread", kafka.bootstrap, partitions=1).ensure_queue(queue)
         wait_for(lambda: ran == [0, 1, 2], timeout=60, what="the held tasks once the claims are read")
