@@ -9,6 +9,7 @@ from datetime import datetime
 from types import FrameType
 
 import typer
+from rich import box
 from rich.table import Table
 
 from kqueue.cli.common import GlobalOptions, console, fail, load_cli_app, options, setup_logging
@@ -53,15 +54,17 @@ def list_schedules(
     if as_json:
         print(json.dumps(_as_json(rows, log, now)))
         return
-    table = Table(title=f"cron schedules of {loaded.name}")
+    table = Table(title=f"cron schedules of {loaded.name}", box=box.SIMPLE_HEAD)
     for column in ("schedule", "task", "cron", "zone", "catch up"):
         table.add_column(column)
-    for column in ("next fire", "in", "last fired"):
+    for column in ("next fire", "last fired"):
         table.add_column(column, no_wrap=True)
     for row in rows:
-        next_in = f"{row.next_fire - now:.0f}s" if row.next_fire is not None else "-"
+        next_fire = ("-" if row.next_fire is None
+                     else f"{_when(row.next_fire, row.tz, now)} (in {_span(row.next_fire - now)})")
+        last_fired = "never" if row.last_fired is None else _when(row.last_fired, row.tz, now)
         table.add_row(row.name, f"{row.queue}/{row.task}", row.expression, row.tz, "yes" if row.catch_up else "no",
-                      _when(row.next_fire, row.tz, "-"), next_in, _when(row.last_fired, row.tz, "never"))
+                      next_fire, last_fired)
     console.print(table)
     if log is not None:
         alive = live_schedulers(log, int(now * 1000))
@@ -72,9 +75,17 @@ def list_schedules(
         console.print(note, highlight=False)
 
 
-def _when(epoch: int | None, tz: str, missing: str) -> str:
-    """A tick as wall time in its schedule's zone (the zone column names it)."""
-    return missing if epoch is None else datetime.fromtimestamp(epoch, zone(tz)).strftime("%Y-%m-%d %H:%M:%S")
+def _when(epoch: int, tz: str, now: float) -> str:
+    """A tick as wall time in its schedule's zone (the zone column names it); the date only if not today."""
+    when, today = datetime.fromtimestamp(epoch, zone(tz)), datetime.fromtimestamp(now, zone(tz))
+    return when.strftime("%H:%M:%S" if when.date() == today.date() else "%Y-%m-%d %H:%M:%S")
+
+
+def _span(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{max(0.0, seconds):.0f}s"
 
 
 def _as_json(rows: list[ScheduleRow], log: CronLog | None, now: float) -> dict[str, object]:

@@ -2,7 +2,8 @@
 
 KQ_CRON_APP names the App (a fresh name per test keeps schedules, progress and the scheduler group
 apart), KQ_TEST_QUEUE the queue, KQ_TEST_LOG the file, KQ_CRON_EXPR the schedule (default every
-second), KQ_CRON_CATCH_UP "true"/"false" (else the default).
+second), KQ_CRON_TZ its zone, KQ_CRON_CATCH_UP "true"/"false" (any other value is passed as it is, to
+be refused; unset: the default).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from kqueue import App, TaskContext
 app = App(os.environ.get("KQ_CRON_APP", "cron-test"))
 LOG = os.environ.get("KQ_TEST_LOG", "/tmp/kqueue-cron.log")
 _catch_up = os.environ.get("KQ_CRON_CATCH_UP")
-_options: dict[str, Any] = {} if _catch_up is None else {"catch_up": _catch_up == "true"}
+_options: dict[str, Any] = {} if _catch_up is None else {"catch_up": {"true": True, "false": False}.get(_catch_up,
+                                                                                                     _catch_up)}
 
 
 @app.cron(os.environ.get("KQ_CRON_EXPR", "* * * * * *"), tz=os.environ.get("KQ_CRON_TZ", "UTC"),
