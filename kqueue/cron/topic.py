@@ -10,7 +10,9 @@ from kqueue.transport.admin import KafkaUnavailable, broker_count, ensure_topics
 
 # Compacted: the latest progress of each schedule and the latest beat of each scheduler are kept
 # for good (the leader removes beats older than BEAT_RETENTION_MS). One partition: one leader.
-CRON_TOPIC_CONFIG: tuple[tuple[str, str], ...] = (("cleanup.policy", "compact"),)
+# Segments roll hourly so the cleaner can compact the beats (one a second per scheduler) soon: a new
+# leader reads the whole topic before it fires, and it should find hours of beats there, not a week's.
+CRON_TOPIC_CONFIG: tuple[tuple[str, str], ...] = (("cleanup.policy", "compact"), ("segment.ms", "3600000"))
 BEAT_RETENTION_MS = 24 * 3600 * 1000
 
 

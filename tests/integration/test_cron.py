@@ -47,7 +47,7 @@ def test_every_tick_runs_exactly_once_while_leaders_are_killed(kafka: Kafka, tmp
             wait_for(lambda: live_leader(cron.topic(), set(schedulers)) is not None, timeout=30,
                      what="another scheduler to take the lead")
             taken_over = max(cron.ran())
-            wait_for(lambda at=taken_over: max(cron.ran()) > at + 2, timeout=30,  # type: ignore[misc]
+            wait_for(lambda at=taken_over: max(cron.ran()) > at + 2, timeout=30,
                      what="ticks after the hand-over")
         time.sleep(3)
         stop(*schedulers.values())

@@ -67,7 +67,7 @@ class CronSetup:
         return read_cron_log(App(self.app_name, self.bootstrap))
 
 
-def live_leader(log: CronLog, pids: set[int], fresh_ms: int = 1500) -> Beat | None:
+def live_leader(log: CronLog, pids: set[int], fresh_ms: int = 5000) -> Beat | None:
     """The scheduler among `pids` whose latest beat (within `fresh_ms`) says it leads."""
     now_ms = int(time.time() * 1000)
     leading = [b for b in log.members.values()
