@@ -11,7 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException, Producer
 
+from kqueue.cron.topic import ensure_cron_topics, transactional_id
+from kqueue.sdk.app import App
+from kqueue.transport.config import producer_config
 from tests.support.cron import CronSetup, beat_of, live_leader, stop
 from tests.support.kafka import Kafka, unique
 from tests.support.worker import wait_for
@@ -68,7 +72,6 @@ def test_every_tick_runs_exactly_once_while_leaders_are_killed(kafka: Kafka, tmp
     assert len(ticks) >= 20
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("catch_up", ["true", "false"])
 def test_after_an_outage_the_latest_missed_tick_fires_once_or_none(kafka: Kafka, tmp_path: Path,
                                                                    catch_up: str) -> None:
@@ -146,3 +149,43 @@ def test_bad_schedules_are_one_line_errors_before_anything_runs(tmp_path: Path, 
         assert result.returncode == 2, result.stderr
         assert named in result.stderr and "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_a_leader_stalled_mid_tick_is_fenced_and_its_tick_fires_once(kafka: Kafka, tmp_path: Path) -> None:
+    """A leader that froze inside a tick's transaction (a GC pause, SIGSTOP) and wakes after another
+    scheduler took over cannot commit: the new leader's init_transactions fenced it and aborted its
+    transaction, and fired the tick itself."""
+    cron = setup(kafka, tmp_path)
+    app = App(cron.app_name, kafka.bootstrap)
+
+    @app.cron("* * * * * *", payload={"from": "cron"}, name="tick")
+    @app.task(queue=cron.queue)
+    def tick(payload: dict[str, object]) -> None: ...
+
+    ensure_cron_topics(app)
+    entry = app.cron_entries["tick"]
+    stalled_tick = int(time.time()) + 8  # due after the new leader has taken over
+    zombie = Producer(producer_config(kafka.bootstrap, **{"transactional.id": transactional_id(app)}))
+    zombie.init_transactions(30)
+    zombie.begin_transaction()
+    topic, key, value, headers = entry.record(stalled_tick, "")
+    zombie.produce(topic, value=value, key=key, headers=headers)
+    zombie.flush(10)  # the tick's task is in the log, uncommitted
+    output = (tmp_path / "processes.log").open("wb")
+    worker, scheduler = cron.worker(unique("g"), "--no-cron", output=output), cron.scheduler(output)
+    try:
+        wait_for(lambda: (b := beat_of(cron.topic(), scheduler.pid)) is not None and b.leader, timeout=60,
+                 what="the scheduler to lead")
+        with pytest.raises(KafkaException) as fenced:
+            zombie.commit_transaction(30)
+        assert fenced.value.args[0].code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED,
+                                               KafkaError.INVALID_PRODUCER_EPOCH), fenced.value
+        wait_for(lambda: max(cron.ran(), default=0) >= stalled_tick + 1, timeout=60, what="ticks past the stalled one")
+    finally:
+        stop(scheduler)
+        time.sleep(1)
+        stop(worker)
+        output.close()
+    ticks = cron.ran()
+    assert ticks.count(stalled_tick) == 1
+    assert len(ticks) == len(set(ticks)) and sorted(ticks) == list(range(min(ticks), max(ticks) + 1))
