@@ -126,11 +126,14 @@ class CronScheduler:
             return None
         if self._fenced is not None and self._fenced[0] == leadership.term and now - self._fenced[1] < FENCED_WAIT:
             return None  # the group has not told us yet that another member leads: wait for it
+        writer: TickWriter | None = None
         try:
             writer = TickWriter(self.app.bootstrap_servers, transactional_id(self.app))
-            low, high = leadership.end_offsets()
+            low, high = leadership.end_offsets()  # after the id: the old leader's transaction is settled
         except CronWriteError as exc:
             log.warning("cron: cannot take the lead yet: %s", exc)
+            if writer is not None:
+                writer.close()
             self._retake_at = now + RETAKE_AFTER
             return None
         self._fenced = None
