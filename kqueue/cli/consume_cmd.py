@@ -9,6 +9,7 @@ import typer
 
 from kqueue.cli.common import console, fail, load_cli_app, options, setup_logging
 from kqueue.cli.lifetime import child_env
+from kqueue.cron.beside import start_beside
 from kqueue.observe.health import LIVENESS_TIMEOUT
 from kqueue.observe.install import METRICS_PORT_ENV, install_operations
 from kqueue.observe.summary import SUMMARY_EVERY
@@ -58,6 +59,9 @@ def consume(
         None, "--max-overrun-threads", min=0,
         help="Sync handler threads left running past their timeout= before the worker drains and restarts "
              "its process to reclaim them [default: --concurrency]"),
+    cron: bool = typer.Option(True, "--cron/--no-cron",
+                              help="Also run the cron scheduler when the app has @app.cron schedules "
+                                   "(see `kqueue cron run`; one leader among all, each tick fires once)"),
 ) -> None:
     """Run workers: fetch, run handlers in key order, commit only what is settled."""
     setup_logging(log_level, log_format)
@@ -78,6 +82,8 @@ def consume(
                   "--router" if route_delays else "--no-router", "--group-protocol", group_protocol]
         if max_overrun_threads is not None:
             child += ["--max-overrun-threads", str(max_overrun_threads)]
+        if not cron:
+            child += ["--no-cron"]
         for q in queue:
             child += ["--queue", q]
         commands = [child + (["--instance-id", f"{instance_id}-{i}"] if instance_id else []) for i in range(processes)]
@@ -103,9 +109,12 @@ def consume(
     console.print(f"consuming {', '.join(worker.queues)} as group {group} "
                   f"(concurrency {concurrency}) from {app.bootstrap_servers}{served}", highlight=False)
     settle_worker_heap()
+    scheduler = start_beside(app, cron)
     try:
         stats = worker.run()
     finally:
+        if scheduler is not None:
+            scheduler.stop()
         ops.close()
     console.print(f"stopped: {stats.completed} completed, {stats.retried} retried, "
                   f"{stats.dead_lettered} dead-lettered, {stats.delivered} delivered from delay tiers", highlight=False)

@@ -8,6 +8,7 @@ from kqueue.cli import (
     api_cmd,
     cancel_cmd,
     consume_cmd,
+    cron_cmd,
     demo_cmd,
     dlq_cmd,
     produce_cmd,
@@ -29,3 +30,4 @@ def add_all(app: typer.Typer) -> None:
     app.command("api")(api_cmd.api)
     app.add_typer(queue_cmd.app, name="queue")
     app.add_typer(dlq_cmd.app, name="dlq")
+    app.add_typer(cron_cmd.app, name="cron")

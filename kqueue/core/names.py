@@ -37,6 +37,7 @@ PRIORITIES: Final = ("high", "normal", "low")
 STATUS_TOPIC: Final = "_kqueue.status"
 CONTROL_TOPIC: Final = "_kqueue.control"
 WORKERS_TOPIC: Final = "_kqueue.workers"  # worker reports (what runs where), about one a second per worker
+CRON_TOPIC: Final = "_kqueue.cron"  # one partition: cron leadership, progress and scheduler beats (kqueue/cron/)
 DEFAULT_DELAY_TIERS: Final = ("1s", "5s", "30s", "2m", "10m", "1h", "6h")
 
 
@@ -83,6 +84,10 @@ def control_topic(prefix: str = "") -> str:
 
 def workers_topic(prefix: str = "") -> str:
     return _prefixed(prefix, WORKERS_TOPIC)
+
+
+def cron_topic(prefix: str = "") -> str:
+    return _prefixed(prefix, CRON_TOPIC)
 
 
 def tier_of_topic(topic: str) -> str | None:

@@ -23,6 +23,7 @@ from kqueue.transport.producer import AcknowledgedProducer
 
 if TYPE_CHECKING:
     from kqueue.sdk.cancel import CancelResult
+    from kqueue.sdk.cron import CronEntry
 
 
 # Middleware every new App adds after the ones it is given, each made from those (None: not now).
@@ -78,6 +79,7 @@ class App:
         self._system_ready = False
         self._lock = threading.Lock()
         self.tasks: dict[tuple[str, str], TaskDef] = {}
+        self.cron_entries: dict[str, CronEntry] = {}  # schedules by name (`cron`, sdk/cron.py)
         self.hooks = Hooks(middleware)
         for default in _DEFAULT_MIDDLEWARE:  # e.g. tracing when OpenTelemetry is configured
             extra = default(self.hooks.middleware)
@@ -148,6 +150,28 @@ class App:
         if not path.is_absolute() and not path.exists() and self.schemas_dir is not None:
             path = self.schemas_dir / path
         return self.schemas.add(AvroSchema.from_file(path), path.stem)
+
+    def cron(
+        self, expression: str, *, tz: str = "UTC", payload: Any = None, catch_up: bool = True,
+        name: str | None = None, priority: str = "normal",
+    ) -> Callable[[TaskDef], TaskDef]:
+        """Enqueue a registered task on a schedule; goes above `@app.task`:
+
+            @app.cron("*/5 * * * *", tz="Europe/Berlin", payload={"report": "sales"})
+            @app.task(queue="reports")
+            def build_report(payload): ...
+
+        5 fields (minute hour day month weekday), or 6 with seconds first. Each tick is enqueued
+        exactly once by whichever scheduler leads (`kqueue consume` runs one; `kqueue cron run` only
+        that), with the task id `cron:<name>:<tick epoch seconds>`. `catch_up` (default True): after
+        an outage with no scheduler alive, fire the latest missed tick once; False skips them. `name`
+        defaults to `queue.task` (give one to schedule a task twice). A bad expression, time zone,
+        catch_up or payload raises ValueError here, at import.
+        """
+        from kqueue.sdk.cron import register_cron
+
+        return register_cron(self, expression, tz=tz, payload=payload, catch_up=catch_up, name=name,
+                             priority=priority)
 
     # -- lookups -----------------------------------------------------------------------------------
     def queues(self) -> list[str]:
