@@ -115,7 +115,7 @@ def _stop_quietly(signum: int, _frame: object) -> None:
 
 def run() -> None:
     """Console-script entry: unexpected errors become one line unless KQUEUE_DEBUG is set."""
-    if {"consume", "router", "api"} & set(sys.argv[1:]):
+    if {"consume", "router", "api", "cron"} & set(sys.argv[1:]):
         # Until the worker takes over SIGTERM/SIGINT (to drain), a stop during start-up (loading the
         # app, creating topics) ends the process cleanly: exit 0, no traceback. For `kqueue api` it
         # is also what uvicorn raises again once it has shut down: the API then stops its status

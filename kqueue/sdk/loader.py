@@ -20,6 +20,8 @@ def load_app(spec: str) -> App:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise KqueueError(f"cannot import {module_name!r}: {exc}") from exc
+    except ValueError as exc:  # a decorator refusing a value as the module loads (a bad cron, ...)
+        raise KqueueError(f"{module_name}: {exc}") from exc
     app = getattr(module, attribute, None)
     if not isinstance(app, App):
         raise KqueueError(f"{spec} is not a kqueue.App (found {type(app).__name__})")

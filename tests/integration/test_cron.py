@@ -144,8 +144,8 @@ def test_cron_list_shows_next_fire_last_fired_and_the_leader(kafka: Kafka, tmp_p
 def test_bad_schedules_are_one_line_errors_before_anything_runs(tmp_path: Path, variable: str, value: str,
                                                                named: str) -> None:
     cron = CronSetup("127.0.0.1:1", unique("cronapp"), unique("cronq"), tmp_path / "ran.log")  # never reached
-    for command in ("list", "run"):
-        result = cron.cli("cron", command, "--app", "tests.apps.cron_app:app", **{variable: value})
+    for command in (("cron", "list"), ("cron", "run"), ("consume", "--group", "g")):
+        result = cron.cli(*command, "--app", "tests.apps.cron_app:app", **{variable: value})
         assert result.returncode == 2, result.stderr
         assert named in result.stderr and "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
