@@ -14,7 +14,7 @@ groups of one lane still take turns. A key lives in one group, so its order is n
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
 from kqueue.core.lane_pick import LanePicker
@@ -42,7 +42,11 @@ class _Ready:
             keys = self.groups[group] = deque()
             self.turns[rank].append(group)
         keys.append(key)
-        self._counted(rank)
+        counts = self.counts
+        if not counts[rank] and self.picker is not None:
+            self.picker.arrive(rank)
+        counts[rank] += 1
+        self.count += 1
 
     def add_first(self, group: Hashable, key: Hashable, rank: int) -> None:
         """First in line again: the key at its group's head, the group's turn next in its lane."""
@@ -54,9 +58,6 @@ class _Ready:
             turns.remove(group)
         turns.appendleft(group)
         keys.appendleft(key)
-        self._counted(rank)
-
-    def _counted(self, rank: int) -> None:
         counts = self.counts
         if not counts[rank] and self.picker is not None:
             self.picker.arrive(rank)
@@ -93,16 +94,6 @@ def _whole(key: Hashable) -> Hashable:
     return None  # one group: plain first-in, first-out
 
 
-class _Lane(deque[T]):
-    """One key's queued items, and its priority lane (the rank of its group)."""
-
-    __slots__ = ("rank",)
-
-    def __init__(self, rank: int, items: Iterable[T] = ()) -> None:
-        super().__init__(items)
-        self.rank = rank
-
-
 class KeyLanes(Generic[T]):
     def __init__(self, kind_of: Callable[[T], str], group_of: Callable[[Hashable], Hashable] = _whole,
                  rank_of: Callable[[Hashable], int] | None = None, weights: LaneWeights = DEFAULT_WEIGHTS) -> None:
@@ -112,41 +103,41 @@ class KeyLanes(Generic[T]):
         self._rank_of = rank_of
         self._weights = weights
         self._ranks: dict[Hashable, int] = {}  # rank_of's answers (groups are partitions: few)
-        self._lanes: dict[Hashable, _Lane[T]] = {}
+        self._lanes: dict[Hashable, deque[T]] = {}
         self._ready: dict[str, _Ready] = {}
         self._pickers: dict[str, LanePicker] = {}  # per kind, kept when the ready queues are rebuilt
         self._busy: set[Hashable] = set()
         self._queued = 0
-        self._queued_by_rank = [0] * len(LANES)
 
     @property
     def queued(self) -> int:
         """Items waiting (not yet taken by a runner)."""
         return self._queued
 
-    def queued_by_rank(self) -> list[int]:
-        """Items waiting per priority lane (0 high, 1 normal, 2 low)."""
-        return list(self._queued_by_rank)
+    def ready_by_rank(self) -> list[int]:
+        """Keys ready to run per priority lane (0 high, 1 normal, 2 low), of either kind. A key whose
+        items wait behind its own running run is not ready: nothing could start it sooner."""
+        counts = [0] * len(LANES)
+        for ready in self._ready.values():
+            counts = [a + b for a, b in zip(counts, ready.counts, strict=True)]
+        return counts
 
     def ready_count(self, kind: str) -> int:
         ready = self._ready.get(kind)
         return ready.count if ready is not None else 0
 
-    def _new_lane(self, key: Hashable) -> _Lane[T]:
-        group = self._group_of(key)
+    def _rank(self, group: Hashable) -> int:
         rank = self._ranks.get(group)
         if rank is None:
             rank = self._ranks[group] = NORMAL_RANK if self._rank_of is None else self._rank_of(group)
-        lane = self._lanes[key] = _Lane(rank)
-        return lane
+        return rank
 
     def push(self, key: Hashable, item: T) -> None:
         lane = self._lanes.get(key)
         if lane is None:
-            lane = self._new_lane(key)
+            lane = self._lanes[key] = deque()
         lane.append(item)
         self._queued += 1
-        self._queued_by_rank[lane.rank] += 1
         if len(lane) == 1 and key not in self._busy:
             self._mark_ready(key, lane)
 
@@ -159,26 +150,34 @@ class KeyLanes(Generic[T]):
             ready = self._ready[kind] = _Ready(picker)
         return ready
 
-    def _mark_ready(self, key: Hashable, lane: _Lane[T]) -> None:
-        self._ready_of(self._kind_of(lane[0])).add(self._group_of(key), key, lane.rank)
+    def _mark_ready(self, key: Hashable, lane: deque[T]) -> None:
+        kind = self._kind_of(lane[0])
+        ready = self._ready.get(kind)
+        if ready is None:
+            ready = self._ready_of(kind)
+        group = self._group_of(key)
+        rank = self._ranks.get(group)
+        ready.add(group, key, rank if rank is not None else self._rank(group))
 
     def take(self, kind: str, max_items: int) -> list[Run[T]]:
         """Ready runs of `kind`, at least one key if any is ready, about `max_items` items in all;
         lanes by their weights, groups of a lane take turns, a key each."""
         ready = self._ready.get(kind)
         runs: list[Run[T]] = []
+        if ready is None:
+            return runs
         taken = 0
-        while ready is not None and ready.count and (taken == 0 or taken < max_items):
-            key, rank = ready.pop()
-            lane = self._lanes[key]
+        pop, picker, counts, lanes, kind_of = ready.pop, ready.picker, ready.counts, self._lanes, self._kind_of
+        while ready.count and (taken == 0 or taken < max_items):
+            key, rank = pop()
+            lane = lanes[key]
             items: list[T] = []
-            while lane and self._kind_of(lane[0]) == kind:
+            while lane and kind_of(lane[0]) == kind:
                 items.append(lane.popleft())
             self._busy.add(key)
             self._queued -= len(items)
-            self._queued_by_rank[rank] -= len(items)
-            if ready.picker is not None:
-                ready.picker.charge(rank, len(items))
+            if picker is not None and ready.count != counts[rank]:  # another lane has ready work too
+                picker.charge(rank, len(items))
             taken += len(items)
             runs.append((key, items))
         return runs
@@ -198,17 +197,17 @@ class KeyLanes(Generic[T]):
         for key, items in reversed(runs):
             lane = self._lanes.get(key)
             if lane is None:
-                lane = self._new_lane(key)
+                lane = self._lanes[key] = deque()
             lane.extendleft(reversed(items))
-            rank = lane.rank
             self._queued += len(items)
-            self._queued_by_rank[rank] += len(items)
             self._busy.discard(key)
             if lane:
                 ready = self._ready_of(self._kind_of(lane[0]))
+                group = self._group_of(key)
+                rank = self._rank(group)
                 if ready.picker is not None and items:
                     ready.picker.refund(rank, len(items))
-                ready.add_first(self._group_of(key), key, rank)
+                ready.add_first(group, key, rank)
             else:
                 del self._lanes[key]
 
@@ -221,12 +220,10 @@ class KeyLanes(Generic[T]):
         removed: list[T] = []
         for key in list(self._lanes):
             lane = self._lanes[key]
-            keep = _Lane(lane.rank, (i for i in lane if not doomed(i)))
-            gone = len(lane) - len(keep)
-            if not gone:
+            keep = deque(i for i in lane if not doomed(i))
+            if len(keep) == len(lane):
                 continue
             removed.extend(i for i in lane if doomed(i))
-            self._queued_by_rank[lane.rank] -= gone
             self._lanes[key] = keep
             if not keep and key not in self._busy:
                 del self._lanes[key]

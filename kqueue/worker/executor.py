@@ -175,10 +175,10 @@ class Executor:
         """The moving average of handler time per task (cheap handlers: microseconds)."""
         return self._seconds_per_item
 
-    def queued_by_rank(self) -> list[int]:
-        """Tasks handed in and not started yet, per priority lane (0 high, 1 normal, 2 low)."""
+    def ready_by_rank(self) -> list[int]:
+        """Keys with tasks ready to start, per priority lane (0 high, 1 normal, 2 low)."""
         with self._cond:
-            return self._lanes.queued_by_rank()
+            return self._lanes.ready_by_rank()
 
     def running(self) -> int:
         """Keys with a handler running now (queued items not counted)."""

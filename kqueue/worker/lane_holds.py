@@ -8,10 +8,11 @@ lane. Pausing the low lane's partitions drops what was fetched ahead of them (fe
 resume, from the position handed out), so the high records come next, and the worker's bound of
 unsettled tasks is left mostly to the higher lane.
 
-A lane waits when it has tasks handed to the executor and not started, or records the client knows
-of and has not handed out (its cached end offset past the position: no request to Kafka). Running
-tasks do not count: a long task of a high lane must not hold the low lane back while handler slots
-idle. The decisions are core/priority.py's `held_share` and `priority_turn`.
+A lane waits when the executor has tasks of it ready to start, or the client knows of records it
+has not handed out (its cached end offset past the position: no request to Kafka). Running tasks
+do not count, nor tasks queued behind their own key's running one: a long task of a high lane must
+not hold the low lane back while handler slots idle. The decisions are core/priority.py's
+`held_share` and `priority_turn`.
 """
 
 from __future__ import annotations
@@ -34,11 +35,11 @@ def _fetching_soon(owner: PartitionOwner) -> bool:
 
 class LaneHolds:
     def __init__(self, table: PartitionTable, weights: LaneWeights, ranks: Mapping[str, int],
-                 queued_by_rank: Callable[[], Sequence[int]], cached_lag: Callable[[list[TP]], dict[TP, int]]) -> None:
+                 ready_by_rank: Callable[[], Sequence[int]], cached_lag: Callable[[list[TP]], dict[TP, int]]) -> None:
         self._table = table
         self._weights = weights
         self._ranks = ranks  # lane topic -> rank (core/priority.lane_ranks)
-        self._queued_by_rank = queued_by_rank  # the executor's tasks not started, per lane
+        self._ready_by_rank = ready_by_rank  # the executor's keys ready to start, per lane
         self._cached_lag = cached_lag  # the consumer edge's
         self.held = [False] * len(LANES)  # lanes paused for priority now
         self._owners: list[list[PartitionOwner]] = [[] for _ in LANES]  # per lane, as of the last `apply`
@@ -86,9 +87,8 @@ class LaneHolds:
 
     def _waiting(self, by_rank: list[list[PartitionOwner]], lowest: int) -> list[bool]:
         """Which lanes have work waiting. Only lanes above the lowest owned one matter, and the lag is
-        asked for only where the executor has nothing of the lane queued."""
-        queued = self._queued_by_rank()
-        waiting = [count > 0 for count in queued]
+        asked for only where the executor has nothing of the lane ready."""
+        waiting = [count > 0 for count in self._ready_by_rank()]
         unknown = [owner.tp for rank in range(lowest) if not waiting[rank]
                    for owner in by_rank[rank] if _fetching_soon(owner)]
         if unknown:

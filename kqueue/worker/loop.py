@@ -128,7 +128,7 @@ class Worker:
                               track_running=self._reporter is not None)
         ranks = lane_ranks(self.queues, app.topic_prefix)
         self._executor = Executor(opts.concurrency, self._runner, opts.weights, partition_rank(ranks))
-        lanes = LaneHolds(self._table, opts.weights, ranks, self._executor.queued_by_rank, self._edge.cached_lag)
+        lanes = LaneHolds(self._table, opts.weights, ranks, self._executor.ready_by_rank, self._edge.cached_lag)
         self._bounds = Bounds(self._table, inflight_limit(opts.max_inflight, opts.batch_size, opts.concurrency),
                               opts.concurrency, lambda: self._executor.seconds_per_item, lanes)
         self._decoder = Decoder(app, read_enqueued_at=bool(self._hooks.settle))

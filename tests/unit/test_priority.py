@@ -212,13 +212,13 @@ def test_keylanes_take_the_lanes_by_weight_and_keep_each_keys_order() -> None:
     lanes = key_lanes()
     fill(lanes, "q.low", 2, 20, 3)  # 120 low tasks: 40 keys, three each
     fill(lanes, "q.high", 2, 60, 1)  # 120 high tasks: a key each
-    assert lanes.queued_by_rank() == [120, 0, 120]
+    assert lanes.ready_by_rank() == [120, 0, 40]  # keys ready to start
     done = drain(lanes)
     first = Counter(item.topic for item in done[:140])
     assert first["q.high"] >= 117  # about one low in seven while high has work (low's runs are 3 each)
     for key in {item.lane for item in done}:  # each key in its order
         assert [i.seq for i in done if i.lane == key] == sorted(i.seq for i in done if i.lane == key)
-    assert lanes.queued_by_rank() == [0, 0, 0]
+    assert lanes.ready_by_rank() == [0, 0, 0]
 
 
 def test_partitions_of_one_lane_still_take_turns() -> None:
@@ -238,18 +238,25 @@ def test_strict_keylanes_run_low_only_when_high_has_nothing_ready() -> None:
     assert [item.topic for item in drain(lanes)] == ["q.high"] * 5 + ["q"] * 5 + ["q.low"] * 5
 
 
-def test_queued_by_lane_follows_give_back_and_drop() -> None:
+def test_ready_keys_by_lane_follow_take_give_back_release_and_drop() -> None:
     lanes = key_lanes()
     fill(lanes, "q.high", 1, 4, 2)
     fill(lanes, "q.low", 1, 4, 2)
+    assert lanes.ready_by_rank() == [4, 0, 4]
     runs = lanes.take("sync", 100)
-    assert sum(lanes.queued_by_rank()) == 16 - sum(len(items) for _, items in runs)
+    assert lanes.ready_by_rank() == [0, 0, 0]  # every key taken: its later items wait behind it
     lanes.give_back(runs)
-    assert lanes.queued_by_rank() == [8, 0, 8]
-    lanes.drop(lambda item: item.topic == "q.low" and item.seq == 1)
-    assert lanes.queued_by_rank() == [8, 0, 4]
-    assert len(drain(lanes)) == 12
-    assert lanes.queued_by_rank() == [0, 0, 0]
+    assert lanes.ready_by_rank() == [4, 0, 4]
+    lanes.drop(lambda item: item.topic == "q.low")
+    assert lanes.ready_by_rank() == [4, 0, 0]
+    [(key, _items)] = lanes.take("sync", 1)
+    assert lanes.ready_by_rank() == [3, 0, 0]
+    item = Item("q.high", 0, "q.high-k0", 2)
+    lanes.push(item.lane, item)  # arrives while its key runs: not ready
+    lanes.release(key)
+    assert lanes.ready_by_rank() == [4, 0, 0]  # ready once the key's run is over
+    assert len(drain(lanes)) == 7
+    assert lanes.ready_by_rank() == [0, 0, 0]
 
 
 # -- a lower lane's share while a higher one waits ----------------------------------------------
