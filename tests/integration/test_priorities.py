@@ -20,8 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Producer
 
 import kqueue
+from kqueue.core.records import TP
+from kqueue.transport.consumer import KafkaConsumerEdge
 from tests.support.kafka import Kafka, unique
 from tests.support.worker import wait_for
 
@@ -128,3 +131,47 @@ def test_a_bad_weights_value_is_one_line_naming_it(value: str) -> None:
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith(f"error: --weights {value!r}"), lines
     assert time.monotonic() - started < 30  # refused on the command line, before any Kafka client
+
+
+class _Listener:
+    def __init__(self) -> None:
+        self.assigned: list[TP] = []
+
+    def on_assign(self, partitions: list[TP]) -> None:
+        self.assigned += partitions
+
+    def on_revoke(self, partitions: list[TP]) -> None:
+        pass
+
+    def on_lost(self, partitions: list[TP]) -> None:
+        pass
+
+
+def test_the_cached_lag_counts_records_not_handed_out_and_never_transaction_markers(kafka: Kafka) -> None:
+    """What makes a higher lane wait although nothing of it was handed out yet. A lane whose records
+    were all handed out must show none: transaction markers (every delay-router delivery and replay
+    ends with one) would otherwise hold lower lanes at their share for good, or, strict, starve them."""
+    topic = kafka.create_topic(unique("lag"), partitions=1)
+    tp = (topic, 0)
+    producer = Producer({"bootstrap.servers": kafka.bootstrap, "transactional.id": unique("lag-txn")})
+    producer.init_transactions()
+    for _ in range(2):
+        producer.begin_transaction()
+        for _ in range(3):
+            producer.produce(topic, b"v", partition=0)
+        producer.commit_transaction()
+    edge = KafkaConsumerEdge(kafka.bootstrap, unique("lag-g"))
+    listener = _Listener()
+    edge.subscribe([topic], listener)
+    try:
+        got: list[object] = []
+        wait_for(lambda: bool(got.extend(edge.poll_batch(100, 0.2))) or len(got) == 6, 30, "the six records")
+        wait_for(lambda: edge.cached_lag([tp]) == {tp: 0}, 10, "no lag once all are handed out")
+        plain = Producer({"bootstrap.servers": kafka.bootstrap})
+        for _ in range(5):
+            plain.produce(topic, b"w", partition=0)
+        plain.flush(10)
+        wait_for(lambda: len(edge.poll_batch(1, 0.2)) == 1, 30, "one of the five")  # the rest stay fetched
+        wait_for(lambda: edge.cached_lag([tp]) == {tp: 4}, 10, "the four not handed out")
+    finally:
+        edge.close()
