@@ -4,8 +4,9 @@ Stride scheduling by items: each lane has a pass that grows by 1/weight per item
 the ready lane with the lowest pass goes next, so while several lanes have ready work each gets
 items in proportion to its weight (6:3:1: of every ten items, six high, three normal, one low),
 whatever the size of its runs. A lane that had nothing ready banks no credit meanwhile: when it has
-work again its pass starts no lower than the pass of the last lane served. Strict weights: always
-the highest lane with ready work.
+work again its pass starts no lower than the pass of the last lane charged. KeyLanes charges only
+while another lane has ready work too (alone, a lane shares with nobody, and the hot path of a
+single busy lane skips the bookkeeping). Strict weights: always the highest lane with ready work.
 """
 
 from __future__ import annotations
@@ -45,7 +46,3 @@ class LanePicker:
         """Lane `rank` was served `items` items."""
         self._clock = self._passes[rank]
         self._passes[rank] += items * self._steps[rank]
-
-    def refund(self, rank: int, items: int) -> None:
-        """Items served to lane `rank` came back unstarted (they will be served, and charged, again)."""
-        self._passes[rank] -= items * self._steps[rank]

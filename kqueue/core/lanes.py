@@ -202,12 +202,10 @@ class KeyLanes(Generic[T]):
             self._queued += len(items)
             self._busy.discard(key)
             if lane:
-                ready = self._ready_of(self._kind_of(lane[0]))
+                # Its lane was charged for the run when it was taken (if another lane had work) and
+                # may be again when it is retaken: rare, and it only favours the other lanes a little.
                 group = self._group_of(key)
-                rank = self._rank(group)
-                if ready.picker is not None and items:
-                    ready.picker.refund(rank, len(items))
-                ready.add_first(group, key, rank)
+                self._ready_of(self._kind_of(lane[0])).add_first(group, key, self._rank(group))
             else:
                 del self._lanes[key]
 

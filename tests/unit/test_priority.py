@@ -157,14 +157,6 @@ def test_strict_serves_the_highest_lane_with_ready_work() -> None:
     assert picks(picker, [0, 0, 1], 5) == {2: 5}
 
 
-def test_a_refund_puts_back_what_was_served_but_not_started() -> None:
-    picker = LanePicker(DEFAULT_WEIGHTS)
-    rank = picker.pick([1, 0, 1])
-    picker.charge(rank, 100)
-    picker.refund(rank, 100)
-    assert picks(picker, [1, 0, 1], 14) == {0: 12, 2: 2}
-
-
 # -- KeyLanes with lanes -------------------------------------------------------------------------
 
 
