@@ -9,6 +9,7 @@ import typer
 
 from kqueue.cli.common import console, fail, load_cli_app, options, setup_logging
 from kqueue.cli.lifetime import child_env
+from kqueue.core.priority import DEFAULT_WEIGHTS, parse_weights
 from kqueue.cron.beside import start_beside
 from kqueue.observe.health import LIVENESS_TIMEOUT
 from kqueue.observe.install import METRICS_PORT_ENV, install_operations
@@ -28,6 +29,11 @@ def consume(
     processes: int = typer.Option(1, "--processes", "-p", min=1, help="Worker processes in this group"),
     batch_size: int = typer.Option(500, "--batch-size", min=1, help="Records fetched per poll"),
     grace: float = typer.Option(30.0, "--grace", min=0, help="Seconds in-flight tasks get to finish on stop"),
+    weights: str = typer.Option(
+        DEFAULT_WEIGHTS.describe(), "--weights",
+        help="How handlers are shared among the priority lanes while several have work waiting: high=N,normal=N,"
+             "low=N (whole numbers 1-1000; lanes left out keep theirs), or strict: a lower lane only when the "
+             "higher ones have nothing waiting"),
     log_level: str = typer.Option("INFO", "--log-level", envvar="KQUEUE_LOG_LEVEL",
                                   help="DEBUG (adds a line per completed and per started task), INFO (a summary "
                                        "line every --summary-interval; a line per failed attempt and dead letter), "
@@ -67,6 +73,10 @@ def consume(
     setup_logging(log_level, log_format)
     if group_protocol not in GROUP_PROTOCOLS:
         raise fail(f"--group-protocol must be consumer or classic, not {group_protocol!r}", 2)
+    try:
+        lane_weights = parse_weights(weights)
+    except ValueError as exc:
+        raise fail(str(exc), 2) from None
     opts = options(ctx)
     if processes > 1:
         child = [sys.executable, "-m", "kqueue"]
@@ -84,6 +94,7 @@ def consume(
             child += ["--max-overrun-threads", str(max_overrun_threads)]
         if not cron:
             child += ["--no-cron"]
+        child += ["--weights", lane_weights.describe()]
         for q in queue:
             child += ["--queue", q]
         commands = [child + (["--instance-id", f"{instance_id}-{i}"] if instance_id else []) for i in range(processes)]
@@ -99,6 +110,7 @@ def consume(
         raise fail(f"cannot serve metrics on {metrics_host}:{metrics_port}: {exc.strerror or exc}", 2) from None
     try:
         worker = Worker(app, WorkerOptions(group=group, queues=list(queue), concurrency=concurrency,
+                                           weights=lane_weights,
                                            batch_size=batch_size, grace=grace, transactions=transactions,
                                            route_delays=route_delays, group_protocol=group_protocol,
                                            max_overrun_threads=max_overrun_threads, instance_id=instance_id))

@@ -5,6 +5,10 @@ per task. Ready keys are taken in turn across groups (the worker's groups are pa
 backlog on one partition never makes the keys of another wait behind all of it. Items carry a
 kind ("sync" / "async") and a run never mixes kinds, so each kind of runner only sees work it can
 do while a key's order still holds across kinds.
+
+With `rank_of` (a group's priority lane: 0 high, 1 normal, 2 low) the ready keys are kept per lane
+too, and a `LanePicker` (core/lane_pick.py) chooses the lane of each next run by the lanes' weights;
+groups of one lane still take turns. A key lives in one group, so its order is never at stake.
 """
 
 from __future__ import annotations
@@ -13,50 +17,74 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
+from kqueue.core.lane_pick import LanePicker
+from kqueue.core.priority import DEFAULT_WEIGHTS, LANES, NORMAL_RANK, LaneWeights
+
 T = TypeVar("T")
 Run = tuple[Hashable, list[T]]
 
 
 class _Ready:
-    """Ready keys of one kind, per group, and the groups in the order they take turns."""
+    """Ready keys of one kind, per group, and per lane the groups in the order they take turns."""
 
-    __slots__ = ("count", "groups", "turns")
+    __slots__ = ("count", "counts", "groups", "picker", "turns")
 
-    def __init__(self) -> None:
+    def __init__(self, picker: LanePicker | None) -> None:
         self.groups: dict[Hashable, deque[Hashable]] = {}
-        self.turns: deque[Hashable] = deque()
+        self.turns: list[deque[Hashable]] = [deque() for _ in LANES]
+        self.counts = [0] * len(LANES)  # ready keys per lane
         self.count = 0
+        self.picker = picker  # None: one lane, nothing to choose
 
-    def add(self, group: Hashable, key: Hashable) -> None:
+    def add(self, group: Hashable, key: Hashable, rank: int) -> None:
         keys = self.groups.get(group)
         if keys is None:
             keys = self.groups[group] = deque()
-            self.turns.append(group)
+            self.turns[rank].append(group)
         keys.append(key)
+        counts = self.counts
+        if not counts[rank] and self.picker is not None:
+            self.picker.arrive(rank)
+        counts[rank] += 1
         self.count += 1
 
-    def add_first(self, group: Hashable, key: Hashable) -> None:
-        """First in line again: the key at its group's head, the group's turn next."""
+    def add_first(self, group: Hashable, key: Hashable, rank: int) -> None:
+        """First in line again: the key at its group's head, the group's turn next in its lane."""
         keys = self.groups.get(group)
+        turns = self.turns[rank]
         if keys is None:
             keys = self.groups[group] = deque()
         else:
-            self.turns.remove(group)
-        self.turns.appendleft(group)
+            turns.remove(group)
+        turns.appendleft(group)
         keys.appendleft(key)
+        counts = self.counts
+        if not counts[rank] and self.picker is not None:
+            self.picker.arrive(rank)
+        counts[rank] += 1
         self.count += 1
 
-    def pop(self) -> Hashable:
-        """The next group's oldest ready key; that group then goes to the back of the turns."""
-        group = self.turns.popleft()
+    def pop(self) -> tuple[Hashable, int]:
+        """(the key, its lane): the lane the picker chooses (if more than one has ready keys), its next
+        group's oldest ready key; that group then goes to the back of its lane's turns."""
+        counts = self.counts
+        if counts[NORMAL_RANK] == self.count:  # one lane ready, the usual one: nothing to choose
+            rank = NORMAL_RANK
+        elif self.picker is None:
+            rank = next(r for r, count in enumerate(counts) if count)
+        else:
+            rank = self.picker.pick(counts)
+        turns = self.turns[rank]
+        group = turns.popleft()
         keys = self.groups[group]
         key = keys.popleft()
         if keys:
-            self.turns.append(group)
+            turns.append(group)
         else:
             del self.groups[group]
+        counts[rank] -= 1
         self.count -= 1
-        return key
+        return key, rank
 
     def waiting(self) -> list[Hashable]:
         return [k for keys in self.groups.values() for k in keys]
@@ -67,11 +95,17 @@ def _whole(key: Hashable) -> Hashable:
 
 
 class KeyLanes(Generic[T]):
-    def __init__(self, kind_of: Callable[[T], str], group_of: Callable[[Hashable], Hashable] = _whole) -> None:
+    def __init__(self, kind_of: Callable[[T], str], group_of: Callable[[Hashable], Hashable] = _whole,
+                 rank_of: Callable[[Hashable], int] | None = None, weights: LaneWeights = DEFAULT_WEIGHTS) -> None:
+        """rank_of: a group's priority lane (0 high, 1 normal, 2 low); None: every group is normal."""
         self._kind_of = kind_of
         self._group_of = group_of
+        self._rank_of = rank_of
+        self._weights = weights
+        self._ranks: dict[Hashable, int] = {}  # rank_of's answers (groups are partitions: few)
         self._lanes: dict[Hashable, deque[T]] = {}
         self._ready: dict[str, _Ready] = {}
+        self._pickers: dict[str, LanePicker] = {}  # per kind, kept when the ready queues are rebuilt
         self._busy: set[Hashable] = set()
         self._queued = 0
 
@@ -80,9 +114,23 @@ class KeyLanes(Generic[T]):
         """Items waiting (not yet taken by a runner)."""
         return self._queued
 
+    def ready_by_rank(self) -> list[int]:
+        """Keys ready to run per priority lane (0 high, 1 normal, 2 low), of either kind. A key whose
+        items wait behind its own running run is not ready: nothing could start it sooner."""
+        counts = [0] * len(LANES)
+        for ready in self._ready.values():
+            counts = [a + b for a, b in zip(counts, ready.counts, strict=True)]
+        return counts
+
     def ready_count(self, kind: str) -> int:
         ready = self._ready.get(kind)
         return ready.count if ready is not None else 0
+
+    def _rank(self, group: Hashable) -> int:
+        rank = self._ranks.get(group)
+        if rank is None:
+            rank = self._ranks[group] = NORMAL_RANK if self._rank_of is None else self._rank_of(group)
+        return rank
 
     def push(self, key: Hashable, item: T) -> None:
         lane = self._lanes.get(key)
@@ -93,27 +141,43 @@ class KeyLanes(Generic[T]):
         if len(lane) == 1 and key not in self._busy:
             self._mark_ready(key, lane)
 
+    def _ready_of(self, kind: str) -> _Ready:
+        ready = self._ready.get(kind)
+        if ready is None:
+            picker = self._pickers.get(kind)
+            if picker is None and self._rank_of is not None:
+                picker = self._pickers[kind] = LanePicker(self._weights)
+            ready = self._ready[kind] = _Ready(picker)
+        return ready
+
     def _mark_ready(self, key: Hashable, lane: deque[T]) -> None:
         kind = self._kind_of(lane[0])
         ready = self._ready.get(kind)
         if ready is None:
-            ready = self._ready[kind] = _Ready()
-        ready.add(self._group_of(key), key)
+            ready = self._ready_of(kind)
+        group = self._group_of(key)
+        rank = self._ranks.get(group)
+        ready.add(group, key, rank if rank is not None else self._rank(group))
 
     def take(self, kind: str, max_items: int) -> list[Run[T]]:
         """Ready runs of `kind`, at least one key if any is ready, about `max_items` items in all;
-        groups take turns, a key each."""
+        lanes by their weights, groups of a lane take turns, a key each."""
         ready = self._ready.get(kind)
         runs: list[Run[T]] = []
+        if ready is None:
+            return runs
         taken = 0
-        while ready is not None and ready.count and (taken == 0 or taken < max_items):
-            key = ready.pop()
-            lane = self._lanes[key]
+        pop, picker, counts, lanes, kind_of = ready.pop, ready.picker, ready.counts, self._lanes, self._kind_of
+        while ready.count and (taken == 0 or taken < max_items):
+            key, rank = pop()
+            lane = lanes[key]
             items: list[T] = []
-            while lane and self._kind_of(lane[0]) == kind:
+            while lane and kind_of(lane[0]) == kind:
                 items.append(lane.popleft())
             self._busy.add(key)
             self._queued -= len(items)
+            if picker is not None and ready.count != counts[rank]:  # another lane has ready work too
+                picker.charge(rank, len(items))
             taken += len(items)
             runs.append((key, items))
         return runs
@@ -138,11 +202,10 @@ class KeyLanes(Generic[T]):
             self._queued += len(items)
             self._busy.discard(key)
             if lane:
-                kind = self._kind_of(lane[0])
-                ready = self._ready.get(kind)
-                if ready is None:
-                    ready = self._ready[kind] = _Ready()
-                ready.add_first(self._group_of(key), key)
+                # Its lane was charged for the run when it was taken (if another lane had work) and
+                # may be again when it is retaken: rare, and it only favours the other lanes a little.
+                group = self._group_of(key)
+                self._ready_of(self._kind_of(lane[0])).add_first(group, key, self._rank(group))
             else:
                 del self._lanes[key]
 
@@ -156,9 +219,9 @@ class KeyLanes(Generic[T]):
         for key in list(self._lanes):
             lane = self._lanes[key]
             keep = deque(i for i in lane if not doomed(i))
-            removed.extend(i for i in lane if doomed(i))
             if len(keep) == len(lane):
                 continue
+            removed.extend(i for i in lane if doomed(i))
             self._lanes[key] = keep
             if not keep and key not in self._busy:
                 del self._lanes[key]

@@ -15,6 +15,7 @@ from kqueue.core.dedup import DEFAULT_IDEMPOTENCY_WINDOW, idempotent_task_id, pa
 from kqueue.core.durations import to_seconds
 from kqueue.core.headers import HeaderList, fixed_task_headers, new_task_headers, now_ms
 from kqueue.core.ids import new_task_id
+from kqueue.core.priority import lane_of
 from kqueue.core.retry import RetryPolicy, ms_not_shorter
 from kqueue.sdk.middleware import EnqueueEvent
 
@@ -88,10 +89,11 @@ class TaskDef:
         return self.backoff or self.app.retry_policy
 
     def _record(
-        self, value: bytes, key: str | bytes | None, priority: str, idempotency_key: str | None,
+        self, value: bytes, key: str | bytes | None, priority: str | int, idempotency_key: str | None,
         headers: Mapping[str, str] | None, delay: Delay | None = None, run_at: datetime | None = None,
         unique_key: str | None = None,
     ) -> tuple[str, str, bytes, bytes | None, list[tuple[str, bytes]]]:
+        priority = lane_of(priority)  # a lane name or 0-9 (9 most urgent): the lane (core/priority.py)
         target = names.lane_topic(self.queue, priority, self.app.topic_prefix)
         if idempotency_key is not None:
             if not idempotency_key:
@@ -138,7 +140,7 @@ class TaskDef:
         payload: Any,
         *,
         key: str | bytes | None = None,
-        priority: str = "normal",
+        priority: str | int = "normal",
         idempotency_key: str | None = None,
         headers: Mapping[str, str] | None = None,
         delay: Delay | None = None,
@@ -160,7 +162,7 @@ class TaskDef:
         value: bytes,
         *,
         key: str | bytes | None = None,
-        priority: str = "normal",
+        priority: str | int = "normal",
         idempotency_key: str | None = None,
         headers: Mapping[str, str] | None = None,
         delay: Delay | None = None,
@@ -180,7 +182,7 @@ class TaskDef:
         payload: Any,
         *,
         key: str | bytes | None = None,
-        priority: str = "normal",
+        priority: str | int = "normal",
         idempotency_key: str | None = None,
         headers: Mapping[str, str] | None = None,
         delay: Delay | None = None,

@@ -69,6 +69,10 @@ class ConsumerEdge(Protocol):
     def committed_offsets(self, partitions: list[TP]) -> dict[TP, tuple[int, str | None]]:
         """The group's committed offset and metadata per partition (on the polling thread)."""
         ...
+    def cached_lag(self, partitions: list[TP]) -> dict[TP, int]:
+        """Records of each partition not handed out yet, from what the client knows already (no request
+        to Kafka); partitions it cannot tell are left out."""
+        ...
     def group_metadata(self) -> Any: ...
     def member_id(self) -> str:
         """This member's id in the group ("" until it has joined)."""
@@ -103,6 +107,7 @@ class KafkaConsumerEdge:
         self._callback_error: BaseException | None = None
         self._assigned = 0
         self._rejoin_at: float | None = None
+        self._starts: dict[TP, int] = {}  # committed offsets read at assignment: where a partition starts
 
     def subscribe(self, topics: list[str], listener: RebalanceListener) -> None:
         self._listener = listener
@@ -186,7 +191,30 @@ class KafkaConsumerEdge:
         except KafkaException as exc:  # only an optimisation: without it, completed work runs again
             log.info("could not read the committed metadata of %d partition(s): %s", len(partitions), exc)
             return {}
-        return {(tp.topic, tp.partition): (tp.offset, tp.metadata) for tp in found if tp.offset >= 0}
+        starts = {(tp.topic, tp.partition): (tp.offset, tp.metadata) for tp in found if tp.offset >= 0}
+        self._starts.update((tp, offset) for tp, (offset, _) in starts.items())
+        return starts
+
+    def cached_lag(self, partitions: list[TP]) -> dict[TP, int]:
+        """The end offset from the last fetch response (each response carries it, also for a partition
+        whose records wait behind others in the client's queue; read_committed: past the transaction
+        markers) minus the position: the next record to hand out; for a partition nothing was handed
+        out of since its assignment, its committed offset, else its log start (auto.offset.reset is
+        earliest). Only what the client has cached: no request to Kafka."""
+        if not partitions:
+            return {}
+        consumer = self._consumer
+        lags: dict[TP, int] = {}
+        try:
+            positions = consumer.position(_tps(partitions))
+            for tp in positions:
+                low, high = consumer.get_watermark_offsets(tp, cached=True)
+                start = tp.offset if tp.offset >= 0 else self._starts.get((tp.topic, tp.partition), low)
+                if high >= 0 and start >= 0:
+                    lags[(tp.topic, tp.partition)] = max(0, high - start)
+        except (KafkaException, RuntimeError):  # closed, or between a fatal error and the rejoin
+            return {}
+        return lags
 
     def group_metadata(self) -> Any:
         return self._consumer.consumer_group_metadata()
@@ -227,6 +255,9 @@ class KafkaConsumerEdge:
         self._call("on_lost", partitions)
 
     def _call(self, hook: str, partitions: list[TopicPartition]) -> None:
+        if hook != "on_assign":
+            for tp in partitions:
+                self._starts.pop((tp.topic, tp.partition), None)
         if self._listener is None or self._callback_error is not None:
             return
         try:

@@ -11,6 +11,8 @@ half of it (so a partition does not flap at the edge):
 - MAX_AHEAD offsets past a partition's commit position (`AHEAD`: one stuck task must not make the
   worker remember every later offset; core/completed.py says why the number). The admission cuts
   the partition at `stop_at`, which this check moves on with the position.
+And a lower priority lane's share of the unsettled bound while a higher lane has work waiting
+(`PRIORITY`, worker/lane_holds.py), checked with the partitions.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 from collections.abc import Callable
 
 from kqueue.core import completed
+from kqueue.worker.lane_holds import LaneHolds
 from kqueue.worker.partitions import PartitionTable, PauseReason
 
 HELD_PER_INFLIGHT = 8
@@ -56,8 +59,9 @@ def crossing(value: int, bound: int, paused: bool) -> bool | None:
 
 class Bounds:
     def __init__(self, table: PartitionTable, limit: int, concurrency: int,
-                 seconds_per_task: Callable[[], float]) -> None:
+                 seconds_per_task: Callable[[], float], lanes: LaneHolds | None = None) -> None:
         self._table = table
+        self._lanes = lanes
         self.limit = limit
         self._concurrency = concurrency
         self._seconds_per_task = seconds_per_task  # the executor's measure of handler time
@@ -76,8 +80,13 @@ class Bounds:
 
     def apply(self) -> None:
         """Pause or resume for the worker-wide bounds now, and each partition's about every 20 ms."""
-        table = self._table
-        for reason, value, bound in ((PauseReason.BACKPRESSURE, table.unsettled(), self.limit),
+        table, lanes = self._table, self._lanes
+        unsettled = table.unsettled()
+        if lanes is not None:
+            lanes.check()
+            if any(lanes.held):
+                unsettled -= lanes.held_unsettled()
+        for reason, value, bound in ((PauseReason.BACKPRESSURE, unsettled, self.limit),
                                      (PauseReason.COMMITS_BEHIND, table.held(), self.limit * HELD_PER_INFLIGHT)):
             turn = crossing(value, bound, table.everywhere(reason))
             if turn is not None:
@@ -87,6 +96,8 @@ class Bounds:
             self._next_check = now + CHECK_PARTITIONS_EVERY
             self._share = self._compute_share()
             self._check_partitions(self._share)
+            if lanes is not None:
+                lanes.apply(self.limit)
 
     def _check_partitions(self, share: int) -> None:
         max_ahead = completed.MAX_AHEAD

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 
 from kqueue.core.lanes import KeyLanes, Run
+from kqueue.core.priority import DEFAULT_WEIGHTS, LaneWeights
 from kqueue.worker.runner import Runner
 from kqueue.worker.work import Outcome, WorkItem
 
@@ -57,12 +58,14 @@ def _partition_of_lane(lane: Hashable) -> Hashable:
 
 
 class Executor:
-    def __init__(self, concurrency: int, runner: Runner | None = None) -> None:
+    def __init__(self, concurrency: int, runner: Runner | None = None, weights: LaneWeights = DEFAULT_WEIGHTS,
+                 rank_of: Callable[[Hashable], int] | None = None) -> None:
         self.concurrency = max(1, concurrency)
         self._runner = runner or Runner()
         self._run = self._runner.run_sync
         # A lane is (topic, partition, key): partitions take turns, so no backlog crowds out another's.
-        self._lanes: KeyLanes[WorkItem] = KeyLanes(lambda item: item.kind, _partition_of_lane)
+        # rank_of: a partition's priority lane (core/priority.py): lanes' runs are taken by `weights`.
+        self._lanes: KeyLanes[WorkItem] = KeyLanes(lambda item: item.kind, _partition_of_lane, rank_of, weights)
         lock = threading.RLock()
         self._cond = threading.Condition(lock)  # idle sync threads wait here
         self._tick = threading.Condition(lock)  # the ticker waits here
@@ -171,6 +174,11 @@ class Executor:
     def seconds_per_item(self) -> float:
         """The moving average of handler time per task (cheap handlers: microseconds)."""
         return self._seconds_per_item
+
+    def ready_by_rank(self) -> list[int]:
+        """Keys with tasks ready to start, per priority lane (0 high, 1 normal, 2 low)."""
+        with self._cond:
+            return self._lanes.ready_by_rank()
 
     def running(self) -> int:
         """Keys with a handler running now (queued items not counted)."""

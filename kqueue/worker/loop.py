@@ -14,6 +14,7 @@ from kqueue.core.completed import decode as decode_completed
 from kqueue.core.dedup import Claim
 from kqueue.core.headers import now_ms
 from kqueue.core.names import control_topic, workers_topic
+from kqueue.core.priority import lane_ranks, partition_rank
 from kqueue.core.records import TP
 from kqueue.core.topology import tier_topics, worker_topics
 from kqueue.sdk.app import App
@@ -29,6 +30,7 @@ from kqueue.worker.committer import BackgroundCommitter
 from kqueue.worker.decode import Decoder
 from kqueue.worker.dedup_gate import ClaimLoader, DedupGate, kafka_claim_loader
 from kqueue.worker.executor import Executor
+from kqueue.worker.lane_holds import LaneHolds
 from kqueue.worker.options import Transport, WorkerOptions, WorkerStats, kafka_transport
 from kqueue.worker.outcomes import Outcomes
 from kqueue.worker.partitions import PartitionTable, PauseReason
@@ -124,9 +126,11 @@ class Worker:
                           if live_kafka and opts.status_reports else None)
         self._runner = Runner(self._hooks, self._cancels.pending if self._cancels is not None else None,
                               track_running=self._reporter is not None)
-        self._executor = Executor(opts.concurrency, self._runner)
+        ranks = lane_ranks(self.queues, app.topic_prefix)
+        self._executor = Executor(opts.concurrency, self._runner, opts.weights, partition_rank(ranks))
+        lanes = LaneHolds(self._table, opts.weights, ranks, self._executor.ready_by_rank, self._edge.cached_lag)
         self._bounds = Bounds(self._table, inflight_limit(opts.max_inflight, opts.batch_size, opts.concurrency),
-                              opts.concurrency, lambda: self._executor.seconds_per_item)
+                              opts.concurrency, lambda: self._executor.seconds_per_item, lanes)
         self._decoder = Decoder(app, read_enqueued_at=bool(self._hooks.settle))
         # Claims come from Q.dedup; a scripted transport (state-machine tests) starts with none.
         loader = self._claim_loader or (kafka_claim_loader(app.bootstrap_servers) if live_kafka else _no_claims)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kqueue.core.priority import DEFAULT_WEIGHTS, LaneWeights
 from kqueue.sdk.app import App
 from kqueue.transport.consumer import ConsumerEdge, KafkaConsumerEdge
 from kqueue.transport.settle import AtLeastOnceSettler, Settler, TransactionalSettler
@@ -36,6 +37,8 @@ class WorkerOptions:
     # `processing`, the dashboard's workers).
     status_reports: bool = True
     consumer_overrides: dict[str, Any] = field(default_factory=dict)
+    # How handlers are shared among the priority lanes while several have work (core/priority.py).
+    weights: LaneWeights = DEFAULT_WEIGHTS
 
 
 @dataclass

@@ -148,6 +148,11 @@ class ScriptedEdge:
     def committed_offsets(self, partitions: list[TP]) -> dict[TP, tuple[int, str | None]]:
         return {tp: (self.committed[tp], self.notes.get(tp)) for tp in partitions if tp in self.committed}
 
+    def cached_lag(self, partitions: list[TP]) -> dict[TP, int]:
+        with self._lock:
+            return {tp: len(self.logs.get(tp, [])) - self.positions.get(tp, 0) for tp in partitions
+                    if tp in self.assigned}
+
     def group_metadata(self) -> Any:
         return "scripted-group"
 
