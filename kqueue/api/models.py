@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
 MAX_NAME = 249  # Kafka's longest topic name: a queue or type name cannot usefully be longer
 MAX_KEY = 4096
@@ -27,7 +27,8 @@ class EnqueueRequest(BaseModel):
     queue: str | None = Field(None, min_length=1, max_length=MAX_NAME,
                               description="Needed only when the type exists on several queues")
     payload: Any = Field(None, description="Checked against the type's Avro schema when it has one")
-    priority: Literal["high", "normal", "low"] = "normal"
+    priority: Literal["high", "normal", "low"] | Annotated[StrictInt, Field(ge=0, le=9)] = Field(
+        "normal", description="A lane, or 0-9 (9 most urgent): 7-9 high, 3-6 normal, 0-2 low")
     key: str | None = Field(None, max_length=MAX_KEY, description="Tasks with one key run in order")
     delay: float | None = Field(None, ge=0, le=366 * 24 * 3600, description="Seconds to wait before it may run")
     run_at: AwareDatetime | None = Field(None, description="When it may run (with a time zone)")

@@ -66,7 +66,7 @@ class TaskService:
             raise NotFound(f"task type {task_type!r} exists on several queues: give the queue")
         return matches[0]
 
-    async def enqueue(self, task: TaskDef, payload: Any, *, key: str | None, priority: str,
+    async def enqueue(self, task: TaskDef, payload: Any, *, key: str | None, priority: str | int,
                       delay: float | None, run_at: datetime | None, idempotency_key: str | None) -> tuple[str, int]:
         """Produce the task and wait until Kafka has it; the view knows it as queued from now on."""
         at = now_ms()

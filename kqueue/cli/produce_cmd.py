@@ -14,7 +14,7 @@ from kqueue.cli.common import console, fail, options, resolve_bootstrap
 from kqueue.core.durations import parse_duration
 from kqueue.core.errors import RecordTooLarge
 from kqueue.core.json_rules import loads_checked
-from kqueue.core.names import PRIORITIES
+from kqueue.core.priority import lane_of
 from kqueue.sdk.app import App
 from kqueue.sdk.sender import sender_for
 
@@ -66,7 +66,8 @@ def produce(
     json_text: str | None = typer.Option(None, "--json", "-j", help="One payload as JSON"),
     file: Path | None = typer.Option(None, "--file", "-f", help="A JSON-lines file, one payload per line"),
     source: str | None = typer.Argument(None, metavar="[-]", help="- reads JSON lines from standard input"),
-    priority: str = typer.Option("normal", "--priority", "-p", help="high, normal or low"),
+    priority: str = typer.Option("normal", "--priority", "-p",
+                                 help="high, normal or low, or 0-9 (9 most urgent: 7-9 high, 3-6 normal, 0-2 low)"),
     idempotency_key: str | None = typer.Option(None, "--idempotency-key", help="Set the kq-idempotency-key "
                                                "header: every enqueue of the key gets the same task id, and the "
                                                "task runs once within its type's window (24 h by default)"),
@@ -78,8 +79,10 @@ def produce(
     if source not in (None, "-"):
         raise fail(f"unexpected argument {source!r}; use - to read standard input", 2)
     stdin = source == "-"
-    if priority not in PRIORITIES:
-        raise fail(f"--priority must be one of {', '.join(PRIORITIES)}, not {priority!r}", 2)
+    try:
+        priority = lane_of(priority)
+    except ValueError as exc:
+        raise fail(f"--priority: {exc}", 2) from None
     try:
         payloads = _read_payloads(json_text, file, stdin)
     except ValueError as exc:
