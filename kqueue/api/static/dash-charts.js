@@ -35,6 +35,13 @@ export function bar(value, max) {
   return chart;
 }
 
+// The axis' top: the next of 1, 2, 2.5, 5 (times a power of ten) at or above `value`, so the
+// half-way line falls on a round number too.
+export function niceCeiling(value) {
+  const power = 10 ** Math.floor(Math.log10(value));
+  return [1, 2, 2.5, 5, 10].map((step) => step * power).find((top) => top >= value);
+}
+
 const W = 600;
 const H = 160;
 const PAD = { left: 52, right: 8, top: 8, bottom: 20 };
@@ -47,7 +54,7 @@ export function lineChart({ title, times, series, format = String }) {
   const chart = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img" });
   titled(chart, title);
   const all = series.flatMap((s) => s.values.filter((v) => v !== null && v !== undefined));
-  const max = Math.max(1, ...all);
+  const max = niceCeiling(Math.max(2, ...all));
   const x = (i) => PAD.left + (times.length > 1 ? (i * (W - PAD.left - PAD.right)) / (times.length - 1) : 0);
   const y = (v) => H - PAD.bottom - (v / max) * (H - PAD.top - PAD.bottom);
 
@@ -55,7 +62,7 @@ export function lineChart({ title, times, series, format = String }) {
     const at = y(max * fraction);
     chart.appendChild(svg("line", { class: "grid", x1: PAD.left, x2: W - PAD.right, y1: at, y2: at }));
     const label = svg("text", { class: "axis", x: PAD.left - 4, y: at + 4, "text-anchor": "end" });
-    label.textContent = format(fraction === 0.5 ? Math.round(max / 2) : max * fraction);
+    label.textContent = format(max * fraction);
     chart.appendChild(label);
   }
   if (times.length) {

@@ -60,7 +60,7 @@ function showCharts(series) {
   page.charted = shown;
   const times = series.map((b) => b.at);
   document.getElementById("charts").replaceChildren(
-    lineChart({ title: "finished per 10 s", times, format: (v) => count(Math.round(v)), series: [
+    lineChart({ title: "finished per 10 s", times, format: count, series: [
       { name: "completed", kind: "done", values: series.map((b) => b.completed) },
       { name: "failed", kind: "failed", values: series.map((b) => b.failed) },
       { name: "cancelled", kind: "cancelled", values: series.map((b) => b.cancelled) }] }),
@@ -88,6 +88,7 @@ async function act(what, refreshNow) {
   try {
     await api(`${queuePath(page.queue)}/${what}`, { method: "POST", json: body });
     result.textContent = what === "pause" ? `paused ${page.queue}` : `resumed ${page.queue}`;
+    document.getElementById("pause-reason").value = "";
   } catch (error) {
     result.textContent = `${what} failed: ${error.message}`;
   }
