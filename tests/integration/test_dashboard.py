@@ -320,6 +320,8 @@ def test_dead_letters_page_filter_and_replay_a_selection(run: dict[str, Any]) ->
     assert not browser.find_elements(By.CSS_SELECTOR, f"#dlq tr[data-task-id='{picked[0]}'] input.pick")
     code, listed = run["api"].request("GET", f"/api/v1/queues/{letters}/dlq?limit=4")
     assert code == 200 and [letter["pending"] for letter in listed] == [False, False, False, True], listed
+    code, refused = run["api"].request("GET", f"/api/v1/queues/{letters}/dlq?offset=-1")
+    assert code == 422 and refused["detail"][0]["loc"] == ["query", "offset"], refused
 
 
 def test_the_task_page_shows_status_and_timeline(run: dict[str, Any]) -> None:
@@ -343,6 +345,9 @@ def test_the_task_page_shows_status_and_timeline(run: dict[str, Any]) -> None:
     _wait(browser, "the odd id's page", lambda b: "completed" in "".join(_texts(b, "#task-fields")))
     assert _texts(browser, "#task-title") == [ODD_ID]
     assert any(" completed" in s for s in _texts(browser, "#timeline li")), _texts(browser, "#timeline li")
+    browser.execute_script("location.hash = arguments[0]", "#/tasks/%E0%A4%A")  # no UTF-8: no such page
+    _wait(browser, "the page saying so", lambda b: b.find_element(By.ID, "page-missing").is_displayed())
+    assert "#/tasks/%E0%A4%A" in _texts(browser, "#missing-why")[0]
 
 
 def test_task_text_is_shown_as_text_never_run_as_html(run: dict[str, Any]) -> None:
