@@ -196,6 +196,7 @@ def test_the_overview_shows_queues_and_each_worker_as_a_compact_partition_summar
     live = "#workers tr[data-state='up'] td.partitions"
     _wait(browser, "the worker's partition summary", lambda b: summary in _texts(b, live))
     assert ".delay." not in "".join(_texts(browser, live)) and "live" in "".join(_texts(browser, "#workers"))
+    assert _texts(browser, "#workers-count")[0].startswith(f"{len(_texts(browser, live))} live")
 
     def statuses(b: WebDriver) -> dict[str, str]:
         return dict(b.execute_script(

@@ -18,6 +18,9 @@ export function workerRows(workers, queues, lags, tableId) {
   // Live workers first; gone and stopped ones (silent for a few report intervals, shown with nothing
   // running until the API drops them) after, greyed.
   const sorted = [...workers].sort((a, b) => Number(LIVE.has(b.state)) - Number(LIVE.has(a.state)));
+  const liveCount = workers.filter((w) => LIVE.has(w.state)).length;
+  const gone = workers.length - liveCount;
+  document.getElementById(`${tableId}-count`).textContent = `${liveCount} live${gone ? ` · ${gone} gone or stopped` : ""}`;
   fill(tableId, sorted, (w) => {
     const live = LIVE.has(w.state);
     const row = el("tr", undefined, live ? "" : "muted");
