@@ -56,7 +56,15 @@ def _browser(tmp_path: Path, binaries: tuple[str, str]) -> WebDriver:
                  "--no-first-run", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", f"--user-data-dir={tmp_path / 'chromium'}", "--window-size=1400,1200"):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the console, for _page_errors
     return webdriver.Chrome(options=options, service=Service(chromedriver))
+
+
+def _page_errors(browser: WebDriver) -> list[str]:
+    """Errors the page's console logged since the last look (a script error, a refused inline script
+    or style), leaving out answers the API gave with an error status (a 404 the page shows)."""
+    return [entry["message"] for entry in browser.get_log("browser")
+            if entry["level"] == "SEVERE" and "Failed to load resource" not in entry["message"]]
 
 
 def letter_id(n: int) -> str:
@@ -207,6 +215,7 @@ def test_the_overview_shows_queues_and_each_worker_as_a_compact_partition_summar
     shown = statuses(browser)
     assert all(shown.get(t) == "completed" for t in run["done"]), shown
     assert all(shown.get(t) == "failed" for t in run["doomed"]), shown
+    assert _page_errors(browser) == []
 
 
 def test_the_partition_summary_groups_by_queue_lanes_and_tiers(run: dict[str, Any]) -> None:
@@ -264,6 +273,7 @@ def test_the_queue_page_shows_depth_per_lane_and_tier_and_charts(run: dict[str, 
 
     _wait(browser, "every completed task on the chart", lambda b: charted(b) == completed)
     assert "latency" in "".join(_texts(browser, "#charts figcaption"))
+    assert _page_errors(browser) == []
 
 
 def test_dead_letters_page_filter_and_replay_a_selection(run: dict[str, Any]) -> None:
@@ -323,6 +333,7 @@ def test_dead_letters_page_filter_and_replay_a_selection(run: dict[str, Any]) ->
     assert code == 200 and [letter["pending"] for letter in listed] == [False, False, False, True], listed
     code, refused = run["api"].request("GET", f"/api/v1/queues/{letters}/dlq?offset=-1")
     assert code == 422 and refused["detail"][0]["loc"] == ["query", "offset"], refused
+    assert _page_errors(browser) == []
 
 
 def test_the_task_page_shows_status_and_timeline(run: dict[str, Any]) -> None:
@@ -349,6 +360,7 @@ def test_the_task_page_shows_status_and_timeline(run: dict[str, Any]) -> None:
     browser.execute_script("location.hash = arguments[0]", "#/tasks/%E0%A4%A")  # no UTF-8: no such page
     _wait(browser, "the page saying so", lambda b: b.find_element(By.ID, "page-missing").is_displayed())
     assert "#/tasks/%E0%A4%A" in _texts(browser, "#missing-why")[0]
+    assert _page_errors(browser) == []
 
 
 def test_task_text_is_shown_as_text_never_run_as_html(run: dict[str, Any]) -> None:
