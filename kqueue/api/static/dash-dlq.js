@@ -2,7 +2,7 @@
 // status view's query, the total from X-Total-Count; pending letters can be picked and replayed.
 
 import { api, queuePath, request } from "./dash-api.js";
-import { cell, count, el, fill, link, taskHref, when } from "./dash-dom.js";
+import { cell, clear, count, el, fill, link, taskHref, when } from "./dash-dom.js";
 
 export const PAGE = 50;
 const dlq = { queue: "", offset: 0, type: "", error: "", total: 0, selected: new Set(), pending: [] };
@@ -14,6 +14,8 @@ export function showDeadLettersOf(queue) {
   document.getElementById("dlq-type").value = "";
   document.getElementById("dlq-error").value = "";
   document.getElementById("replay-result").textContent = "";
+  document.getElementById("dlq-range").textContent = "";
+  clear("dlq");
   showSelection();
 }
 

@@ -49,6 +49,14 @@ export function fill(tableId, rows, render, extra) {
   table.querySelector("tbody").replaceWith(fresh);
 }
 
+// Empty a table (another queue's page is being opened: its rows would mislead until the first answer).
+export function clear(tableId) {
+  lastShown.delete(tableId);
+  const table = document.getElementById(tableId);
+  delete table.dataset.filled;
+  table.querySelector("tbody").replaceChildren();
+}
+
 export function when(ms) {
   return ms ? new Date(ms).toLocaleString() : "";
 }

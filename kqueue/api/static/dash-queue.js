@@ -3,7 +3,7 @@
 
 import { api, queuePath } from "./dash-api.js";
 import { bar, lineChart } from "./dash-charts.js";
-import { cell, count, el, fill, millis, pausedText } from "./dash-dom.js";
+import { cell, clear, count, el, fill, millis, pausedText } from "./dash-dom.js";
 import { refreshDeadLetters, showDeadLettersOf } from "./dash-dlq.js";
 import { partitionLags, stateBadge, workerRows } from "./dash-overview.js";
 
@@ -14,6 +14,9 @@ export function showQueue(queue) {
     page.queue = queue;
     page.charted = "";
     document.getElementById("charts").replaceChildren();
+    document.getElementById("queue-figures").replaceChildren();
+    document.getElementById("queue-state").replaceChildren();
+    for (const table of ["depth", "queue-workers"]) clear(table);
     document.getElementById("pause-result").textContent = "";
     document.getElementById("pause-reason").value = "";
   }
