@@ -89,10 +89,14 @@ class QueueService:
         return self.store.series(queue, int(time.time() * 1000), minutes)
 
     # -- dead letters (listed from the status view; a payload read from Kafka when shown) ---------------
-    def dead_letters(self, queue: str, limit: int) -> list[dict[str, Any]]:
+    def dead_letters(self, queue: str, limit: int, offset: int = 0, task_type: str | None = None,
+                     error: str | None = None) -> tuple[list[dict[str, Any]], int]:
+        """A page of the queue's dead letters (newest first) and how many the filter matches in all."""
         self._check(queue)
         topic = names.dlq_topic(queue, self.app.topic_prefix)
-        return [_row_json(row, pending, topic) for row, pending in self.store.dead_letters(queue, limit)]
+        rows = self.store.dead_letters(queue, limit, offset, task_type, error)
+        total = self.store.count_dead_letters(queue, task_type, error)
+        return [_row_json(row, pending, topic) for row, pending in rows], total
 
     def dead_letter(self, queue: str, task_id: str) -> dict[str, Any]:
         self._check(queue)

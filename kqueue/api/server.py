@@ -170,9 +170,16 @@ def create_api(tasks: TaskService, queues: QueueService, token: str | None = Non
         """Per 10 s over the last minutes: tasks completed, failed, cancelled; latency p50/p99 (ms)."""
         return queues.series(queue, minutes)
 
-    @v1.get("/queues/{queue}/dlq")
-    def dead_letters(queue: QueueName, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
-        return queues.dead_letters(queue, limit)
+    @v1.get("/queues/{queue}/dlq", response_model=list[dict[str, Any]], responses={200: {"headers": {"X-Total-Count": {
+        "description": "How many dead letters the filter matches in all", "schema": {"type": "integer"}}}}})
+    def dead_letters(queue: QueueName, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                     offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
+                     task_type: Annotated[str, Query(alias="type", max_length=1000)] = "",
+                     error: Annotated[str, Query(max_length=1000)] = "") -> Any:
+        """A page of dead letters, newest first: `offset` skips, `type` is matched exactly, `error` as a
+        substring (ASCII letters in any case); empty means any. The total matching is in X-Total-Count."""
+        page, total = queues.dead_letters(queue, limit, offset, task_type or None, error or None)
+        return JSONResponse(page, headers={"X-Total-Count": str(total)})
 
     @v1.get("/queues/{queue}/dlq/{task_id:path}")
     def dead_letter(queue: QueueName, task_id: TaskId) -> dict[str, Any]:

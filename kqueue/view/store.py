@@ -321,14 +321,26 @@ class StatusStore:
                  "partitions": parts.split() if parts else [], "running": r, "stopping": bool(s)}
                 for w, g, m, at, c, b, parts, r, s in rows]
 
-    def dead_letters(self, queue: str, limit: int) -> list[tuple[DeadLetterRow, bool]]:
-        """The newest dead letters of a queue, each with whether it is still pending (not replayed:
-        the task's newest event is the `failed` one written with this letter, or none is known)."""
+    def dead_letters(self, queue: str, limit: int, offset: int = 0, task_type: str | None = None,
+                     error: str | None = None) -> list[tuple[DeadLetterRow, bool]]:
+        """A page of a queue's dead letters, newest first, each with whether it is still pending (not
+        replayed: the task's newest event is the `failed` one written with this letter, or none is
+        known). `task_type` matches exactly, `error` as a substring (ASCII letters in any case)."""
+        where, args = _dead_letter_filter(queue, task_type, error)
         rows = self._conn().execute(
             "SELECT d.queue, d.part, d.off, d.task_id, d.task_type, d.attempts, d.failed_at, d.error, t.event, "
-            "t.event_ms FROM dead_letters d LEFT JOIN tasks t ON t.task_id = d.task_id WHERE d.queue = ? "
-            "ORDER BY d.failed_at DESC LIMIT ?", (queue, limit)).fetchall()
+            f"t.event_ms FROM dead_letters d LEFT JOIN tasks t ON t.task_id = d.task_id WHERE {where} "
+            # part and offset after the time: letters failed in the same millisecond keep one order,
+            # so consecutive pages neither repeat nor skip a letter.
+            "ORDER BY d.failed_at DESC, d.part DESC, d.off DESC LIMIT ? OFFSET ?",
+            (*args, limit, offset)).fetchall()
         return [(DeadLetterRow(*r[:8]), r[8] is None or (r[8] == "failed" and r[9] == r[6])) for r in rows]
+
+    def count_dead_letters(self, queue: str, task_type: str | None = None, error: str | None = None) -> int:
+        """How many of a queue's dead letters the same filter matches (the pages' total)."""
+        where, args = _dead_letter_filter(queue, task_type, error)
+        (n,) = self._conn().execute(f"SELECT count(*) FROM dead_letters d WHERE {where}", args).fetchone()
+        return int(n)
 
     def timeline(self, task_id: str) -> list[dict[str, object]]:
         return timeline.of_task(self._conn(), task_id)
@@ -344,3 +356,17 @@ class StatusStore:
         sql = "SELECT task_id FROM tasks" + (" WHERE queue = ?" if queue else "") + " ORDER BY touched_ms DESC LIMIT ?"
         args: tuple[object, ...] = (queue, limit) if queue else (limit,)
         return [r[0] for r in self._conn().execute(sql, args)]
+
+
+def _dead_letter_filter(queue: str, task_type: str | None, error: str | None) -> tuple[str, tuple[str, ...]]:
+    """The WHERE clause (over `dead_letters d`) and its arguments; the error's text is matched
+    literally: LIKE's wildcards and the escape character in it are escaped."""
+    where, args = "d.queue = ?", [queue]
+    if task_type is not None:
+        where += " AND d.task_type = ?"
+        args.append(task_type)
+    if error:
+        literal = error.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        where += " AND d.error LIKE ? ESCAPE '\\'"
+        args.append(f"%{literal}%")
+    return where, tuple(args)
