@@ -23,6 +23,7 @@ from fastapi.staticfiles import StaticFiles
 from kqueue.api.bodylimit import BodyLimit
 from kqueue.api.browser import BrowserHeaders
 from kqueue.api.catchup import ViewBehind
+from kqueue.api.cron_view import CronView
 from kqueue.api.docs import add_docs
 from kqueue.api.guard import UNAUTHORIZED, HostCheck, TokenFirst
 from kqueue.api.models import (
@@ -44,6 +45,7 @@ from kqueue.core.json_rules import stored_json
 from kqueue.core.status import TaskStatus
 from kqueue.transport.admin import KafkaUnavailable
 from kqueue.transport.security import scrub
+from kqueue.transport.topic_reader import TopicReadError
 from kqueue.view.process import ReaderHealth
 
 STATIC = PathType(__file__).resolve().parent / "static"
@@ -98,6 +100,7 @@ def create_api(tasks: TaskService, queues: QueueService, token: str | None = Non
     if docs:
         add_docs(api, STATIC)
     # Every JSON body under the same rules (depth, no NaN): parsed by StrictJsonRoute.
+    crons = CronView(tasks.app)
     v1 = APIRouter(prefix="/api/v1", dependencies=[Depends(TokenCheck(token))], responses=_ERRORS,
                    route_class=StrictJsonRoute)
 
@@ -198,6 +201,15 @@ def create_api(tasks: TaskService, queues: QueueService, token: str | None = Non
             return JSONResponse({"detail": [{"loc": ["body", "task_ids"], "msg": "name task_ids or set all",
                                              "type": "value_error"}]}, status_code=422)
         return queues.replay(queue, body.task_ids, body.all)
+
+    @v1.get("/cron")
+    def cron() -> dict[str, Any]:
+        """The app's cron schedules (next fire, last fired tick, epoch ms) and the schedulers alive,
+        the leader first."""
+        try:
+            return crons.listing()
+        except TopicReadError as exc:
+            raise ViewBehind(f"cannot read the cron topic now: {exc}") from None
 
     @v1.get("/workers")
     def workers() -> list[dict[str, Any]]:

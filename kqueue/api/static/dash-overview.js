@@ -3,7 +3,7 @@
 
 import { api, queuePath } from "./dash-api.js";
 import { sparkline } from "./dash-charts.js";
-import { ago, badge, cell, count, el, fill, link, millis, pausedText, queueHref, taskHref } from "./dash-dom.js";
+import { ago, badge, cell, count, el, fill, link, millis, pausedText, queueHref, taskHref, when } from "./dash-dom.js";
 import { partitionSummary, topicIndex } from "./dash-partitions.js";
 
 const LIVE = new Set(["up", "stopping"]);
@@ -48,7 +48,8 @@ export function partitionLags(details) {
 }
 
 export async function refreshOverview(live) {
-  const [queues, workers, recent] = await Promise.all([api("/queues"), api("/workers"), api("/tasks?limit=25")]);
+  const [queues, workers, recent, cron] = await Promise.all([api("/queues"), api("/workers"), api("/tasks?limit=25"),
+    api("/cron")]);
   const [series, details] = await Promise.all([
     Promise.all(queues.map((q) => api(`${queuePath(q.queue)}/series`))),
     Promise.all(queues.map((q) => api(queuePath(q.queue)))),
@@ -73,6 +74,7 @@ export async function refreshOverview(live) {
     return row;
   });
   workerRows(workers, queues, partitionLags(details), "workers");
+  cronRows(cron);
   fill("recent", recent, (t) => {
     const row = el("tr");
     row.dataset.taskId = t.task_id;
@@ -83,6 +85,26 @@ export async function refreshOverview(live) {
     cell(row, t.status, `status status-${t.status}`);
     cell(row, t.attempts, "num");
     cell(row, t.error);
+    return row;
+  });
+}
+
+// The app's cron schedules: when each fires next and last fired, and which scheduler leads.
+export function cronRows(cron) {
+  const leader = cron.schedulers.find((s) => s.leader);
+  document.getElementById("cron-leader").textContent = cron.schedules.length
+    ? `${cron.schedulers.length} scheduler(s) alive${leader ? ` · leader ${leader.host} pid ${leader.pid}` : " · no leader now"}`
+    : "";
+  fill("cron", cron.schedules, (c) => {
+    const row = el("tr");
+    row.dataset.schedule = c.name;
+    cell(row, c.name);
+    cell(row).appendChild(link(queueHref(c.queue), c.queue));
+    cell(row, c.task);
+    cell(row, c.expression, "code");
+    cell(row, c.tz);
+    cell(row, c.next_fire_ms === null ? "–" : when(c.next_fire_ms));
+    cell(row, c.last_fired_ms === null ? "never" : when(c.last_fired_ms));
     return row;
   });
 }
