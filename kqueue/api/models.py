@@ -80,6 +80,8 @@ class ReplayRequest(BaseModel):
     task_ids: list[str] = Field(default_factory=list, max_length=10_000)
     # Strict: "yes", "false" or 1 is a 422, never a replay of the whole DLQ.
     all: StrictBool = Field(False, description="true: replay every pending dead letter of the queue")
+    ordered: StrictBool = Field(False, description="true: in the order the tasks were first enqueued, so a key's "
+                                "tasks go back in their original order")
 
 
 class ReplayAnswer(BaseModel):

@@ -130,10 +130,10 @@ class QueueService:
         except DecodeError:
             return None if value is None else value.decode("utf-8", "replace")
 
-    def replay(self, queue: str, task_ids: list[str], everything: bool) -> dict[str, Any]:
+    def replay(self, queue: str, task_ids: list[str], everything: bool, ordered: bool = False) -> dict[str, Any]:
         self._check(queue)
         report = dlq.replay(self.app.bootstrap_servers, queue, task_ids, everything=everything,
-                            prefix=self.app.topic_prefix)
+                            prefix=self.app.topic_prefix, ordered=ordered)
         return {"replayed": [letter.task_id for letter in report.replayed],
                 "skipped": [letter.task_id for letter in report.skipped],
                 "missing": [letter.task_id for letter in report.missing]}

@@ -200,7 +200,7 @@ def create_api(tasks: TaskService, queues: QueueService, token: str | None = Non
         if not body.task_ids and not body.all:
             return JSONResponse({"detail": [{"loc": ["body", "task_ids"], "msg": "name task_ids or set all",
                                              "type": "value_error"}]}, status_code=422)
-        return queues.replay(queue, body.task_ids, body.all)
+        return queues.replay(queue, body.task_ids, body.all, body.ordered)
 
     @v1.get("/cron")
     def cron() -> dict[str, Any]:

@@ -113,19 +113,21 @@ def replay(
     everything: bool = typer.Option(False, "--all", help="Replay every pending dead letter"),
     task_type: str | None = typer.Option(None, "--type", "-t", help="Replay dead letters of this task type"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be replayed, change nothing"),
+    ordered: bool = typer.Option(False, "--ordered", help="In the order the tasks were first enqueued, so a "
+                                 "key's tasks go back in their original order [default: the DLQ's order]"),
 ) -> None:
     """Put dead letters back on the queue (attempt reset, key kept); each is replayed at most once."""
     if not ids and not everything and task_type is None:
         raise fail("say what to replay: --id ID (repeatable), --type T or --all", 2)
     bootstrap, prefix = _context(ctx, queue)
     try:
-        report = dlq.replay(bootstrap, queue, ids, task_type, everything, dry_run, prefix)
+        report = dlq.replay(bootstrap, queue, ids, task_type, everything, dry_run, prefix, ordered=ordered)
     except KqueueError as exc:  # e.g. ReplayConflict: a concurrent replay fenced this one
         raise fail(str(exc)) from None
     verb = "would replay" if dry_run else "replayed"
     console.print(f"{verb} {len(report.replayed)} dead letter(s) to {queue}; "
                   f"{len(report.skipped)} already replayed", highlight=False)
-    for letter in report.replayed:
+    for letter in dlq.in_enqueue_order(report.replayed) if ordered else report.replayed:
         console.print(f"  {letter.task_id}  {letter.task_type}  {letter.error[:60]}", highlight=False)
     unknown = set(ids) - {letter.task_id for letter in report.replayed + report.skipped + report.missing}
     if unknown:

@@ -57,6 +57,22 @@ class DeadLetter:
             return 1
 
     @property
+    def enqueued_at(self) -> int:
+        """When its task was first enqueued (kq-enqueued-at, kept through retries); 0 if unknown."""
+        try:
+            return int(self.headers.get(names.H_ENQUEUED_AT, "0"))
+        except ValueError:
+            return 0
+
+    @property
+    def origin_offset(self) -> int:
+        """The offset of its first delivery (kq-origin: topic/partition/offset); -1 if unknown."""
+        try:
+            return int(self.headers.get(names.H_ORIGIN, "").rsplit("/", 1)[1])
+        except (IndexError, ValueError):
+            return -1
+
+    @property
     def failed_at(self) -> int:
         try:
             return int(self.headers.get(names.H_FAILED_AT, "0"))
@@ -99,6 +115,15 @@ def select(letters: Iterable[DeadLetter], ids: Iterable[str] = (), task_type: st
         letter for letter in letters
         if everything or letter.task_id in wanted or (task_type is not None and letter.task_type == task_type)
     ]
+
+
+def in_enqueue_order(letters: Iterable[DeadLetter]) -> list[DeadLetter]:
+    """Letters in the order their tasks were first enqueued: by kq-enqueued-at (milliseconds, so a
+    burst shares one), then by the offset of their first delivery (kq-origin; a key's tasks share its
+    partition), then by where they were dead-lettered. Retries through the tiers can dead-letter a
+    key's first task after its later ones; replayed in this order, each key's tasks go back as they came."""
+    return sorted(letters, key=lambda letter: (letter.enqueued_at or letter.failed_at, letter.origin_offset,
+                                               letter.partition, letter.offset))
 
 
 # -- reading -----------------------------------------------------------------------------------------
@@ -183,10 +208,12 @@ def _plan(bootstrap: str, queue: str, ids: Iterable[str], task_type: str | None,
 
 
 def replay(bootstrap: str, queue: str, ids: Iterable[str] = (), task_type: str | None = None,
-           everything: bool = False, dry_run: bool = False, prefix: str = "", *,
+           everything: bool = False, dry_run: bool = False, prefix: str = "", *, ordered: bool = False,
            on_selected: Callable[[list[DeadLetter]], None] | None = None) -> ReplayReport:
-    """Replay the selected pending dead letters; raises ReplayConflict if a concurrent replay of the
-    queue fenced this run. `on_selected` (a test seam) sees the letters to replay before any is written."""
+    """Replay the selected pending dead letters (`ordered`: in the order their tasks were first
+    enqueued, so a key's tasks go back in their original order); raises ReplayConflict if a concurrent
+    replay of the queue fenced this run. `on_selected` (a test seam) sees the letters to replay before
+    any is written."""
     if dry_run:  # no transactional producer: a dry run must not fence a real one
         report = _plan(bootstrap, queue, ids, task_type, everything, prefix)
         if on_selected is not None:
@@ -209,7 +236,7 @@ def replay(bootstrap: str, queue: str, ids: Iterable[str] = (), task_type: str |
     records: list[OutRecord] = []
     replayed: list[DeadLetter] = []
     missing: list[DeadLetter] = []
-    for letter in report.replayed:
+    for letter in in_enqueue_order(report.replayed) if ordered else report.replayed:
         payload = payload_of(bootstrap, letter)
         if payload is None:
             missing.append(letter)
