@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+)
 
 MAX_NAME = 249  # Kafka's longest topic name: a queue or type name cannot usefully be longer
 MAX_KEY = 4096
@@ -33,6 +43,15 @@ class EnqueueRequest(BaseModel):
     delay: float | None = Field(None, ge=0, le=366 * 24 * 3600, description="Seconds to wait before it may run")
     run_at: AwareDatetime | None = Field(None, description="When it may run (with a time zone)")
     idempotency_key: str | None = Field(None, min_length=1, max_length=MAX_KEY)
+
+    @field_validator("priority", mode="wrap")
+    @classmethod
+    def _one_priority_error(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        """One error naming what is allowed, not one per member of the union."""
+        try:
+            return handler(value)
+        except ValidationError:
+            raise ValueError("must be high, normal, low or an integer 0-9 (9 most urgent)") from None
 
     @field_validator("type", "queue", "key", "idempotency_key")
     @classmethod
