@@ -6,7 +6,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, ConsumerGroupState, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupState, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from kqueue.core.records import TP
@@ -45,7 +45,7 @@ def topic_depths(bootstrap: str, topics: list[str], group: str | None = None,
         tps = [TopicPartition(t, p) for t in topics if t in meta.topics for p in sorted(meta.topics[t].partitions)]
         committed: dict[tuple[str, int], int] = {}
         if group is not None and tps:
-            for tp in consumer.committed(tps, timeout=timeout):
+            for tp in _committed(consumer, tps, timeout):
                 committed[(tp.topic, tp.partition)] = tp.offset
         out = []
         for tp in tps:
@@ -56,6 +56,25 @@ def topic_depths(bootstrap: str, topics: list[str], group: str | None = None,
     if group is not None:
         out = _without_trailing_markers(bootstrap, out, timeout)
     return out
+
+
+_COORDINATOR_MOVING = frozenset({KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                                 KafkaError.COORDINATOR_NOT_AVAILABLE})
+
+
+def _committed(consumer: Consumer, tps: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+    """The group's committed offsets, asked again while the broker says to (its coordinator moving or
+    loading: NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS) until `timeout` is spent."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return list(consumer.committed(tps, timeout=max(0.1, deadline - time.monotonic())))
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if not (isinstance(error, KafkaError) and (error.retriable() or error.code() in _COORDINATOR_MOVING)) \
+                    or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)
 
 
 def _without_trailing_markers(bootstrap: str, depths: list[PartitionDepth], timeout: float) -> list[PartitionDepth]:
