@@ -1,16 +1,23 @@
-"""Pause and resume, the pure parts: folding `_kqueue.control` records into the paused queues, the
-command on the wire (older versions' bytes unchanged), and the hold-back rule a runner asks before it
-starts a task of a paused queue."""
+"""Pause and resume, the parts that need no broker: folding `_kqueue.control` records into the paused
+queues, the command on the wire (older versions' bytes unchanged), the hold-back rule a runner asks
+before it starts a task of a paused queue, and the status view's table of paused queues."""
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections import deque
+from pathlib import Path
 
 import pytest
+from rich.console import Console
 
+from kqueue.cli.stats_cmd import render
+from kqueue.control.stats import QueueStats, with_rates
 from kqueue.core.codec import SchemaStore, decode_payload
 from kqueue.core.control import ControlCommand, Paused, QueuePauses, pause_after, pause_command
 from kqueue.core.system_schemas import CONTROL_COMMAND_V1_SCHEMA, CONTROL_COMMAND_V2_SCHEMA
+from kqueue.view.store import IngestBatch, StatusStore
 from kqueue.worker.cancels import CancelWatch
 from kqueue.worker.partitions import PartitionOwner
 from kqueue.worker.pausing import PausedWork
@@ -137,3 +144,27 @@ def test_parked_tasks_do_not_count_as_unsettled_and_unpark_in_offset_order() -> 
     assert owner.outstanding == 0 and owner.watermark.outstanding == 3
     assert work.unpark() == items
     assert owner.outstanding == 3
+
+
+# -- the status view's table ---------------------------------------------------------------------------------
+def test_the_status_view_keeps_each_queues_newest_pause_across_restarts(tmp_path: Path) -> None:
+    store = StatusStore(tmp_path / "view.db")
+    batch = IngestBatch(pauses=[("email", Paused(NOW, "incident")), ("sms", Paused(NOW + 1)), ("sms", None)])
+    assert batch and len(batch.split()) == 4  # one part per record, and the read positions
+    store.write(batch, NOW)
+    assert store.pauses() == {"email": Paused(NOW, "incident")}
+    store.write(IngestBatch(pauses=[("t-1", None)]), NOW)  # a cancel's tombstone: changes nothing
+    assert StatusStore(tmp_path / "view.db").pauses() == {"email": Paused(NOW, "incident")}
+    store.note_pause("email", None)  # the API's resume, before the ingest reads it back
+    assert store.pauses() == {}
+
+
+def test_kqueue_stats_shows_since_when_and_why_a_queue_is_paused() -> None:
+    stats = QueueStats("email", "g", 0.0, [], 0, 0, 1, paused=Paused(NOW, "incident"))
+    assert stats.as_json()["paused"] == {"since": NOW, "reason": "incident"}
+    assert with_rates(stats, dataclasses.replace(stats, at=2.0)).paused == Paused(NOW, "incident")
+    console = Console(width=200, record=True)
+    console.print(render(stats))
+    assert re.search(r"paused +since 2023-11-14 22:13:20 UTC: incident", console.export_text(clear=True))
+    console.print(render(dataclasses.replace(stats, paused=None)))
+    assert re.search(r"paused +no\b", console.export_text())
