@@ -100,7 +100,7 @@ class CancelWatch:
                         self._caught_up.set()
                 self.expire()
         except Exception:  # never the worker's death: it goes on without cancels, and says so
-            log.exception("reading cancels from %s failed; cancels are not honoured until restart", self._topic)
+            log.exception("reading cancels and pauses from %s failed; neither is honoured until restart", self._topic)
             self._caught_up.set()
         finally:
             reader.close()
