@@ -90,7 +90,7 @@ class CancelWatch:
             reader.assign({(self._topic, p): None for p in partitions})
             behind = set(partitions)
             while not self._stop.is_set():
-                records, ends = reader.poll(500, 0.5)
+                records, ends = reader.poll(500, 0.1)  # waits this long: a pause or cancel is heard within it
                 for msg in records:
                     self._apply(msg.key(), msg.value())
                 for (_, partition), _ in ends:
