@@ -103,6 +103,7 @@ class Worker:
             "held_for_commit": table.held(),
             "assigned": len(table.states),
             "paused": {f"{t}/{p}": s.describe() for (t, p), s in table.states.items() if s.pauses},
+            "paused_queues": sorted(self._pausing.paused),
             "router_holds": {f"{t}/{p}": due for (t, p), due in table.holds().items()},
             "executor": self._executor.state(),
             "counts": self._checkpoint.counts,

@@ -122,6 +122,7 @@ def test_partitions_assigned_while_paused_stay_paused_and_tiers_are_never_paused
         wait_for(lambda: P1 in w.worker._table.states, timeout=5, what="the assignment")
         time.sleep(0.2)
         assert P1 in rig.edge.paused and rig.started() == []
+        assert w.worker.state()["paused_queues"] == [Q]  # what SIGUSR1 logs
         assert not w.worker._table.states[TIER].pauses  # due records still move to the lanes
         _resume(w)
         wait_for(lambda: rig.started() == [0], timeout=5, what="the task after the resume")
