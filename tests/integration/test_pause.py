@@ -3,7 +3,8 @@ steady flow of cheap tasks; `kqueue queue pause Q --reason incident` stops every
 tasks within 2 s while enqueueing goes on; a restarted worker and a new one run nothing while the
 queue is paused; `kqueue stats` shows it; `kqueue queue resume Q` runs everything enqueued, each
 task once and each key in order. Then the same through the REST API and `app.pause/resume`, and
-unknown queues refused by the CLI, the API and the SDK."""
+unknown queues refused by the CLI, the API and the SDK; a scheduled task reaches the paused lane
+through its delay tier and waits there."""
 
 from __future__ import annotations
 
@@ -15,11 +16,13 @@ import sys
 import threading
 import time
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 import kqueue
+from kqueue.control.stats import read_queue_stats
 from kqueue.core import names
 from kqueue.core.control import ControlCommand
 from tests.support.api import ApiProcess
@@ -187,8 +190,16 @@ def test_pause_and_resume_through_the_api_and_the_sdk(kafka: Kafka, tmp_path: Pa
         assert state.paused is not None and state.as_json()["paused"] is True
         time.sleep(2.0)
         later = [step.enqueue({"n": n}, key="k") for n in range(5)]
+        later.append(step.enqueue({"n": 5}, key="k", delay=timedelta(seconds=1)))  # through a delay tier
         app.flush()
-        time.sleep(3.0)
+
+        def moved_to_the_lane() -> bool:  # the router went on: the tier is drained, the lane holds them
+            lanes = read_queue_stats(kafka.bootstrap, queue, group).lanes
+            tier = next(lane for lane in lanes if lane.tier == "1s")
+            # Lag counts offsets, and the router's move commits a transaction marker in the lane too.
+            return tier.committed == tier.records == 1 and sum(lane.lag for lane in lanes if lane.lane) >= 6
+
+        wait_for(moved_to_the_lane, 30, "the scheduled task to reach the paused lane")
         assert len(_runs(log)) == 10
         wait_for(lambda: api.request("GET", f"/api/v1/queues/{queue}")[1]["paused"] is not None, 30,
                  "the view to read the SDK's pause")
