@@ -109,5 +109,23 @@ class ReplayAnswer(BaseModel):
     missing: list[str]
 
 
+class PauseRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(None, max_length=1000, description="Why; shown with the queue's state")
+
+    @field_validator("reason")
+    @classmethod
+    def _utf8(cls, value: str | None) -> str | None:
+        return _encodable(value)
+
+
+class QueuePauseAnswer(BaseModel):
+    queue: str
+    paused: bool
+    since: int | None = Field(description="Epoch milliseconds the queue has been paused since (null: running)")
+    reason: str | None
+
+
 class Problem(BaseModel):
     detail: str

@@ -1,4 +1,5 @@
-"""Queue figures and dead letters for the REST API (reads Kafka; the CLI's own functions underneath)."""
+"""Queue figures, pause and resume, and dead letters for the REST API (reads Kafka; the CLI's own
+functions underneath). Whether a queue is paused comes from the status view, not Kafka, per request."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import time
 from typing import Any
 
 from kqueue.control import dlq
+from kqueue.control.pauses import paused_json
 from kqueue.control.stats import QueueNotFound, QueueStats, read_queue_stats, with_rates
 from kqueue.core import names
 from kqueue.core.codec import SOE_MAGIC, decode_payload
@@ -48,14 +50,29 @@ class QueueService:
         return found[0] if found else f"{names.main_topic(queue, self.app.topic_prefix)}.workers"
 
     def summary(self, queue: str) -> dict[str, Any]:
-        """The queue's figures, read from Kafka at most once a second (pages poll them)."""
+        """The queue's figures, read from Kafka at most once a second (pages poll them), and whether it
+        is paused: {"since": epoch ms, "reason"} or None, from the status view."""
         self._check(queue)
         cached = self._cache.get(queue)
         if cached is not None and time.monotonic() - cached[0] < SUMMARY_TTL:
-            return cached[1]
-        out = self._read_summary(queue)
-        self._cache[queue] = (time.monotonic(), out)
-        return out
+            out = cached[1]
+        else:
+            out = self._read_summary(queue)
+            self._cache[queue] = (time.monotonic(), out)
+        return {**out, "paused": paused_json(self.store.pauses().get(queue))}
+
+    def pause(self, queue: str, reason: str | None) -> dict[str, Any]:
+        """Pause the queue (app.pause) and show it paused at once; the state as the API answers it."""
+        self._check(queue)
+        state = self.app.pause(queue, reason)
+        self.store.note_pause(queue, state.paused)
+        return state.as_json()
+
+    def resume(self, queue: str) -> dict[str, Any]:
+        self._check(queue)
+        state = self.app.resume(queue)
+        self.store.note_pause(queue, state.paused)
+        return state.as_json()
 
     def _read_summary(self, queue: str) -> dict[str, Any]:
         group = self.group_of(queue)

@@ -30,7 +30,9 @@ from kqueue.api.models import (
     CancelAnswerBody,
     Enqueued,
     EnqueueRequest,
+    PauseRequest,
     Problem,
+    QueuePauseAnswer,
     ReplayAnswer,
     ReplayRequest,
     TaskAnswer,
@@ -210,6 +212,17 @@ def create_api(tasks: TaskService, queues: QueueService, token: str | None = Non
             return crons.listing()
         except TopicReadError as exc:
             raise ViewBehind(f"cannot read the cron topic now: {exc}") from None
+
+    @v1.post("/queues/{queue}/pause", response_model=QueuePauseAnswer)
+    def pause_queue(queue: QueueName, body: PauseRequest | None = None) -> Any:
+        """Workers of the queue stop starting its tasks (running ones finish) until it is resumed, also
+        across restarts; enqueueing still works. The body (optional): {"reason": "..."}."""
+        return queues.pause(queue, body.reason if body is not None else None)
+
+    @v1.post("/queues/{queue}/resume", response_model=QueuePauseAnswer)
+    def resume_queue(queue: QueueName) -> Any:
+        """Workers of the queue start its tasks again."""
+        return queues.resume(queue)
 
     @v1.get("/workers")
     def workers() -> list[dict[str, Any]]:

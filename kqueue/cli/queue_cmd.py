@@ -1,17 +1,18 @@
-"""`kqueue queue`: create, list and describe queues (their topics)."""
+"""`kqueue queue`: create, list and describe queues (their topics); pause and resume them."""
 
 from __future__ import annotations
 
 import typer
 from rich.table import Table
 
-from kqueue.cli.common import console, fail, options, resolve_bootstrap
+from kqueue.cli.common import GlobalOptions, console, fail, options, resolve_bootstrap
+from kqueue.core.errors import DeliveryError
 from kqueue.core.names import queue_of_topic
 from kqueue.core.topology import queue_topic_specs, queue_topics
 from kqueue.transport.admin import broker_count, ensure_topics, existing_topics, make_admin
 from kqueue.transport.inspect import topic_depths
 
-app = typer.Typer(help="Create, list and describe queues.", no_args_is_help=True)
+app = typer.Typer(help="Create, list, describe, pause and resume queues.", no_args_is_help=True)
 
 
 @app.command()
@@ -81,3 +82,33 @@ def describe(
             row.append("-" if topic.endswith(".dlq") else str(sum(d.lag for d in mine)))
         table.add_row(*row)
     console.print(table)
+
+
+@app.command()
+def pause(
+    ctx: typer.Context,
+    queue: str = typer.Argument(..., help="Queue name"),
+    reason: str | None = typer.Option(None, "--reason", help="Why (shown by `kqueue stats` and the API)"),
+) -> None:
+    """Stop every worker of the queue from starting its tasks (running ones finish), until `resume`;
+    it holds across worker restarts. Enqueueing still works. Exit 2 for an unknown queue."""
+    _change(options(ctx), queue, True, reason)
+
+
+@app.command()
+def resume(ctx: typer.Context, queue: str = typer.Argument(..., help="Queue name")) -> None:
+    """Let the queue's workers start its tasks again. Exit 2 for an unknown queue."""
+    _change(options(ctx), queue, False, None)
+
+
+def _change(opts: GlobalOptions, queue: str, pause: bool, reason: str | None) -> None:
+    from kqueue.sdk.app import App
+
+    client = App("kqueue-cli", resolve_bootstrap(opts.bootstrap_servers), topic_prefix=opts.topic_prefix)
+    try:
+        state = client.pause(queue, reason) if pause else client.resume(queue)
+    except ValueError as exc:
+        raise fail(str(exc), 2) from None
+    except DeliveryError as exc:
+        raise fail(str(exc)) from None
+    console.print(str(state), highlight=False, soft_wrap=True)

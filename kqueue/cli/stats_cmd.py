@@ -11,8 +11,10 @@ from rich.live import Live
 from rich.table import Table
 
 from kqueue.cli.common import console, fail, options, resolve_bootstrap
+from kqueue.control.pauses import since_text
 from kqueue.control.stats import QueueNotFound, QueueStats, read_queue_stats, with_rates
 from kqueue.transport.admin import KafkaUnavailable, unreachable
+from kqueue.transport.topic_reader import TopicReadError
 
 
 def stats(
@@ -23,15 +25,16 @@ def stats(
     interval: float = typer.Option(2.0, "--interval", min=0.2, help="Seconds between refreshes with --watch"),
     as_json: bool = typer.Option(False, "--json", help="One JSON object (per refresh with --watch)"),
 ) -> None:
-    """Depth (the group's lag) per lane and delay tier, DLQ size, members, and with --watch the rates."""
+    """Depth (the group's lag) per lane and delay tier, DLQ size, members, whether the queue is paused
+    (since when, why), and with --watch the rates."""
     opts = options(ctx)
     bootstrap = resolve_bootstrap(opts.bootstrap_servers)
 
     def read(previous: QueueStats | None) -> QueueStats:
         try:
             return with_rates(previous, read_queue_stats(bootstrap, queue, group, opts.topic_prefix,
-                                                         previous=previous))
-        except QueueNotFound as exc:
+                                                         previous=previous, with_pause=True))
+        except (QueueNotFound, TopicReadError) as exc:
             raise fail(str(exc)) from None
         except KafkaUnavailable as exc:
             raise fail(unreachable(bootstrap, 10, exc, "to read the queue's offsets")) from None
@@ -73,6 +76,9 @@ def render(current: QueueStats) -> Group:
     summary.add_row("lag", str(current.lag))
     summary.add_row("dead letters stored", str(current.dlq_records))
     summary.add_row("group members", str(current.members))
+    paused = current.paused
+    summary.add_row("paused", "no" if paused is None else
+                    f"since {since_text(paused.since)}" + (f": {paused.reason}" if paused.reason else ""))
     for name, value in current.rates.items():
         summary.add_row(name.replace("_per_s", " per second").replace("_", " "), f"{value:g}")
     return Group(table, summary)

@@ -1,5 +1,5 @@
-"""`kqueue stats`: a queue's depth (the group's lag per lane and tier), DLQ size, members and rates,
-read from Kafka alone, so it works with no worker running and needs no metrics port."""
+"""`kqueue stats`: a queue's depth (the group's lag per lane and tier), DLQ size, members, rates and
+whether it is paused, read from Kafka alone, so it works with no worker running and needs no metrics port."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from kqueue.control.pauses import read_pauses
 from kqueue.core import names
+from kqueue.core.control import Paused
 from kqueue.core.durations import parse_duration
 from kqueue.observe.lag import lag_key
 from kqueue.transport.admin import existing_topics, make_admin
@@ -36,6 +38,7 @@ class QueueStats:
     dlq_end: int  # the DLQ's end offsets, summed (grows with every dead letter)
     members: int
     rates: dict[str, float] = field(default_factory=dict)
+    paused: Paused | None = None  # {"since": epoch ms, "reason"} in JSON; read only when asked for
 
     @property
     def lag(self) -> int:
@@ -80,8 +83,7 @@ def with_rates(previous: QueueStats | None, current: QueueStats) -> QueueStats:
         lane.committed for lane in previous.lanes if lane.lane)
     rates = {"settled_per_s": round(max(0, settled) / seconds, 2),
              "dead_letters_per_s": round(max(0, current.dlq_end - previous.dlq_end) / seconds, 2)}
-    return QueueStats(current.queue, current.group, current.at, current.lanes, current.dlq_records,
-                      current.dlq_end, current.members, rates)
+    return dataclasses.replace(current, rates=rates)
 
 
 # Transaction markers take offsets too, so offsets overcount letters; below this span they are counted.
@@ -93,9 +95,9 @@ class QueueNotFound(LookupError):
 
 
 def read_queue_stats(bootstrap: str, queue: str, group: str, prefix: str = "", timeout: float = 10.0,
-                     previous: QueueStats | None = None) -> QueueStats:
+                     previous: QueueStats | None = None, with_pause: bool = False) -> QueueStats:
     """The queue's figures now; with `previous` (a --watch refresh) the dead letters are counted again
-    only if the DLQ has grown since."""
+    only if the DLQ has grown since; `with_pause`: whether it is paused too (reads _kqueue.control)."""
     admin = make_admin(bootstrap)
     topics = existing_topics(admin, timeout)
     main = names.main_topic(queue, prefix)
@@ -110,6 +112,8 @@ def read_queue_stats(bootstrap: str, queue: str, group: str, prefix: str = "", t
     elif 0 < stats.dlq_records <= EXACT_DLQ_COUNT:
         letters = len(read_records(bootstrap, [names.dlq_topic(queue, prefix)], timeout))
         stats = dataclasses.replace(stats, dlq_records=letters)
+    if with_pause:
+        stats = dataclasses.replace(stats, paused=read_pauses(bootstrap, prefix, timeout).get(queue))
     return stats
 
 

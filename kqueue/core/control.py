@@ -14,6 +14,7 @@ never comes, or came and finished, does not stay in the compacted topic for ever
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -21,11 +22,12 @@ from kqueue.core.codec import SchemaStore, decode_payload, encode_avro
 from kqueue.core.durations import parse_duration
 from kqueue.core.headers import RawHeaders, header_dict
 from kqueue.core.names import H_ENQUEUED_AT, H_REPLAYED_AT
-from kqueue.core.system_schemas import CONTROL_COMMAND_SCHEMA, CONTROL_COMMAND_V1_SCHEMA
+from kqueue.core.system_schemas import CONTROL_COMMAND_SCHEMA, CONTROL_COMMAND_V1_SCHEMA, CONTROL_COMMAND_V2_SCHEMA
 
 _STORE = SchemaStore()
 _STORE.add(CONTROL_COMMAND_SCHEMA)
 _STORE.add(CONTROL_COMMAND_V1_SCHEMA)  # commands written before `due_at_ms` existed
+_STORE.add(CONTROL_COMMAND_V2_SCHEMA)  # commands written before `reason` existed
 
 CANCEL_EXPIRY_ENV = "KQUEUE_CANCEL_EXPIRY"
 DEFAULT_CANCEL_EXPIRY = 7 * 24 * 3600.0  # seconds; as long as the longest idempotency window
@@ -38,18 +40,23 @@ class ControlCommand:
     target: str  # a task id (cancel) or a queue (pause, resume)
     at_ms: int  # when it was issued; a cancel applies to task lives begun at or before it
     due_at_ms: int | None = None  # a cancel of a scheduled task: when it is due (its expiry counts from then)
+    reason: str | None = None  # a pause: why (shown with the queue's state)
 
     def encode(self) -> bytes:
         record = {"command": self.command, "target": self.target, "at_ms": self.at_ms}
+        if self.reason is not None:
+            return encode_avro(CONTROL_COMMAND_SCHEMA, {**record, "due_at_ms": self.due_at_ms, "reason": self.reason})
         if self.due_at_ms is None:
             # The first version's bytes: workers that predate `due_at_ms` still read the command.
             return encode_avro(CONTROL_COMMAND_V1_SCHEMA, record)
-        return encode_avro(CONTROL_COMMAND_SCHEMA, {**record, "due_at_ms": self.due_at_ms})
+        # The second version's bytes: workers that predate `reason` still read it.
+        return encode_avro(CONTROL_COMMAND_V2_SCHEMA, {**record, "due_at_ms": self.due_at_ms})
 
     @classmethod
     def decode(cls, value: bytes) -> ControlCommand:
         record = decode_payload(value, "avro", CONTROL_COMMAND_SCHEMA, _STORE)
-        return cls(record["command"], record["target"], record["at_ms"], record.get("due_at_ms"))
+        return cls(record["command"], record["target"], record["at_ms"], record.get("due_at_ms"),
+                   record.get("reason"))
 
     def expires_at(self, expiry_ms: int) -> int:
         return max(self.at_ms, self.due_at_ms or 0) + expiry_ms
@@ -153,3 +160,63 @@ def cancel_applies(pending: set[str] | frozenset[str], record: TaskRecord) -> bo
         issued = pending._issued.get(record.quick_id)
         return issued is not None and reaches_life(issued, record.raw_headers)
     return record.quick_id in pending
+
+
+# -- pause and resume ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Paused:
+    """A paused queue: since when (epoch ms) and why (None: no reason was given)."""
+
+    since: int
+    reason: str | None = None
+
+
+def pause_after(current: Paused | None, command: ControlCommand | None) -> Paused | None:
+    """A queue's pause state once the record `command` (None: a tombstone) keyed by it is read: the
+    newest record is the state, so a compacted topic gives the same answer as the whole history."""
+    if command is None or command.command == "resume":
+        return None
+    if command.command == "pause":
+        return Paused(command.at_ms, command.reason)
+    return current  # a cancel whose task id happens to be the queue's name: no pause news
+
+
+def pause_command(queue: str, current: Paused | None, reason: str | None, now_ms: int) -> ControlCommand:
+    """The record that pauses `queue`: a queue paused already stays paused since then, and keeps its
+    reason unless a new one is given."""
+    if current is None:
+        return ControlCommand("pause", queue, now_ms, reason=reason)
+    return ControlCommand("pause", queue, current.since, reason=reason if reason is not None else current.reason)
+
+
+class QueuePauses:
+    """The paused queues as read from `_kqueue.control`. Written by one thread (the worker's control
+    watch, or a test), read by any: `version` changes with every change, so the poll loop looks at
+    the state only when it moved."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._paused: dict[str, Paused] = {}
+        self.version = 0
+
+    def apply(self, key: str, command: ControlCommand | None) -> bool:
+        """Fold one record of the control topic (key, decoded value or None); True if a queue changed."""
+        with self._lock:
+            current = self._paused.get(key)
+            after = pause_after(current, command)
+            if after == current:
+                return False
+            if after is None:
+                del self._paused[key]
+            else:
+                self._paused[key] = after
+            self.version += 1
+            return True
+
+    def snapshot(self) -> dict[str, Paused]:
+        with self._lock:
+            return dict(self._paused)
+
+    def get(self, queue: str) -> Paused | None:
+        with self._lock:
+            return self._paused.get(queue)

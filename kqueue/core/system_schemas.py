@@ -38,6 +38,8 @@ CONTROL_COMMAND: dict[str, Any] = {
         {"name": "at_ms", "type": "long"},
         # Added with cancel expiry (a cancel of a scheduled task expires counting from when it is due).
         {"name": "due_at_ms", "type": ["null", "long"], "default": None},
+        # Added with pause and resume: why a queue was paused (written only when a reason is given).
+        {"name": "reason", "type": ["null", "string"], "default": None},
     ],
 }
 
@@ -77,9 +79,12 @@ TASK_EVENT_V1: dict[str, Any] = {**TASK_EVENT, "fields": TASK_EVENT["fields"][:7
 
 # The ControlCommand before `due_at_ms`: still written when it has no due time, so older workers read it.
 CONTROL_COMMAND_V1: dict[str, Any] = {**CONTROL_COMMAND, "fields": CONTROL_COMMAND["fields"][:3]}
+# The ControlCommand before `reason`: still written when it has none (a cancel with a due time).
+CONTROL_COMMAND_V2: dict[str, Any] = {**CONTROL_COMMAND, "fields": CONTROL_COMMAND["fields"][:4]}
 
 TASK_EVENT_SCHEMA = AvroSchema.from_dict(TASK_EVENT)
 TASK_EVENT_V1_SCHEMA = AvroSchema.from_dict(TASK_EVENT_V1)
 WORKER_REPORT_SCHEMA = AvroSchema.from_dict(WORKER_REPORT)
 CONTROL_COMMAND_SCHEMA = AvroSchema.from_dict(CONTROL_COMMAND)
 CONTROL_COMMAND_V1_SCHEMA = AvroSchema.from_dict(CONTROL_COMMAND_V1)
+CONTROL_COMMAND_V2_SCHEMA = AvroSchema.from_dict(CONTROL_COMMAND_V2)

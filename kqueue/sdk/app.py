@@ -22,6 +22,7 @@ from kqueue.transport.config import resolve_bootstrap
 from kqueue.transport.producer import AcknowledgedProducer
 
 if TYPE_CHECKING:
+    from kqueue.control.pauses import QueuePause
     from kqueue.sdk.cancel import CancelResult
     from kqueue.sdk.cron import CronEntry
 
@@ -255,6 +256,23 @@ class App:
         self.producer.produce(control_topic(self.topic_prefix), command.encode(), task_id.encode(), [])
         self.flush(self.enqueue_timeout)
         return result
+
+    def pause(self, queue: str, reason: str | None = None) -> QueuePause:
+        """Pause a queue: every worker of it stops starting its tasks within about a second (running
+        ones finish and commit), also after restarts and in workers started later, until `resume`.
+        Enqueueing still works; due retries and scheduled tasks wait in the queue. A queue paused
+        already stays paused since then (with `reason`, if given, as its new reason). Returns the
+        state (`.as_json()`: queue, paused, since, reason); ValueError for an unknown queue,
+        DeliveryError when Kafka cannot take the command."""
+        from kqueue.control.pauses import change_pause
+
+        return change_pause(self, queue, True, reason)
+
+    def resume(self, queue: str) -> QueuePause:
+        """Resume a paused queue (see `pause`): its workers start its tasks again, in order."""
+        from kqueue.control.pauses import change_pause
+
+        return change_pause(self, queue, False)
 
     def status(self, task_id: str) -> TaskStatus:
         """Where the task is now (queued, scheduled, processing, retrying, completed, failed,

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from kqueue.core import names
-from kqueue.core.control import ControlCommand
+from kqueue.core.control import ControlCommand, pause_after
 from kqueue.core.headers import header_map
 from kqueue.core.reports import WorkerReport
 from kqueue.core.status import TaskEvent
@@ -131,6 +131,10 @@ class Ingest:
                     command = ControlCommand.decode(value)
                     if command.command == "cancel":
                         batch.cancels.append((command.target, command.at_ms))
+                    else:  # pause or resume: the key is the queue, the newest record its state
+                        batch.pauses.append((command.target, pause_after(None, command)))
+                elif msg.key() is not None:  # a tombstone: of a cancel, or of a queue's pause
+                    batch.pauses.append((msg.key().decode("utf-8", "replace"), None))
             elif topic == self._workers:
                 if value is not None:
                     batch.reports.append(WorkerReport.decode(value))

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from kqueue.core.control import Paused
 from kqueue.core.records import TP
 from kqueue.core.reports import WorkerReport
 from kqueue.core.status import TaskEvent
@@ -42,6 +43,7 @@ CREATE INDEX IF NOT EXISTS dead_letters_failed ON dead_letters (queue, failed_at
 CREATE TABLE IF NOT EXISTS groups (queue TEXT PRIMARY KEY, names TEXT);
 CREATE TABLE IF NOT EXISTS workers (worker_id TEXT PRIMARY KEY, grp TEXT, member_id TEXT, at_ms INTEGER,
     concurrency INTEGER, busy INTEGER, partitions TEXT, running INTEGER, stopping INTEGER);
+CREATE TABLE IF NOT EXISTS pauses (queue TEXT PRIMARY KEY, since_ms INTEGER, reason TEXT);
 """
 
 _RENAMED = {"partition": "part", "offset": "off"}  # SQL keywords as column names
@@ -132,6 +134,8 @@ class IngestBatch:
     reports: list[WorkerReport] = field(default_factory=list)
     cancels: list[tuple[str, int]] = field(default_factory=list)  # (task id, requested at)
     dead_letters: list[DeadLetterRow] = field(default_factory=list)
+    # _kqueue.control records keyed by a queue, in order: its pause, or None (resumed; or a tombstone)
+    pauses: list[tuple[str, Paused | None]] = field(default_factory=list)
     read_positions: dict[tuple[str, int], int] = field(default_factory=dict)
 
     def split(self) -> list[IngestBatch]:
@@ -141,12 +145,13 @@ class IngestBatch:
         parts += [IngestBatch(reports=[r]) for r in self.reports]
         parts += [IngestBatch(cancels=[c]) for c in self.cancels]
         parts += [IngestBatch(dead_letters=[d]) for d in self.dead_letters]
+        parts += [IngestBatch(pauses=[p]) for p in self.pauses]
         parts.append(IngestBatch(read_positions=dict(self.read_positions)))
         return parts
 
     def __bool__(self) -> bool:
         return bool(self.positions or self.events or self.reports or self.cancels or self.read_positions
-                    or self.dead_letters)
+                    or self.dead_letters or self.pauses)
 
 
 class StatusStore:
@@ -197,6 +202,8 @@ class StatusStore:
                 "error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [(d.queue, d.partition, d.offset, d.task_id, d.task_type, d.attempts, d.failed_at, d.error)
                  for d in batch.dead_letters])
+            for queue, paused in batch.pauses:
+                self._write_pause(conn, queue, paused)
             timeline.record(conn, batch)
             self._finish_late_reads(conn, batch, now_ms)
             conn.executemany(
@@ -230,6 +237,23 @@ class StatusStore:
         conn.executemany(_UPSERT_RUNNING, [
             (r.task_id, r.queue, r.task_type, report.worker_id, r.started_ms, r.attempt, report.at_ms, report.at_ms)
             for r in report.running])
+
+    @staticmethod
+    def _write_pause(conn: sqlite3.Connection, queue: str, paused: Paused | None) -> None:
+        if paused is None:
+            conn.execute("DELETE FROM pauses WHERE queue = ?", (queue,))
+        else:
+            conn.execute("INSERT OR REPLACE INTO pauses (queue, since_ms, reason) VALUES (?, ?, ?)",
+                         (queue, paused.since, paused.reason))
+
+    def note_pause(self, queue: str, paused: Paused | None) -> None:
+        """A pause or resume the API just wrote to Kafka: shown at once, before the ingest reads it back."""
+        self._write_pause(self._conn(), queue, paused)
+
+    def pauses(self) -> dict[str, Paused]:
+        """The paused queues, as last read from _kqueue.control."""
+        rows = self._conn().execute("SELECT queue, since_ms, reason FROM pauses").fetchall()
+        return {q: Paused(since, reason) for q, since, reason in rows}
 
     def publish_settled(self, settled: dict[TP, Settled], previous: dict[TP, Settled]) -> None:
         """Commits that moved, and the tasks they passed: finished now (history and figures need when)."""

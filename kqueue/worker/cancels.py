@@ -1,4 +1,4 @@
-"""The cancels a worker must honour: `_kqueue.control` read whole, outside any group, on a thread.
+"""The cancels and pauses a worker must honour: `_kqueue.control` read whole, outside any group, on a thread.
 
 A cancel command stays in the compacted topic until the task it names is settled as cancelled
 (that settlement writes a tombstone for it), so a worker that starts later, or restarts, still
@@ -8,6 +8,10 @@ had when it started (`wait_caught_up`): otherwise a restart could run a task can
 A cancel reaches only the life of the task it was issued for, and expires (core/control.py): a
 cancel past its expiry is dropped from `pending` and tombstoned here, so one for an id that never
 came (or had finished) does not wait in the topic for the next task to reuse that id.
+
+Pause and resume records (key = the queue) fold into `pauses` (core/control.QueuePauses), which the
+poll loop applies (worker/pausing.py); the wait before the first task covers them too, so a worker
+that starts while its queue is paused runs none of it.
 """
 
 from __future__ import annotations
@@ -16,7 +20,13 @@ import logging
 import threading
 from collections.abc import Callable
 
-from kqueue.core.control import DEFAULT_CANCEL_EXPIRY, ControlCommand, PendingCancels, cancel_expiry_seconds
+from kqueue.core.control import (
+    DEFAULT_CANCEL_EXPIRY,
+    ControlCommand,
+    PendingCancels,
+    QueuePauses,
+    cancel_expiry_seconds,
+)
 from kqueue.core.headers import now_ms
 from kqueue.transport.producer import TaskProducer
 from kqueue.transport.topic_reader import TopicReader
@@ -35,10 +45,11 @@ def _expiry_from_env() -> float:
 
 class CancelWatch:
     def __init__(self, bootstrap: str, topic: str, expiry: float | None = None,
-                 clock: Callable[[], int] = now_ms) -> None:
+                 clock: Callable[[], int] = now_ms, pauses: QueuePauses | None = None) -> None:
         """expiry: seconds a cancel is kept (None: KQUEUE_CANCEL_EXPIRY, default 7 days)."""
         # Task ids with a cancel not yet settled, each with its issue time (read from any thread).
         self.pending = PendingCancels()
+        self.pauses = pauses if pauses is not None else QueuePauses()  # the paused queues
         self._bootstrap = bootstrap
         self._topic = topic
         self._expiry_ms = int((expiry if expiry is not None else _expiry_from_env()) * 1000)
@@ -79,7 +90,7 @@ class CancelWatch:
             reader.assign({(self._topic, p): None for p in partitions})
             behind = set(partitions)
             while not self._stop.is_set():
-                records, ends = reader.poll(500, 0.5)
+                records, ends = reader.poll(500, 0.1)  # waits this long: a pause or cancel is heard within it
                 for msg in records:
                     self._apply(msg.key(), msg.value())
                 for (_, partition), _ in ends:
@@ -89,7 +100,7 @@ class CancelWatch:
                         self._caught_up.set()
                 self.expire()
         except Exception:  # never the worker's death: it goes on without cancels, and says so
-            log.exception("reading cancels from %s failed; cancels are not honoured until restart", self._topic)
+            log.exception("reading cancels and pauses from %s failed; neither is honoured until restart", self._topic)
             self._caught_up.set()
         finally:
             reader.close()
@@ -122,6 +133,7 @@ class CancelWatch:
         task_id = key.decode("utf-8", "replace")
         if value is None:  # tombstone: the cancel was carried out, or expired
             self.pending.retire(task_id)
+            self.pauses.apply(task_id, None)  # (a queue's: it is no longer paused)
             return
         try:
             command = ControlCommand.decode(value)
@@ -129,6 +141,7 @@ class CancelWatch:
             log.warning("skipping an unreadable record in %s (key %s)", self._topic, task_id)
             return
         if command.command != "cancel":
+            self.pauses.apply(task_id, command)  # pause or resume: the key is the queue
             return
         if command.expires_at(self._expiry_ms) <= self._clock():  # expired before we read it
             self.pending.retire(command.target)  # it replaces an older cancel of the id, as compaction would

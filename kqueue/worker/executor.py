@@ -168,6 +168,9 @@ class Executor:
         """Not to be started: the executor is halted, or the item's partition is no longer ours (a
         runner may have taken it before the revoke or loss dropped its partition's queued items)."""
         owner = item.owner
+        paused = owner.paused_work if owner is not None else None  # read once: the poll loop may end it
+        if paused is not None and paused.hold_back(item):
+            return True  # its queue is paused: handed back to the poll loop (worker/pausing.py)
         return self._halted or (owner is not None and not owner.live)
 
     @property

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from kqueue.core.completed import decode as decode_completed
+from kqueue.core.control import QueuePauses
 from kqueue.core.dedup import Claim
 from kqueue.core.headers import now_ms
 from kqueue.core.names import control_topic, workers_topic
@@ -34,6 +35,7 @@ from kqueue.worker.lane_holds import LaneHolds
 from kqueue.worker.options import Transport, WorkerOptions, WorkerStats, kafka_transport
 from kqueue.worker.outcomes import Outcomes
 from kqueue.worker.partitions import PartitionTable, PauseReason
+from kqueue.worker.pausing import QueuePausing
 from kqueue.worker.reporter import ReportSender
 from kqueue.worker.router import DelayRouter, is_tier_topic
 from kqueue.worker.runner import Runner
@@ -78,6 +80,8 @@ class Worker:
         self._next_tick = 0.0
         self.worker_id = options.instance_id or f"{socket.gethostname()}:{os.getpid()}"
         self.stats = WorkerStats()
+        # The paused queues: read from _kqueue.control by the control watch (tests may set them).
+        self.pauses = QueuePauses()
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def request_stop(self, *_: object) -> None:
@@ -101,6 +105,7 @@ class Worker:
             "held_for_commit": table.held(),
             "assigned": len(table.states),
             "paused": {f"{t}/{p}": s.describe() for (t, p), s in table.states.items() if s.pauses},
+            "paused_queues": sorted(self._pausing.paused),
             "router_holds": {f"{t}/{p}": due for (t, p), due in table.holds().items()},
             "executor": self._executor.state(),
             "counts": self._checkpoint.counts,
@@ -119,7 +124,7 @@ class Worker:
         # At least once, the offsets go through the consumer, which serves one thread at a time (a
         # commit from another thread waits while this one polls): such commits stay on this thread.
         self._background_commits = settler.transactional
-        self._cancels = (CancelWatch(app.bootstrap_servers, control_topic(app.topic_prefix)).start()
+        self._cancels = (CancelWatch(app.bootstrap_servers, control_topic(app.topic_prefix), pauses=self.pauses).start()
                          if self._transport is kafka_transport and not opts.route_only else None)
         live_kafka = self._transport is kafka_transport and not opts.route_only
         self._reporter = (ReportSender(app.bootstrap_servers, workers_topic(app.topic_prefix))
@@ -129,6 +134,7 @@ class Worker:
         ranks = lane_ranks(self.queues, app.topic_prefix)
         self._executor = Executor(opts.concurrency, self._runner, opts.weights, partition_rank(ranks))
         lanes = LaneHolds(self._table, opts.weights, ranks, self._executor.ready_by_rank, self._edge.cached_lag)
+        self._pausing = QueuePausing(self._table, self._executor, self.pauses, self.queues)
         self._bounds = Bounds(self._table, inflight_limit(opts.max_inflight, opts.batch_size, opts.concurrency),
                               opts.concurrency, lambda: self._executor.seconds_per_item, lanes)
         self._decoder = Decoder(app, read_enqueued_at=bool(self._hooks.settle))
@@ -188,6 +194,8 @@ class Worker:
         records = self._edge.poll_batch(self.options.batch_size, self.options.poll_timeout)
         if records:
             self._hand_out(records)
+        if self._pausing.changed():
+            self._pausing.apply()
         self._table.wake_due(now_ms())
         self._settle()
         self._tick()
@@ -207,7 +215,9 @@ class Worker:
 
     def _hand_out(self, records: list[Record]) -> None:
         if self._cancels is not None:
-            self._cancels.wait_until_read()  # the first tasks wait for every pending cancel to be known
+            self._cancels.wait_until_read()  # the first tasks wait for every pending cancel (and pause) to be known
+        if self._pausing.changed():
+            self._pausing.apply()  # before admission: nothing of a queue paused meanwhile starts
         tasks: list[Record] = []
         tier_records: list[Record] = []
         for msg in records:
@@ -221,6 +231,8 @@ class Worker:
         self._executor.submit(runnable)
 
     def _settle(self) -> None:
+        if self._pausing.returned:
+            self._pausing.take_back()
         outcomes = self._executor.drain()
         if outcomes:
             self._outcomes.finished(outcomes, now_ms())
@@ -344,6 +356,7 @@ class Worker:
     # -- rebalance (called from inside poll_batch) --------------------------------------------------
     def on_assign(self, partitions: list[TP]) -> None:
         added = self._table.assign(partitions)
+        self._pausing.assigned(added)
         # What the last owner had completed above its final commit (core/completed.py).
         committed = self._edge.committed_offsets([s.tp for s in added if not s.is_tier])
         for owner in added:
@@ -357,7 +370,7 @@ class Worker:
         # Fetched tasks of these partitions get the grace to finish (fewer re-runs for the new owner).
         # When leaving, the drain already spent the grace.
         deadline = self._drain_deadline or time.monotonic() + self.options.grace
-        self._wait_settled(lambda: any(s.watermark.outstanding for s in states), deadline, poll=False)
+        self._wait_settled(lambda: any(s.outstanding for s in states), deadline, poll=False)
         self._commit()  # still ours until this returns: commit their final positions
         self._forget(partitions)
         self.stats.revoked += len(partitions)

@@ -66,6 +66,9 @@ class Outcomes:
             owner = table.get((item.topic, item.partition))
             if owner is None or owner.cut is not None:
                 continue  # not ours, or cut: fetched again from the cut when it resumes
+            if owner.paused_work is not None and owner.paused_work.stopped:
+                owner.cut_at(item.offset, PauseReason.PAUSED)  # fetched before its queue paused: again on resume
+                continue
             if item.offset >= owner.stop_at:
                 owner.cut_at(item.offset, PauseReason.AHEAD)  # too far past a task that does not settle
                 continue

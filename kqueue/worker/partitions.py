@@ -18,7 +18,7 @@ import heapq
 import itertools
 import time
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from kqueue.core import names
 from kqueue.core.completed import encode as encode_completed
@@ -26,6 +26,9 @@ from kqueue.core.dedup import ClaimBook
 from kqueue.core.records import TP, OutRecord
 from kqueue.core.watermark import PartitionWatermark
 from kqueue.transport.consumer import ConsumerEdge
+
+if TYPE_CHECKING:
+    from kqueue.worker.pausing import PausedWork
 
 _HOLD_ORDER = itertools.count()  # ties among records held at one offset keep their order
 
@@ -41,12 +44,13 @@ class PauseReason(enum.Enum):
     CLAIMS_UNREAD = "claims-unread"  # a keyed task's claims (Q.dedup) could not be read: retried later
     CLAIMS_LOADING = "claims-loading"  # a keyed task's claims are being read (on a thread of their own)
     REFUSED = "refused"  # Kafka refuses a record of its and nothing can stand in for it: tried again later
+    PAUSED = "paused"  # its queue is paused (`kqueue queue pause`): nothing of it starts (worker/pausing.py)
 
 
 # Reasons that pause by cutting: the partition is sought back to a record not handed out, and records
 # of it fetched meanwhile are dropped (fetched again from there on resume).
 _CUTTING = frozenset({PauseReason.ROUTER_HOLD, PauseReason.CLAIMS_UNREAD, PauseReason.CLAIMS_LOADING,
-                      PauseReason.AHEAD, PauseReason.FAIR_SHARE})
+                      PauseReason.AHEAD, PauseReason.FAIR_SHARE, PauseReason.PAUSED})
 
 
 class ClaimRead(Protocol):
@@ -77,7 +81,7 @@ class PartitionOwner:
 
     __slots__ = ("_completed_dirty", "_done_before", "_edge", "_held", "_in_commit", "_noted_for",
                  "claim_failures", "claims", "committed", "completed_above", "cut", "due_at", "is_tier",
-                 "isolated_until", "live", "noted", "pauses", "queue", "stop_at", "tp", "watermark")
+                 "isolated_until", "live", "noted", "paused_work", "pauses", "queue", "stop_at", "tp", "watermark")
 
     def __init__(self, tp: TP, is_tier: bool, edge: ConsumerEdge, queue: str = "") -> None:
         self.tp = tp
@@ -109,6 +113,8 @@ class PartitionOwner:
         self.noted = ""  # the metadata of the last commit
         self.claims: ClaimBook | None = None  # its queue-partition's claims, once read
         self.claim_failures = 0  # reads of those claims failed in a row (for the back-off)
+        # Once its queue was paused: its parked tasks, and whether runners may start its tasks.
+        self.paused_work: PausedWork | None = None
 
     # -- arriving -----------------------------------------------------------------------------------
     def inherit(self, done_before: set[int]) -> None:
@@ -156,7 +162,9 @@ class PartitionOwner:
 
     @property
     def outstanding(self) -> int:
-        return self.watermark.outstanding
+        """Tracked tasks not settled, not counting those parked by a pause (they wait for no handler)."""
+        paused = self.paused_work
+        return self.watermark.outstanding - (len(paused.parked) if paused is not None else 0)
 
     def held_count(self) -> int:
         """Settled tasks whose routed records wait for a commit, here or in the flight."""
@@ -270,6 +278,7 @@ class PartitionOwner:
         self.live = False
         self._held.clear()
         self.claims = None
+        self.paused_work = None  # its parked tasks are redelivered to the next owner (never committed past)
 
     def describe(self) -> dict[str, object]:
         return {"outstanding": self.watermark.outstanding, "held": len(self._held), "committed": self.committed,
@@ -292,8 +301,9 @@ class PartitionTable:
         return self.states.get(tp)
 
     def unsettled(self) -> int:
-        """Tasks handed out and not settled yet, over every owned task partition."""
-        return sum(s.watermark.outstanding for s in self.states.values() if not s.is_tier)
+        """Tasks handed out and not settled yet, over every owned task partition (parked ones not: a
+        paused queue holds back no other queue, and no drain waits for them)."""
+        return sum(s.outstanding for s in self.states.values() if not s.is_tier)
 
     def held(self) -> int:
         """Routed records waiting for a commit (or riding the one in flight), over every partition."""
