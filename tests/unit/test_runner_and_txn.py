@@ -144,6 +144,7 @@ def test_starts_wait_out_a_hold_and_then_skip_what_is_no_longer_owned() -> None:
 
     class Ownership:  # the partition state's `live` flag, as the poll loop would flip it
         live = True
+        paused_work = None  # its queue is not paused
 
     kept, lost = Ownership(), Ownership()
     executor = Executor(2, Runner())
