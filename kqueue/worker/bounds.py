@@ -94,6 +94,7 @@ class Bounds:
             if any(lanes.held):
                 unsettled -= lanes.held_unsettled()
         if self._rates is not None:
+            self._rates.check(self.limit)
             unsettled -= self._rates.waiting()
         for reason, value, bound in ((PauseReason.BACKPRESSURE, unsettled, self.limit),
                                      (PauseReason.COMMITS_BEHIND, table.held(), self.limit * HELD_PER_INFLIGHT)):

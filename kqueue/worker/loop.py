@@ -104,6 +104,7 @@ class Worker:
             "paused": {f"{t}/{p}": s.describe() for (t, p), s in table.states.items() if s.pauses},
             "router_holds": {f"{t}/{p}": due for (t, p), due in table.holds().items()},
             "executor": self._executor.state(),
+            "rate_limits": self._rates.describe() if self._rates is not None else {},
             "counts": self._checkpoint.counts,
             "commits_failing_for": round(self._health.failing_for(), 1),
         }

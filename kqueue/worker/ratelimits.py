@@ -102,12 +102,15 @@ class RateLimits:
             shares[limit.bucket] = group_share(limit.rate.per_second, mine[limit.topic], total)
         return shares
 
+    def describe(self) -> dict[str, str]:
+        """Each limit and its share here now (the worker's state, SIGUSR1)."""
+        return {limit.name: f"{limit.rate} ({limit.bucket.rate:.4g}/s here)" for limit in self.limits}
+
     def retune(self, executor: Executor, owned: list[TP]) -> None:
         """Set the executor's buckets to this worker's shares (after every rebalance)."""
         shares = self.shares(owned)
         executor.retune(shares)
-        log.info("rate limits: %s", ", ".join(f"{limit.name} {limit.rate} ({shares[limit.bucket]:.4g}/s here)"
-                                              for limit in self.limits))
+        log.info("rate limits: %s", ", ".join(f"{name} {share}" for name, share in self.describe().items()))
 
 
 def unsettled_beyond_waits(states: Iterable[PartitionOwner], executor: Executor) -> bool:
@@ -126,15 +129,26 @@ class RateHolds:
         self._by_partition = executor.rate_waiting_by_partition
         self.held = False
 
+    def check(self, limit: int) -> None:
+        """Every turn of the loop: held at once when the bound is reached (one poll hands out hundreds
+        of records, and many polls fit between two looks of `apply`)."""
+        if not self.held and self.waiting() >= limit:
+            self.held = True
+            self._pause_holders()
+
     def apply(self, limit: int) -> None:
-        turn = crossing(self.waiting(), limit, self.held)
-        if turn is None and not self.held:
+        """About every 20 ms: resume at half the bound; while held, pause partitions that filled since."""
+        if not self.held:
             return
-        if turn is not None:
-            self.held = turn
-        waiting = self._by_partition() if self.held else {}
-        for owner in self._table.states.values():
-            if not self.held:
+        if crossing(self.waiting(), limit, paused=True) is False:
+            self.held = False
+            for owner in self._table.states.values():
                 owner.unpause(PauseReason.RATE)
-            elif waiting.get(owner.tp):
-                owner.pause(PauseReason.RATE)  # also partitions assigned or filled since the bound was reached
+        else:
+            self._pause_holders()
+
+    def _pause_holders(self) -> None:
+        waiting = self._by_partition()
+        for owner in self._table.states.values():
+            if waiting.get(owner.tp):
+                owner.pause(PauseReason.RATE)
