@@ -110,7 +110,7 @@ def test_four_workers_hold_the_group_limit_also_while_one_joins_and_one_leaves(k
     assert abs(total / 30 - LIMIT) <= LIMIT * 0.1, windows
     assert max(windows) <= LIMIT * 1.1, windows  # never above the limit, also through the rebalances
     assert all(abs(count - LIMIT) <= LIMIT * 0.1 for count in steady), windows
-    assert min(windows) >= LIMIT * 0.6, windows  # a hand-over costs a fraction of a second of the moved share
+    assert min(windows) >= LIMIT * 0.5, windows  # a hand-over costs a fraction of a second of the moved share
 
 def test_a_limited_type_does_not_hold_back_an_unlimited_one_on_the_same_queue(kafka: Kafka, tmp_path: Path) -> None:
     """300 tasks limited to 100/s mixed into 6,000 unlimited ones, on every partition of one queue: the
