@@ -58,10 +58,12 @@ class GroupLimit:
 
 
 class RateLimits:
-    def __init__(self, limits: list[GroupLimit], by_task: dict[int, Limits], partition_counts: PartitionCounts) -> None:
+    def __init__(self, limits: list[GroupLimit], by_task: dict[int, Limits], partition_counts: PartitionCounts,
+                 guess: int = 1) -> None:
         self.limits = limits
         self._by_task = by_task  # id(TaskDef) -> the buckets its tasks need a token of
         self._partition_counts = partition_counts
+        self._guess = guess  # a queue's partition count while Kafka's is unknown: the app's default
         self._totals = partition_counts(sorted({limit.topic for limit in limits}))
 
     @classmethod
@@ -81,7 +83,7 @@ class RateLimits:
             return None
         counts = (kafka_partition_counts(app.bootstrap_servers) if kafka
                   else lambda topics: dict.fromkeys(topics, app.partitions))
-        return cls(limits, by_task, counts)
+        return cls(limits, by_task, counts, app.partitions)
 
     def limits_of(self, item: WorkItem) -> Limits:
         return self._by_task.get(id(item.task), ())
@@ -98,7 +100,7 @@ class RateLimits:
             self._totals.update(self._partition_counts(sorted(set(grown))))
         shares = {}
         for limit in self.limits:
-            total = max(self._totals.get(limit.topic, 0), highest.get(limit.topic, 0))
+            total = max(self._totals.get(limit.topic, self._guess), highest.get(limit.topic, 0))
             shares[limit.bucket] = group_share(limit.rate.per_second, mine[limit.topic], total)
         return shares
 

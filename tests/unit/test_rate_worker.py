@@ -16,6 +16,7 @@ import pytest
 import kqueue
 from kqueue.core import names
 from kqueue.worker.partitions import PauseReason
+from kqueue.worker.ratelimits import RateLimits
 from tests.support.scripted_edge import ScriptedEdge, ScriptedSettler, scripted_transport
 from tests.support.worker import ThreadedWorker, wait_for
 
@@ -137,3 +138,29 @@ def test_no_limit_no_gate(rig: Rig) -> None:
         assert w.worker.state()["rate_limits"] == {}
         assert PauseReason.RATE not in {r for s in w.worker._table.states.values() for r in s.pauses}
         w.stop()
+
+
+def test_shares_come_from_the_queues_partition_count_read_again_when_it_grew(rig: Rig) -> None:
+    asked: list[list[str]] = []
+    counts = {Q: 6}
+
+    def partition_counts(topics: list[str]) -> dict[str, int]:
+        asked.append(topics)
+        return {t: counts[t] for t in topics if t in counts}
+
+    limits = RateLimits.of(rig.app, [Q], kafka=False)
+    assert limits is not None
+    [limit] = limits.limits
+    limits = RateLimits(limits.limits, {}, partition_counts, guess=6)
+    assert limits.shares([P0, P1, (Q, 5), ("other", 9)])[limit.bucket] == pytest.approx(60 / 3600 / 2)
+    assert asked == [[Q]]  # once, at the start
+    counts[Q] = 12  # partitions added: a worker owning one past the count it knew reads it again
+    assert limits.shares([(Q, 11)])[limit.bucket] == pytest.approx(60 / 3600 / 12)
+    assert asked == [[Q], [Q]]
+
+
+def test_an_unknown_partition_count_is_taken_as_the_apps_default(rig: Rig) -> None:
+    limits = RateLimits.of(rig.app, [Q], kafka=False)
+    assert limits is not None
+    unknown = RateLimits(limits.limits, {}, lambda topics: {}, guess=6)
+    assert unknown.shares([P0])[limits.limits[0].bucket] == pytest.approx(60 / 3600 / 6)
