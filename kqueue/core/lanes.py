@@ -9,16 +9,22 @@ do while a key's order still holds across kinds.
 With `rank_of` (a group's priority lane: 0 high, 1 normal, 2 low) the ready keys are kept per lane
 too, and a `LanePicker` (core/lane_pick.py) chooses the lane of each next run by the lanes' weights;
 groups of one lane still take turns. A key lives in one group, so its order is never at stake.
+
+With `limits_of` (the token buckets an item needs: its type's group-wide rate limit) a key whose next
+item has no token waits, parked, out of the ready queues with its later items behind it, until the
+executor's ticker finds the token there (`unpark`); core/rate_gate.py decides.
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
 from kqueue.core.lane_pick import LanePicker
 from kqueue.core.priority import DEFAULT_WEIGHTS, LANES, NORMAL_RANK, LaneWeights
+from kqueue.core.rate_gate import Limits, RateGate
 
 T = TypeVar("T")
 Run = tuple[Hashable, list[T]]
@@ -96,8 +102,10 @@ def _whole(key: Hashable) -> Hashable:
 
 class KeyLanes(Generic[T]):
     def __init__(self, kind_of: Callable[[T], str], group_of: Callable[[Hashable], Hashable] = _whole,
-                 rank_of: Callable[[Hashable], int] | None = None, weights: LaneWeights = DEFAULT_WEIGHTS) -> None:
-        """rank_of: a group's priority lane (0 high, 1 normal, 2 low); None: every group is normal."""
+                 rank_of: Callable[[Hashable], int] | None = None, weights: LaneWeights = DEFAULT_WEIGHTS,
+                 limits_of: Callable[[T], Limits] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        """rank_of: a group's priority lane (0 high, 1 normal, 2 low); None: every group is normal.
+        limits_of: the rate limits' token buckets an item needs; None: nothing is limited."""
         self._kind_of = kind_of
         self._group_of = group_of
         self._rank_of = rank_of
@@ -108,11 +116,43 @@ class KeyLanes(Generic[T]):
         self._pickers: dict[str, LanePicker] = {}  # per kind, kept when the ready queues are rebuilt
         self._busy: set[Hashable] = set()
         self._queued = 0
+        self._gate: RateGate[T] | None = RateGate(limits_of, clock) if limits_of is not None else None
 
     @property
     def queued(self) -> int:
-        """Items waiting (not yet taken by a runner)."""
+        """Items waiting (not yet taken by a runner), parked ones included."""
         return self._queued
+
+    @property
+    def parked(self) -> int:
+        """Items waiting for a rate limit's token: parked keys' heads and the items behind them."""
+        return self._gate.items if self._gate is not None else 0
+
+    @property
+    def parked_keys(self) -> int:
+        return self._gate.parked_keys if self._gate is not None else 0
+
+    def parked_by_group(self) -> dict[Hashable, int]:
+        return dict(self._gate.by_group) if self._gate is not None else {}
+
+    def waiting_buckets(self) -> int:
+        """Rate limits with keys waiting on them."""
+        return self._gate.waiting_buckets if self._gate is not None else 0
+
+    def next_unpark_at(self) -> float:
+        """When a parked key can next get its token (monotonic seconds, inf: never or none parked)."""
+        return self._gate.next_due() if self._gate is not None else float("inf")
+
+    def unpark(self) -> int:
+        """Parked keys whose token is there now become ready (their heads' tokens set aside); how many."""
+        if self._gate is None:
+            return 0
+        keys = self._gate.unpark(self._lanes)
+        for key in keys:
+            lane = self._lanes[key]
+            group = self._group_of(key)
+            self._ready_of(self._kind_of(lane[0])).add(group, key, self._rank(group))
+        return len(keys)
 
     def ready_by_rank(self) -> list[int]:
         """Keys ready to run per priority lane (0 high, 1 normal, 2 low), of either kind. A key whose
@@ -140,6 +180,8 @@ class KeyLanes(Generic[T]):
         self._queued += 1
         if len(lane) == 1 and key not in self._busy:
             self._mark_ready(key, lane)
+        elif self._gate is not None:
+            self._gate.pushed(key)
 
     def _ready_of(self, kind: str) -> _Ready:
         ready = self._ready.get(kind)
@@ -151,11 +193,13 @@ class KeyLanes(Generic[T]):
         return ready
 
     def _mark_ready(self, key: Hashable, lane: deque[T]) -> None:
+        group = self._group_of(key)
+        if self._gate is not None and not self._gate.admit(key, group, lane):
+            return  # parked until its token is there
         kind = self._kind_of(lane[0])
         ready = self._ready.get(kind)
         if ready is None:
             ready = self._ready_of(kind)
-        group = self._group_of(key)
         rank = self._ranks.get(group)
         ready.add(group, key, rank if rank is not None else self._rank(group))
 
@@ -168,12 +212,19 @@ class KeyLanes(Generic[T]):
             return runs
         taken = 0
         pop, picker, counts, lanes, kind_of = ready.pop, ready.picker, ready.counts, self._lanes, self._kind_of
+        gate = self._gate
         while ready.count and (taken == 0 or taken < max_items):
             key, rank = pop()
             lane = lanes[key]
             items: list[T] = []
-            while lane and kind_of(lane[0]) == kind:
+            if gate is None:
+                while lane and kind_of(lane[0]) == kind:
+                    items.append(lane.popleft())
+            else:  # the head's tokens were set aside when it became ready; later items need their own
+                gate.started(key, lane[0])
                 items.append(lane.popleft())
+                while lane and kind_of(lane[0]) == kind and gate.follows(lane[0]):
+                    items.append(lane.popleft())
             self._busy.add(key)
             self._queued -= len(items)
             if picker is not None and ready.count != counts[rank]:  # another lane has ready work too
@@ -198,6 +249,8 @@ class KeyLanes(Generic[T]):
             lane = self._lanes.get(key)
             if lane is None:
                 lane = self._lanes[key] = deque()
+            if self._gate is not None:
+                self._gate.returned(key, items)
             lane.extendleft(reversed(items))
             self._queued += len(items)
             self._busy.discard(key)
@@ -226,10 +279,12 @@ class KeyLanes(Generic[T]):
             if not keep and key not in self._busy:
                 del self._lanes[key]
         self._queued -= len(removed)
-        # Rebuild the ready queues: a key whose head changed kind must move to the other queue.
+        # Rebuild the ready queues: a key whose head changed kind must move to the other queue. Parked
+        # keys are let go and park again first, in their order (ahead of keys that were ready).
+        parked = self._gate.forget(self._lanes) if self._gate is not None else []
         previous = [k for ready in self._ready.values() for k in ready.waiting()]
         self._ready = {}
-        for key in dict.fromkeys([*previous, *self._lanes]):
+        for key in dict.fromkeys([*parked, *previous, *self._lanes]):
             waiting = self._lanes.get(key)
             if waiting and key not in self._busy:
                 self._mark_ready(key, waiting)

@@ -12,6 +12,7 @@ from kqueue.core.dedup import DEFAULT_IDEMPOTENCY_WINDOW, MAX_WINDOW
 from kqueue.core.errors import DeliveryError
 from kqueue.core.headers import now_ms
 from kqueue.core.names import DEFAULT_DELAY_TIERS, control_topic
+from kqueue.core.ratelimit import parse_rate
 from kqueue.core.retry import RetryPolicy, Tiers
 from kqueue.core.status import TaskStatus
 from kqueue.core.topology import queue_topic_specs, system_topic_specs
@@ -101,6 +102,7 @@ class App:
         timeout: float | None = None, schema: str | Path | dict[str, Any] | None = None,
         backoff: RetryPolicy | None = None, keep_result: bool = False, unique_for: float | None = None,
         idempotency_window: float = DEFAULT_IDEMPOTENCY_WINDOW, interruptible: bool = False,
+        rate_limit: str | None = None,
     ) -> Callable[[Handler], TaskDef]: ...
 
     def task(
@@ -108,6 +110,7 @@ class App:
         max_attempts: int = 5, timeout: float | None = None, schema: str | Path | dict[str, Any] | None = None,
         backoff: RetryPolicy | None = None, keep_result: bool = False, unique_for: float | None = None,
         idempotency_window: float = DEFAULT_IDEMPOTENCY_WINDOW, interruptible: bool = False,
+        rate_limit: str | None = None,
     ) -> TaskDef | Callable[[Handler], TaskDef]:
         """Register a handler as a task type: `@app.task(queue="email", schema="schemas/x.avsc")`.
 
@@ -118,8 +121,10 @@ class App:
         unique key (default: the same payload) is unfinished is settled `cancelled` without running.
         `idempotency_window` (seconds, default 24 h, at most 7 days): how long an idempotency key
         is remembered. `interruptible` (async handlers): a cancel while it runs cancels its coroutine;
-        any other handler sees `ctx.cancelled` and may stop early.
+        any other handler sees `ctx.cancelled` and may stop early. `rate_limit` ("100/s", "/m", "/h"):
+        at most that many starts for the whole consumer group (README, "Rate limits").
         """
+        rate = parse_rate(rate_limit) if rate_limit is not None else None  # a bad one fails here, at import
 
         def register(handler: Handler) -> TaskDef:
             task_name = name or handler.__name__
@@ -134,7 +139,7 @@ class App:
             if not 0 < idempotency_window <= MAX_WINDOW:
                 raise ValueError(f"idempotency_window must be between 0 and {MAX_WINDOW:g} seconds")
             definition = TaskDef(self, handler, queue, task_name, max_attempts, timeout, self._schema(schema),
-                                 backoff, keep_result, unique_for, idempotency_window, interruptible)
+                                 backoff, keep_result, unique_for, idempotency_window, interruptible, rate)
             if interruptible and not definition.is_async:
                 raise ValueError("interruptible=True needs an async handler (a thread cannot be stopped)")
             self.tasks[(queue, task_name)] = definition

@@ -16,6 +16,7 @@ from kqueue.core.durations import to_seconds
 from kqueue.core.headers import HeaderList, fixed_task_headers, new_task_headers, now_ms
 from kqueue.core.ids import new_task_id
 from kqueue.core.priority import lane_of
+from kqueue.core.ratelimit import Rate
 from kqueue.core.retry import RetryPolicy, ms_not_shorter
 from kqueue.sdk.middleware import EnqueueEvent
 
@@ -68,6 +69,7 @@ class TaskDef:
     unique_for: float | None = None  # seconds: no second task of the same unique key while one is unfinished
     idempotency_window: float = DEFAULT_IDEMPOTENCY_WINDOW  # seconds an idempotency key is remembered
     interruptible: bool = False  # async only: a cancel while it runs cancels the handler's coroutine
+    rate_limit: Rate | None = None  # starts per second for the whole consumer group (core/ratelimit.py)
 
     def __post_init__(self) -> None:
         self.is_async = inspect.iscoroutinefunction(self.fn)

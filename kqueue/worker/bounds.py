@@ -12,17 +12,22 @@ half of it (so a partition does not flap at the edge):
   worker remember every later offset; core/completed.py says why the number). The admission cuts
   the partition at `stop_at`, which this check moves on with the position.
 And a lower priority lane's share of the unsettled bound while a higher lane has work waiting
-(`PRIORITY`, worker/lane_holds.py), checked with the partitions.
+(`PRIORITY`, worker/lane_holds.py), checked with the partitions; tasks waiting for a rate limit's
+token count apart, against a bound of their own (`RATE`, worker/ratelimits.py).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from kqueue.core import completed
 from kqueue.worker.lane_holds import LaneHolds
 from kqueue.worker.partitions import PartitionTable, PauseReason
+
+if TYPE_CHECKING:
+    from kqueue.worker.ratelimits import RateHolds
 
 HELD_PER_INFLIGHT = 8
 NO_SHARE = 1 << 62  # one task partition: the worker's own bound is all there is
@@ -59,9 +64,11 @@ def crossing(value: int, bound: int, paused: bool) -> bool | None:
 
 class Bounds:
     def __init__(self, table: PartitionTable, limit: int, concurrency: int,
-                 seconds_per_task: Callable[[], float], lanes: LaneHolds | None = None) -> None:
+                 seconds_per_task: Callable[[], float], lanes: LaneHolds | None = None,
+                 rates: RateHolds | None = None) -> None:
         self._table = table
         self._lanes = lanes
+        self._rates = rates
         self.limit = limit
         self._concurrency = concurrency
         self._seconds_per_task = seconds_per_task  # the executor's measure of handler time
@@ -86,6 +93,9 @@ class Bounds:
             lanes.check()
             if any(lanes.held):
                 unsettled -= lanes.held_unsettled()
+        if self._rates is not None:
+            self._rates.check(self.limit)
+            unsettled -= self._rates.waiting()
         for reason, value, bound in ((PauseReason.BACKPRESSURE, unsettled, self.limit),
                                      (PauseReason.COMMITS_BEHIND, table.held(), self.limit * HELD_PER_INFLIGHT)):
             turn = crossing(value, bound, table.everywhere(reason))
@@ -98,6 +108,8 @@ class Bounds:
             self._check_partitions(self._share)
             if lanes is not None:
                 lanes.apply(self.limit)
+            if self._rates is not None:
+                self._rates.apply(self.limit)
 
     def _check_partitions(self, share: int) -> None:
         max_ahead = completed.MAX_AHEAD

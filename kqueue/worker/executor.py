@@ -2,7 +2,8 @@
 
 The poll loop pushes items and drains outcomes; it never waits on a handler. Worker threads pull
 whole runs (a key's queued items) so a cheap handler costs no thread hop per task. A ticker gives
-runs held behind a slow handler back, and wakes idle threads for work that nobody serves.
+runs held behind a slow handler back, wakes idle threads for work that nobody serves, and hands
+rate limits' tokens to the keys parked for them when they fall due (core/rate_gate.py).
 """
 
 from __future__ import annotations
@@ -11,46 +12,25 @@ import asyncio
 import math
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 
 from kqueue.core.lanes import KeyLanes, Run
 from kqueue.core.priority import DEFAULT_WEIGHTS, LaneWeights
+from kqueue.core.rate_gate import Limits
+from kqueue.core.ratelimit import TokenBucket
+from kqueue.worker.hands import Hand, start_event_loop, threads_to_wake
 from kqueue.worker.runner import Runner
+from kqueue.worker.start_hold import FREEZE_TICK, StartHold
 from kqueue.worker.work import Outcome, WorkItem
 
 MAX_RUN_ITEMS = 256
 RELEASE_EVERY = 0.002  # seconds a finished key may wait for the keys run after it
-# A process frozen this long (no tick for FREEZE_GAP) holds new starts for FREEZE_HOLD: time for the
-# poll loop to learn whether its partitions were taken away meanwhile (one heartbeat and one poll).
-FREEZE_TICK = 0.25
-FREEZE_GAP = 3.0
-FREEZE_HOLD = 2.0
 CHEAP_ITEM_SECONDS = 0.0002
 CHEAP_RUN = 128
 # A runner whose handler has run this long counts as stalled: the runs it holds go back to the lanes
 # and idle threads wake for the ready work, so nothing waits behind a slow handler while one idles.
 STALL_AFTER = 0.003
-
-
-def threads_to_wake(wanted: int, busy: int, stalled: int, idle: int, overdue: bool) -> int:
-    """Idle threads to wake for ready sync work: enough that `wanted` threads serve the queue, not
-    counting the `stalled` ones (in a slow handler), and one at least if the work waited too long."""
-    short = wanted - (busy - stalled)
-    return max(0, min(idle, max(short, 1 if overdue else 0)))
-
-
-class _Hand:
-    """The runs a thread or coroutine took together. The ones not started yet stay in `pending`,
-    where the ticker may take them back (deque pops are atomic: each run goes to one taker)."""
-
-    __slots__ = ("pending", "run_started", "sync", "taken_at")
-
-    def __init__(self, sync: bool) -> None:
-        self.sync = sync
-        self.pending: deque[Run[WorkItem]] = deque()
-        self.taken_at = 0.0
-        self.run_started = math.inf  # when its current key's run started (inf: none started yet)
+MIN_TICK = 0.0005  # the shortest wait for a rate limit's token (no spinning on a float's rounding)
 
 
 def _partition_of_lane(lane: Hashable) -> Hashable:
@@ -59,17 +39,22 @@ def _partition_of_lane(lane: Hashable) -> Hashable:
 
 class Executor:
     def __init__(self, concurrency: int, runner: Runner | None = None, weights: LaneWeights = DEFAULT_WEIGHTS,
-                 rank_of: Callable[[Hashable], int] | None = None) -> None:
+                 rank_of: Callable[[Hashable], int] | None = None,
+                 limits_of: Callable[[WorkItem], Limits] | None = None) -> None:
         self.concurrency = max(1, concurrency)
         self._runner = runner or Runner()
         self._run = self._runner.run_sync
         # A lane is (topic, partition, key): partitions take turns, so no backlog crowds out another's.
         # rank_of: a partition's priority lane (core/priority.py): lanes' runs are taken by `weights`.
-        self._lanes: KeyLanes[WorkItem] = KeyLanes(lambda item: item.kind, _partition_of_lane, rank_of, weights)
+        # limits_of: the rate limits' buckets a task needs a token of (worker/ratelimits.py).
+        self._lanes: KeyLanes[WorkItem] = KeyLanes(lambda item: item.kind, _partition_of_lane, rank_of, weights,
+                                                   limits_of)
+        self._limited = limits_of is not None
+        self._tick_saw = 0  # rate limits with parked keys the ticker's current wait allows for
         lock = threading.RLock()
         self._cond = threading.Condition(lock)  # idle sync threads wait here
         self._tick = threading.Condition(lock)  # the ticker waits here
-        self._hands: set[_Hand] = set()  # runs taken and not finished, per thread or coroutine
+        self._hands: set[Hand] = set()  # runs taken and not finished, per thread or coroutine
         self._takes = 0  # sync takes so far: the ticker tells waiting work from served work
         self._takes_seen = 0
         self._ready_seen = False
@@ -80,10 +65,7 @@ class Executor:
         self._seconds_per_item = CHEAP_ITEM_SECONDS * 5  # assume slow until measured: spread the first work
         self._busy_threads = 0
         self._halted = False  # start nothing more (taken or queued): the worker stops to restart
-        # After the process was frozen (SIGSTOP, a VM pause) its partitions may be someone else's
-        # by now, and the poll loop has not heard yet: starts wait until it has had time to.
-        self._resume_at = 0.0
-        self._last_tick = time.monotonic()
+        self._start_hold = StartHold(lambda: self._halted or self._stopped)  # after a freeze (worker/start_hold.py)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._async_active = 0
         threading.Thread(target=self._ticker, name="kqueue-executor-tick", daemon=True).start()
@@ -103,6 +85,8 @@ class Executor:
                 has_async = has_async or item.kind == "async"
             if self._lanes.ready_count("sync"):
                 self._wake_threads(overdue=False)
+            if self._limited:
+                self._mind_rates()
         if has_async:
             self._async_loop().call_soon_threadsafe(self._start_async_runs)
 
@@ -117,6 +101,8 @@ class Executor:
             dropped = len(self._lanes.drop(doomed))
             if self._lanes.ready_count("sync"):  # a key's head may have turned from async to sync
                 self._wake_threads(overdue=False)
+            if self._limited:
+                self._mind_rates()
             return dropped
 
     def halt(self) -> int:
@@ -127,42 +113,56 @@ class Executor:
 
     def hold_starts(self, seconds: float) -> None:
         """Start no item for `seconds` (items then start if still wanted)."""
-        self._resume_at = max(self._resume_at, time.monotonic() + seconds)
+        self._start_hold.hold(seconds)
 
     def _ticker(self) -> None:
         """Ticks every FREEZE_TICK to notice freezes; every STALL_AFTER while runs are out, to notice
         work held behind a slow handler."""
+        lanes = self._lanes
         with self._cond:
             while not self._stopped:
-                self._tick.wait(STALL_AFTER if self._hands else FREEZE_TICK)
+                wait = STALL_AFTER if self._hands else FREEZE_TICK
+                self._tick_saw = lanes.waiting_buckets()
+                if self._tick_saw:  # keys wait for a rate limit's token: look when the next is due
+                    wait = max(MIN_TICK, min(wait, lanes.next_unpark_at() - time.monotonic()))
+                self._tick.wait(wait)
                 now = time.monotonic()
-                self._froze(now)
+                self._start_hold.tick(now)
+                if lanes.parked_keys and lanes.unpark():
+                    self._serve_unparked()
                 # Held: nothing starts. Ready work no runner took within a tick (a wake-up lost in a
                 # race) is served on the next tick even when no runs are out.
-                if (self._hands or self._lanes.ready_count("sync")) and not self._halted and now >= self._resume_at:
+                held = self._halted or now < self._start_hold.resume_at
+                if (self._hands or self._lanes.ready_count("sync")) and not held:
                     self._unstall(now)
 
-    def _froze(self, now: float) -> None:
-        """Hold starts if this process did not run for a while: the ticker's last tick is old although
-        the clock ran on. Runners ask too, as they may wake before the ticker does."""
-        if now - self._last_tick > FREEZE_GAP:
-            self._resume_at = max(self._resume_at, now + FREEZE_HOLD)
-        self._last_tick = now
+    # -- rate limits -------------------------------------------------------------------------------
+    def retune(self, shares: Mapping[TokenBucket, float]) -> None:
+        """Set each rate limit's tokens per second here (this worker's share, after a rebalance)."""
+        with self._cond:
+            now = time.monotonic()
+            for bucket, rate in shares.items():
+                bucket.retune(rate, now)
+            self._tick.notify()  # a token may be due sooner now
 
-    def _held(self) -> bool:
-        now = time.monotonic()  # one clock read per item
-        if now - self._last_tick > FREEZE_GAP:
-            self._froze(now)
-        return now < self._resume_at and not self._halted and not self._stopped
+    def rate_waiting(self) -> int:
+        """Items waiting for a rate limit's token (parked keys' and what queues behind them)."""
+        return self._lanes.parked
 
-    def _wait_thaw(self) -> None:
-        """Wait out a hold on starts (sync runners)."""
-        while self._held():
-            time.sleep(0.02)
+    def rate_waiting_by_partition(self) -> dict[Hashable, int]:
+        with self._cond:  # per (topic, partition)
+            return self._lanes.parked_by_group()
 
-    async def _thawed_async(self) -> None:
-        while self._held():
-            await asyncio.sleep(0.02)
+    def _mind_rates(self) -> None:  # under the lock: keys wait on a rate limit the ticker's wait ignores
+        if self._lanes.waiting_buckets() > self._tick_saw:
+            self._tick.notify()
+
+    def _serve_unparked(self) -> None:
+        """Under the lock: keys that got their tokens are ready; wake runners for them."""
+        if self._lanes.ready_count("sync"):
+            self._wake_threads(overdue=False)
+        if self._lanes.ready_count("async") and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._start_async_runs)
 
     def _unwanted(self, item: WorkItem) -> bool:
         """Not to be started: the executor is halted, or the item's partition is no longer ours (a
@@ -195,8 +195,9 @@ class Executor:
 
     def state(self) -> dict[str, int | float]:
         with self._cond:
-            return {"queued": self._lanes.queued, "ready_sync": self._lanes.ready_count("sync"),
-                    "ready_async": self._lanes.ready_count("async"), "running_keys": len(self._running),
+            return {"queued": self._lanes.queued, "rate_waiting": self._lanes.parked,
+                    "ready_sync": self._lanes.ready_count("sync"), "ready_async": self._lanes.ready_count("async"),
+                    "running_keys": len(self._running),
                     "busy_threads": self._busy_threads, "outcomes": len(self._outcomes),
                     "stalled_threads": self._stalled(time.monotonic()), "runs_given_back": self._given_back,
                     "ms_per_item": round(self._seconds_per_item * 1000, 3)}
@@ -212,7 +213,7 @@ class Executor:
     # -- sync runners ------------------------------------------------------------------------------
     def _thread_main(self) -> None:
         cond = self._cond
-        hand = _Hand(sync=True)
+        hand = Hand(sync=True)
         next_run = hand.pending.popleft
         while True:
             with cond:
@@ -236,7 +237,7 @@ class Executor:
                 key_started = hand.run_started = time.monotonic()
                 try:
                     for item in items:
-                        self._wait_thaw()
+                        self._start_hold.wait()
                         if not self._unwanted(item):
                             results.append((item, self._run(item)))
                 finally:
@@ -252,7 +253,7 @@ class Executor:
                     since = time.monotonic()
             self._finish_runs(finished, hand)
 
-    def _hold(self, hand: _Hand, runs: list[Run[WorkItem]]) -> None:
+    def _hold(self, hand: Hand, runs: list[Run[WorkItem]]) -> None:
         """Under the lock: `hand` took `runs`; the ticker ticks fast while any hand holds runs."""
         for key, items in runs:
             self._running[key] = items
@@ -264,7 +265,7 @@ class Executor:
             self._tick.notify()
         self._hands.add(hand)
 
-    def _finish_runs(self, finished: list[tuple[Hashable, list[Outcome]]], hand: _Hand | None = None) -> None:
+    def _finish_runs(self, finished: list[tuple[Hashable, list[Outcome]]], hand: Hand | None = None) -> None:
         """Settle finished runs; with `hand`, the last ones of its take."""
         last = hand is not None and hand.sync
         with self._cond:
@@ -272,6 +273,8 @@ class Executor:
                 del self._running[key]
                 self._lanes.release(key)
                 self._outcomes.extend(results)
+            if self._limited:
+                self._mind_rates()
             if hand is not None:
                 self._hands.discard(hand)
             if last:
@@ -320,7 +323,7 @@ class Executor:
         if async_back and self._loop is not None:
             self._loop.call_soon_threadsafe(self._start_async_runs)
 
-    def _give_back(self, hand: _Hand) -> bool:
+    def _give_back(self, hand: Hand) -> bool:
         """Under the lock: the runs `hand` holds and has not started go back to the lanes."""
         runs: list[Run[WorkItem]] = []
         while True:
@@ -340,7 +343,7 @@ class Executor:
         waking eight threads costs more in GIL hand-offs than the work) one thread per CHEAP_RUN tasks."""
         if self._seconds_per_item > CHEAP_ITEM_SECONDS:
             return self.concurrency
-        return max(1, min(self.concurrency, self._lanes.queued // CHEAP_RUN))
+        return max(1, min(self.concurrency, (self._lanes.queued - self._lanes.parked) // CHEAP_RUN))
 
     def _sync_run_size(self) -> int:
         # Slow handlers: a key per take, or a slow task would hold the other keys of its run back
@@ -349,22 +352,12 @@ class Executor:
 
     def _run_size(self) -> int:
         # Share the queued work among the threads that are wanted; one key's run may still exceed this.
-        return max(1, min(MAX_RUN_ITEMS, self._lanes.queued // self._threads_wanted()))
+        return max(1, min(MAX_RUN_ITEMS, (self._lanes.queued - self._lanes.parked) // self._threads_wanted()))
 
     # -- async runner ------------------------------------------------------------------------------
     def _async_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
-            loop = asyncio.new_event_loop()
-            started = threading.Event()
-
-            def main() -> None:
-                asyncio.set_event_loop(loop)
-                loop.call_soon(started.set)
-                loop.run_forever()
-
-            threading.Thread(target=main, name="kqueue-async", daemon=True).start()
-            started.wait()
-            self._loop = loop
+            self._loop = start_event_loop("kqueue-async")
         return self._loop
 
     def _start_async_runs(self) -> None:
@@ -377,12 +370,12 @@ class Executor:
                 runs = self._lanes.take("async", group_size)
                 if not runs:
                     return
-                hand = _Hand(sync=False)
+                hand = Hand(sync=False)
                 self._hold(hand, runs)
             self._async_active += 1
             loop.create_task(self._async_runs(hand))
 
-    async def _async_runs(self, hand: _Hand) -> None:
+    async def _async_runs(self, hand: Hand) -> None:
         finished: list[tuple[Hashable, list[Outcome]]] = []
         next_run = hand.pending.popleft
         try:
@@ -395,7 +388,7 @@ class Executor:
                 started = hand.run_started = time.monotonic()
                 try:
                     for item in items:
-                        await self._thawed_async()
+                        await self._start_hold.wait_async()
                         if not self._unwanted(item):
                             results.append((item, await self._runner.run_async(item)))
                 finally:

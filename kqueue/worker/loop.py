@@ -36,6 +36,7 @@ from kqueue.worker.options import Transport, WorkerOptions, WorkerStats, kafka_t
 from kqueue.worker.outcomes import Outcomes
 from kqueue.worker.partitions import PartitionTable, PauseReason
 from kqueue.worker.pausing import QueuePausing
+from kqueue.worker.ratelimits import RateHolds, RateLimits, unsettled_beyond_waits
 from kqueue.worker.reporter import ReportSender
 from kqueue.worker.router import DelayRouter, is_tier_topic
 from kqueue.worker.runner import Runner
@@ -108,6 +109,7 @@ class Worker:
             "paused_queues": sorted(self._pausing.paused),
             "router_holds": {f"{t}/{p}": due for (t, p), due in table.holds().items()},
             "executor": self._executor.state(),
+            "rate_limits": self._rates.describe() if self._rates is not None else {},
             "counts": self._checkpoint.counts,
             "commits_failing_for": round(self._health.failing_for(), 1),
         }
@@ -132,11 +134,14 @@ class Worker:
         self._runner = Runner(self._hooks, self._cancels.pending if self._cancels is not None else None,
                               track_running=self._reporter is not None)
         ranks = lane_ranks(self.queues, app.topic_prefix)
-        self._executor = Executor(opts.concurrency, self._runner, opts.weights, partition_rank(ranks))
+        self._rates = RateLimits.of(app, self.queues, kafka=live_kafka)
+        self._executor = Executor(opts.concurrency, self._runner, opts.weights, partition_rank(ranks),
+                                  self._rates.limits_of if self._rates is not None else None)
         lanes = LaneHolds(self._table, opts.weights, ranks, self._executor.ready_by_rank, self._edge.cached_lag)
         self._pausing = QueuePausing(self._table, self._executor, self.pauses, self.queues)
+        rate_holds = RateHolds(self._table, self._executor) if self._rates is not None else None
         self._bounds = Bounds(self._table, inflight_limit(opts.max_inflight, opts.batch_size, opts.concurrency),
-                              opts.concurrency, lambda: self._executor.seconds_per_item, lanes)
+                              opts.concurrency, lambda: self._executor.seconds_per_item, lanes, rate_holds)
         self._decoder = Decoder(app, read_enqueued_at=bool(self._hooks.settle))
         # Claims come from Q.dedup; a scripted transport (state-machine tests) starts with none.
         loader = self._claim_loader or (kafka_claim_loader(app.bootstrap_servers) if live_kafka else _no_claims)
@@ -325,7 +330,8 @@ class Worker:
         self._table.set_everywhere(PauseReason.DRAINING, True)
         # Everything fetched gets the grace to finish: dropping queued work would leave a gap below
         # completed offsets, and those would run again after the restart.
-        busy = lambda: self._table.unsettled() > 0  # noqa: E731
+        # Tasks waiting for a rate limit's token are left to the partitions' next owners (not started).
+        busy = lambda: self._table.unsettled() > self._executor.rate_waiting()  # noqa: E731
         if self.recycle_reason is not None:
             # Restarting to reclaim threads: start nothing more (it could leak more), let what runs
             # finish; what did not start is left uncommitted for the next incarnation.
@@ -357,6 +363,7 @@ class Worker:
     def on_assign(self, partitions: list[TP]) -> None:
         added = self._table.assign(partitions)
         self._pausing.assigned(added)
+        self._retune()
         # What the last owner had completed above its final commit (core/completed.py).
         committed = self._edge.committed_offsets([s.tp for s in added if not s.is_tier])
         for owner in added:
@@ -370,7 +377,10 @@ class Worker:
         # Fetched tasks of these partitions get the grace to finish (fewer re-runs for the new owner).
         # When leaving, the drain already spent the grace.
         deadline = self._drain_deadline or time.monotonic() + self.options.grace
-        self._wait_settled(lambda: any(s.outstanding for s in states), deadline, poll=False)
+        self._retune(leaving=set(partitions))  # our rate limits' shares shrink before the next owner's grow
+        # Tasks waiting for a rate limit's token are left to the next owner (at our share they could
+        # hold the rebalance for the whole grace).
+        self._wait_settled(lambda: unsettled_beyond_waits(states, self._executor), deadline, poll=False)
         self._commit()  # still ours until this returns: commit their final positions
         self._forget(partitions)
         self.stats.revoked += len(partitions)
@@ -380,8 +390,13 @@ class Worker:
         # Already someone else's: commit nothing for them. Their routed records were held, never
         # written, so the new owner decides them afresh; no transaction is open to worry about.
         self._forget(partitions)
+        self._retune()
         self.stats.lost += len(partitions)
         self._partition_event("lost", partitions)
+
+    def _retune(self, leaving: set[TP] | frozenset[TP] = frozenset()) -> None:
+        if self._rates is not None:  # each rate limit's share: its part of the partitions we own and keep
+            self._rates.retune(self._executor, [tp for tp in self._table.states if tp not in leaving])
 
     def _forget(self, partitions: Iterable[TP]) -> None:
         self._table.remove(partitions)

@@ -38,6 +38,7 @@ class PauseReason(enum.Enum):
     COMMITS_BEHIND = "commits-behind"  # too many routed records wait for a commit (commits failing)
     FAIR_SHARE = "fair-share"  # this partition has its share of the worker's unsettled tasks
     PRIORITY = "priority"  # a lower lane at its share of the worker's unsettled tasks while a higher lane waits
+    RATE = "rate"  # holds tasks waiting for a rate limit's token while the worker holds its bound of those
     AHEAD = "ahead"  # its oldest unsettled task is too far behind (the completed-above map would not fit)
     ROUTER_HOLD = "router-hold"  # a tier partition whose head is not due yet
     DRAINING = "draining"  # shutting down: fetch nothing more
