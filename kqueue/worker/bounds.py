@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING
 
 from kqueue.core import completed
 from kqueue.worker.lane_holds import LaneHolds
-from kqueue.worker.partitions import PartitionTable, PauseReason
+from kqueue.worker.partition_table import PartitionTable
+from kqueue.worker.partitions import PauseReason
 
 if TYPE_CHECKING:
     from kqueue.worker.ratelimits import RateHolds

@@ -16,7 +16,8 @@ from typing import Any
 
 from kqueue.core.records import SETTLEMENT_OF_KIND, TP, OutRecord, Settlement
 from kqueue.transport.settle import BatchNotCommitted, Settler
-from kqueue.worker.partitions import CommitSlice, PartitionOwner, PartitionTable
+from kqueue.worker.partition_table import PartitionTable
+from kqueue.worker.partitions import CommitSlice, PartitionOwner
 
 log = logging.getLogger("kqueue.worker")
 

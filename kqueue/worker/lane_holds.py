@@ -21,7 +21,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 from kqueue.core.priority import LANES, LaneWeights, held_share, priority_turn
 from kqueue.core.records import TP
-from kqueue.worker.partitions import PartitionOwner, PartitionTable, PauseReason
+from kqueue.worker.partition_table import PartitionTable
+from kqueue.worker.partitions import PartitionOwner, PauseReason
 
 # A partition paused only for these fetches again on its own, so its lag is work about to come; one
 # held for anything else (a refused record, claims to read, a stuck task) does not hold lower lanes.

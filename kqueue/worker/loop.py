@@ -34,7 +34,8 @@ from kqueue.worker.executor import Executor
 from kqueue.worker.lane_holds import LaneHolds
 from kqueue.worker.options import Transport, WorkerOptions, WorkerStats, kafka_transport
 from kqueue.worker.outcomes import Outcomes
-from kqueue.worker.partitions import PartitionTable, PauseReason
+from kqueue.worker.partition_table import PartitionTable
+from kqueue.worker.partitions import PauseReason
 from kqueue.worker.pausing import QueuePausing
 from kqueue.worker.ratelimits import RateHolds, RateLimits, unsettled_beyond_waits
 from kqueue.worker.reporter import ReportSender

@@ -20,7 +20,8 @@ from kqueue.worker.bounds import NO_SHARE
 from kqueue.worker.checkpoint import Checkpoint
 from kqueue.worker.dedup_gate import Admission, ClaimLoad, ClaimsUnread, DedupGate
 from kqueue.worker.events import Completions, settle_event
-from kqueue.worker.partitions import PartitionOwner, PartitionTable, PauseReason
+from kqueue.worker.partition_table import PartitionTable
+from kqueue.worker.partitions import PartitionOwner, PauseReason
 from kqueue.worker.routing import (
     FINAL_KINDS,
     cancel_records,

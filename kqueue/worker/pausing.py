@@ -23,7 +23,8 @@ from collections.abc import Hashable, Iterable
 
 from kqueue.core.control import QueuePauses
 from kqueue.worker.executor import Executor
-from kqueue.worker.partitions import PartitionOwner, PartitionTable, PauseReason
+from kqueue.worker.partition_table import PartitionTable
+from kqueue.worker.partitions import PartitionOwner, PauseReason
 from kqueue.worker.work import WorkItem
 
 log = logging.getLogger("kqueue.worker")

@@ -30,7 +30,8 @@ from kqueue.sdk.app import App
 from kqueue.transport.admin import KafkaUnavailable, existing_topics, make_admin
 from kqueue.worker.bounds import crossing
 from kqueue.worker.executor import Executor
-from kqueue.worker.partitions import PartitionOwner, PartitionTable, PauseReason
+from kqueue.worker.partition_table import PartitionTable
+from kqueue.worker.partitions import PartitionOwner, PauseReason
 from kqueue.worker.work import WorkItem
 
 log = logging.getLogger("kqueue.worker")

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from kqueue.core import names
 from kqueue.core.retry import Tiers, tier_due_at
 from kqueue.transport.consumer import TIMESTAMP_NOT_AVAILABLE, Record
-from kqueue.worker.partitions import PartitionTable
+from kqueue.worker.partition_table import PartitionTable
 from kqueue.worker.work import WorkItem
 
 

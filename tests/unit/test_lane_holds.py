@@ -16,7 +16,8 @@ from kqueue.core.priority import DEFAULT_WEIGHTS, STRICT, LaneWeights, lane_rank
 from kqueue.core.records import TP
 from kqueue.worker.bounds import Bounds
 from kqueue.worker.lane_holds import LaneHolds
-from kqueue.worker.partitions import PartitionTable, PauseReason
+from kqueue.worker.partition_table import PartitionTable
+from kqueue.worker.partitions import PauseReason
 from tests.support.scripted_edge import ScriptedEdge, ScriptedSettler, scripted_transport
 from tests.support.worker import ThreadedWorker, wait_for
 

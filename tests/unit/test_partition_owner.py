@@ -18,7 +18,8 @@ from kqueue.core import completed, names
 from kqueue.core.records import OutRecord, RecordKind
 from kqueue.transport.settle import BatchNotCommitted
 from kqueue.worker.checkpoint import Checkpoint
-from kqueue.worker.partitions import PartitionTable, PauseReason
+from kqueue.worker.partition_table import PartitionTable
+from kqueue.worker.partitions import PauseReason
 from tests.support.scripted_edge import ScriptedEdge, ScriptedSettler, scripted_transport
 from tests.support.worker import ThreadedWorker, wait_for
 
