@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from kqueue.core import names
 from kqueue.core.errors import KqueueError
-from kqueue.core.headers import header_map, now_ms, replay_headers
+from kqueue.core.headers import header_map, int_value, now_ms, replay_headers
 from kqueue.core.records import OutRecord, RecordKind, status_record
 from kqueue.core.status import TaskEvent
 from kqueue.transport.admin import delete_records
@@ -51,18 +51,12 @@ class DeadLetter:
 
     @property
     def attempts(self) -> int:
-        try:
-            return int(self.headers.get(names.H_ATTEMPT, "1"))
-        except ValueError:
-            return 1
+        return int_value(self.headers, names.H_ATTEMPT, 1)
 
     @property
     def enqueued_at(self) -> int:
         """When its task was first enqueued (kq-enqueued-at, kept through retries); 0 if unknown."""
-        try:
-            return int(self.headers.get(names.H_ENQUEUED_AT, "0"))
-        except ValueError:
-            return 0
+        return int_value(self.headers, names.H_ENQUEUED_AT, 0)
 
     @property
     def origin_offset(self) -> int:
@@ -74,10 +68,7 @@ class DeadLetter:
 
     @property
     def failed_at(self) -> int:
-        try:
-            return int(self.headers.get(names.H_FAILED_AT, "0"))
-        except ValueError:
-            return 0
+        return int_value(self.headers, names.H_FAILED_AT, 0)
 
     @property
     def error(self) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterator
 from typing import Any
 
 MAX_JSON_DEPTH = 100  # levels of nested arrays/objects in a payload or a kept result; `1` is `[]`
@@ -51,21 +52,21 @@ def text_too_deep(text: bytes | str, limit: int = MAX_JSON_DEPTH) -> bool:
     return b"[]" in brackets
 
 
-def value_too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
-    """True when dicts/lists/tuples in `value` nest deeper than `limit` (a cycle is endlessly deep)."""
+def _nodes(value: Any) -> Iterator[tuple[Any, int]]:
+    """Every value inside `value` with its nesting depth (1: `value` itself), without recursion."""
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
+        yield item, depth
         if isinstance(item, dict):
-            children: Any = item.values()
+            stack.extend((child, depth + 1) for child in item.values())
         elif isinstance(item, list | tuple):
-            children = item
-        else:
-            continue
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list | tuple))
-    return False
+            stack.extend((child, depth + 1) for child in item)
+
+
+def value_too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True when dicts/lists/tuples in `value` nest deeper than `limit` (a cycle is endlessly deep)."""
+    return any(depth > limit and isinstance(item, dict | list | tuple) for item, depth in _nodes(value))
 
 
 def dumps_checked(value: Any, what: str = "payload") -> str:
@@ -109,23 +110,14 @@ def renderable(value: Any, limit: int = MAX_JSON_DEPTH) -> Any:
     Bytes (Avro `bytes`/`fixed` fields) become text: UTF-8 when they are, else one character per
     byte (Avro's JSON encoding), since a JSON encoder refuses bytes that are not UTF-8.
     """
-    stack, has_bytes = [(value, 1)], False
-    while stack:
-        item, depth = stack.pop()
+    has_bytes = False
+    for item, depth in _nodes(value):
         if isinstance(item, float) and not math.isfinite(item):
             return unrenderable(NOT_FINITE)
         if isinstance(item, bytes):
             has_bytes = True
-            continue
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list | tuple):
-            children = item
-        else:
-            continue
-        if depth > limit:
+        elif depth > limit and isinstance(item, dict | list | tuple):
             return unrenderable(TOO_DEEP)
-        stack.extend((child, depth + 1) for child in children)
     return _bytes_as_text(value) if has_bytes else value
 
 
