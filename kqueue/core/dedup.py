@@ -24,6 +24,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Literal
 
+from kqueue.core.ordering import BlockId, KeyBlock
+
 IDEMPOTENCY = "idempotency"
 UNIQUE = "unique"
 DEFAULT_IDEMPOTENCY_WINDOW = 24 * 3600.0  # seconds
@@ -68,10 +70,12 @@ class ClaimBook:
     revoked or lost: after that nothing reads or changes it, so a stale run cannot free a key the
     next ownership claimed."""
 
-    __slots__ = ("claims", "live", "next_sweep_ms")
+    __slots__ = ("blocks", "claims", "live", "next_sweep_ms")
 
-    def __init__(self, claims: dict[str, Claim]) -> None:
+    def __init__(self, claims: dict[str, Claim], blocks: dict[BlockId, KeyBlock] | None = None) -> None:
         self.claims = claims
+        # Blocked keys of ordered retries (core/ordering.py): kept in the same topic, read together.
+        self.blocks: dict[BlockId, KeyBlock] = blocks if blocks is not None else {}
         self.live = True
         self.next_sweep_ms = 0
 

@@ -262,6 +262,27 @@ class KeyLanes(Generic[T]):
             else:
                 del self._lanes[key]
 
+    def hold(self, key: Hashable, items: list[T]) -> None:
+        """The key's run stopped early (an ordered task failed): `items` not started go back to its
+        head, and the key stays busy, nothing of it ready, until `release` or `take_held`."""
+        if items:
+            lane = self._lanes.get(key)
+            if lane is None:
+                lane = self._lanes[key] = deque()
+            if self._gate is not None:
+                self._gate.returned(key, items)
+            lane.extendleft(reversed(items))
+            self._queued += len(items)
+        self._busy.add(key)
+
+    def take_held(self, key: Hashable) -> list[T]:
+        """A held key's queued items, taken out in their order; the key is free again."""
+        lane = self._lanes.get(key)
+        mine = {id(item) for item in lane} if lane else set()
+        taken = self.drop(lambda item: id(item) in mine) if mine else []
+        self.release(key)
+        return taken
+
     def count(self, which: Callable[[T], bool]) -> int:
         """Queued items matching `which`."""
         return sum(1 for lane in self._lanes.values() for item in lane if which(item))

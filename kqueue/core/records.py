@@ -24,6 +24,8 @@ class RecordKind(enum.StrEnum):
     DUPLICATE = "duplicate"  # a `cancelled` TaskEvent: a unique task enqueued while another was unfinished
     CONTROL = "control"  # a tombstone retiring a cancel that came too late (the task completed); counts nothing
     CLAIM = "claim"  # an idempotency or unique claim (or its release) in Q.dedup; rides with a settlement
+    PARK = "park"  # a task parked behind its key's retry: its entry in Q.dedup (core/ordering.py)
+    UNPARK = "unpark"  # the oldest parked task of a key, copied to the end of its lane when its turn comes
 
 
 class Settlement(enum.StrEnum):
@@ -35,6 +37,7 @@ class Settlement(enum.StrEnum):
     DELIVERED = "delivered"
     RE_TIERED = "re-tiered"
     CANCELLED = "cancelled"
+    PARKED = "parked"  # an ordered key's later task, waiting behind its retry (runs later, as a copy)
 
 
 SETTLEMENT_OF_KIND = {
@@ -45,6 +48,7 @@ SETTLEMENT_OF_KIND = {
     RecordKind.CANCEL: Settlement.CANCELLED,
     RecordKind.RESULT: Settlement.COMPLETED,
     RecordKind.DUPLICATE: Settlement.CANCELLED,
+    RecordKind.PARK: Settlement.PARKED,
 }
 
 

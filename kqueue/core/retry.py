@@ -80,6 +80,11 @@ class GiveUp:
     reason: str
 
 
+def retries(attempt: int, max_attempts: int, reject: bool = False) -> bool:
+    """Whether a failed attempt is tried again (decide_retry's first question)."""
+    return not reject and attempt < max_attempts
+
+
 def decide_retry(
     attempt: int,
     max_attempts: int,
@@ -91,10 +96,8 @@ def decide_retry(
     rng: random.Random | None = None,
 ) -> RetryAt | GiveUp:
     """What happens after attempt `attempt` failed."""
-    if reject:
-        return GiveUp("rejected by the handler")
-    if attempt >= max_attempts:
-        return GiveUp(f"gave up after {attempt} attempt(s)")
+    if not retries(attempt, max_attempts, reject):
+        return GiveUp("rejected by the handler" if reject else f"gave up after {attempt} attempt(s)")
     wait = requested_delay if requested_delay is not None else policy.backoff(attempt, rng)
     not_before = now_ms + ms_not_shorter(wait)
     return RetryAt(not_before, tiers.for_wait(wait), attempt + 1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from kqueue.core.codec import AvroSchema, SchemaStore
 from kqueue.core.dedup import DEFAULT_IDEMPOTENCY_WINDOW, MAX_WINDOW
@@ -102,7 +102,7 @@ class App:
         timeout: float | None = None, schema: str | Path | dict[str, Any] | None = None,
         backoff: RetryPolicy | None = None, keep_result: bool = False, unique_for: float | None = None,
         idempotency_window: float = DEFAULT_IDEMPOTENCY_WINDOW, interruptible: bool = False,
-        rate_limit: str | None = None,
+        rate_limit: str | None = None, ordered: bool | Literal["follow"] = False,
     ) -> Callable[[Handler], TaskDef]: ...
 
     def task(
@@ -110,7 +110,7 @@ class App:
         max_attempts: int = 5, timeout: float | None = None, schema: str | Path | dict[str, Any] | None = None,
         backoff: RetryPolicy | None = None, keep_result: bool = False, unique_for: float | None = None,
         idempotency_window: float = DEFAULT_IDEMPOTENCY_WINDOW, interruptible: bool = False,
-        rate_limit: str | None = None,
+        rate_limit: str | None = None, ordered: bool | Literal["follow"] = False,
     ) -> TaskDef | Callable[[Handler], TaskDef]:
         """Register a handler as a task type: `@app.task(queue="email", schema="schemas/x.avsc")`.
 
@@ -122,8 +122,13 @@ class App:
         `idempotency_window` (seconds, default 24 h, at most 7 days): how long an idempotency key
         is remembered. `interruptible` (async handlers): a cancel while it runs cancels its coroutine;
         any other handler sees `ctx.cancelled` and may stop early. `rate_limit` ("100/s", "/m", "/h"):
-        at most that many starts for the whole consumer group (README, "Rate limits").
+        at most that many starts for the whole consumer group (README, "Rate limits"). `ordered`:
+        a retry keeps its key's order: the key's later tasks (of any type) wait, parked, until it
+        succeeds or is dead-lettered, then run in their order; `ordered="follow"` dead-letters
+        those waiting with it (README, "Ordered retries").
         """
+        if ordered not in (True, False, "follow") or (ordered in (0, 1) and type(ordered) is not bool):
+            raise ValueError(f"ordered must be True, False or \"follow\", not {ordered!r}")
         rate = parse_rate(rate_limit) if rate_limit is not None else None  # a bad one fails here, at import
 
         def register(handler: Handler) -> TaskDef:
@@ -139,7 +144,8 @@ class App:
             if not 0 < idempotency_window <= MAX_WINDOW:
                 raise ValueError(f"idempotency_window must be between 0 and {MAX_WINDOW:g} seconds")
             definition = TaskDef(self, handler, queue, task_name, max_attempts, timeout, self._schema(schema),
-                                 backoff, keep_result, unique_for, idempotency_window, interruptible, rate)
+                                 backoff, keep_result, unique_for, idempotency_window, interruptible, rate,
+                                 ordered)
             if interruptible and not definition.is_async:
                 raise ValueError("interruptible=True needs an async handler (a thread cannot be stopped)")
             self.tasks[(queue, task_name)] = definition

@@ -7,7 +7,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from kqueue.core import names
 from kqueue.core.codec import AvroSchema, encode_avro, encode_json
@@ -70,6 +70,9 @@ class TaskDef:
     idempotency_window: float = DEFAULT_IDEMPOTENCY_WINDOW  # seconds an idempotency key is remembered
     interruptible: bool = False  # async only: a cancel while it runs cancels the handler's coroutine
     rate_limit: Rate | None = None  # starts per second for the whole consumer group (core/ratelimit.py)
+    # A retry keeps its key's order: the key's later tasks wait for it (core/ordering.py); "follow":
+    # those waiting follow it to the DLQ when it is dead-lettered.
+    ordered: bool | Literal["follow"] = False
 
     def __post_init__(self) -> None:
         self.is_async = inspect.iscoroutinefunction(self.fn)

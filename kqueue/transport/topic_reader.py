@@ -122,3 +122,23 @@ def read_to_end(bootstrap: str, partitions: Iterable[TP], purpose: str, stalled_
                 remaining.discard(tp)
     finally:
         reader.close()
+
+
+def read_record(bootstrap: str, tp: TP, offset: int, stalled_after: float = 10.0) -> Record | None:
+    """The committed record at `offset` of `tp`, or None when it is no longer there (retention or
+    compaction removed it: reading then starts at a later offset). Raises TopicReadError when
+    nothing arrives for `stalled_after` seconds."""
+    reader = TopicReader(bootstrap, "parked")
+    try:
+        reader.assign({tp: offset})
+        last_progress = time.monotonic()
+        while True:
+            records, ends = reader.poll(1, 0.2)
+            for msg in records:
+                return msg if msg.offset() == offset else None
+            if ends:
+                return None  # nothing at or after it: gone, or past a transaction's end
+            if time.monotonic() - last_progress > stalled_after:
+                raise TopicReadError(f"no progress reading {tp[0]}/{tp[1]} at {offset} for {stalled_after:.0f}s")
+    finally:
+        reader.close()

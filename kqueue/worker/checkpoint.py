@@ -33,6 +33,7 @@ class SettleCounts:
     re_tiered: int = 0
     cancelled: int = 0
     duplicates: int = 0  # tasks with an idempotency key already claimed: settled without running
+    parked: int = 0  # tasks of an ordered key parked behind its retry (each runs later as a copy)
 
     def add(self, outcome: Settlement, n: int = 1) -> None:
         name = outcome.name.lower()

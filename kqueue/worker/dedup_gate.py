@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from kqueue.core import names
 from kqueue.core.dedup import IDEMPOTENCY, UNIQUE, Claim, ClaimBook, claim_key, decide
+from kqueue.core.ordering import BlockFold, is_ordering_key
 from kqueue.core.records import OutRecord, RecordKind
 from kqueue.transport.topic_reader import read_to_end
 from kqueue.worker.work import WorkItem
@@ -31,7 +32,8 @@ log = logging.getLogger("kqueue.worker")
 # claims takes as long as it takes (on a thread of its own, see ClaimLoad).
 LOAD_STALLED_AFTER = 10.0
 RETRY_AFTER = (1.0, 2.0, 5.0, 10.0, 30.0)  # seconds before reading a partition's claims again
-ClaimLoader = Callable[[str, int], dict[str, Claim]]  # (dedup topic, partition) -> claims by key
+# (dedup topic, partition) -> claims by key, or the whole book (with ordered retries' blocks)
+ClaimLoader = Callable[[str, int], "dict[str, Claim] | ClaimBook"]
 
 _IDEMPOTENCY_HEADER, _UNIQUE_HEADER = names.H_IDEMPOTENCY_KEY, names.H_UNIQUE_KEY
 _KEYED = (_IDEMPOTENCY_HEADER, _UNIQUE_HEADER)
@@ -124,7 +126,8 @@ class DedupGate:
         raise ClaimsUnread saying when to try again (`failures`: reads failed in a row before)."""
         topic = names.dedup_topic(item.queue, self._prefix)
         try:
-            return ClaimBook(self._loader(topic, item.partition))
+            loaded = self._loader(topic, item.partition)
+            return loaded if isinstance(loaded, ClaimBook) else ClaimBook(loaded)
         except Exception as exc:
             raise ClaimsUnread(topic, item.partition, exc, RETRY_AFTER[min(failures, len(RETRY_AFTER) - 1)]) from exc
 
@@ -168,11 +171,18 @@ class ClaimLoad:
 
 
 def kafka_claim_loader(bootstrap: str) -> ClaimLoader:
-    def load(topic: str, partition: int) -> dict[str, Claim]:
+    def load(topic: str, partition: int) -> ClaimBook:
         claims: dict[str, Claim] = {}
+        blocks = BlockFold()
         now = int(time.time() * 1000)
         for msg in read_to_end(bootstrap, [(topic, partition)], "claims", stalled_after=LOAD_STALLED_AFTER):
             key, value = (msg.key() or b"").decode(), msg.value()
+            if is_ordering_key(key):
+                try:
+                    blocks.add(key, value)
+                except (ValueError, KeyError, TypeError):
+                    log.warning("ignoring an unreadable ordering record in %s/%d", topic, partition)
+                continue
             if value is None:
                 claims.pop(key, None)
                 continue
@@ -185,6 +195,11 @@ def kafka_claim_loader(bootstrap: str) -> ClaimLoader:
                 claims[key] = claim
             else:  # expired: never kept (Q.dedup's retention deletes it)
                 claims.pop(key, None)
-        return claims
+        found, orphans = blocks.blocks()
+        for lane, key_bytes in orphans:
+            log.error("parked tasks of key %r in %s/%d have lost their blocker record (Q.dedup keeps records 7 "
+                      "days): they stay parked and the key stays blocked; see README, Ordered retries",
+                      key_bytes, lane, partition)
+        return ClaimBook(claims, found)
 
     return load

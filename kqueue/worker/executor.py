@@ -21,7 +21,9 @@ from kqueue.core.ratelimit import TokenBucket
 from kqueue.worker.hands import Hand, start_event_loop, threads_to_wake
 from kqueue.worker.runner import Runner
 from kqueue.worker.start_hold import FREEZE_TICK, StartHold
-from kqueue.worker.work import Outcome, WorkItem
+from kqueue.worker.work import Failure, Outcome, WorkItem
+
+Finished = tuple[Hashable, list[Outcome], list[WorkItem] | None]  # key, outcomes, items held back
 
 MAX_RUN_ITEMS = 256
 RELEASE_EVERY = 0.002  # seconds a finished key may wait for the keys run after it
@@ -40,8 +42,12 @@ def _partition_of_lane(lane: Hashable) -> Hashable:
 class Executor:
     def __init__(self, concurrency: int, runner: Runner | None = None, weights: LaneWeights = DEFAULT_WEIGHTS,
                  rank_of: Callable[[Hashable], int] | None = None,
-                 limits_of: Callable[[WorkItem], Limits] | None = None) -> None:
+                 limits_of: Callable[[WorkItem], Limits] | None = None,
+                 holds_after: Callable[[WorkItem, Failure], bool] | None = None) -> None:
         self.concurrency = max(1, concurrency)
+        # holds_after: whether a failure stops its key here until the poll loop says what became of
+        # it (ordered retries, worker/ordering.py): its later items must not start meanwhile.
+        self._holds_after = holds_after
         self._runner = runner or Runner()
         self._run = self._runner.run_sync
         # A lane is (topic, partition, key): partitions take turns, so no backlog crowds out another's.
@@ -226,7 +232,7 @@ class Executor:
                 self._busy_threads += 1
                 self._takes += 1
                 self._hold(hand, runs)
-            finished: list[tuple[Hashable, list[Outcome]]] = []
+            finished: list[Finished] = []
             since = hand.taken_at
             while True:
                 try:
@@ -234,14 +240,19 @@ class Executor:
                 except IndexError:  # all run, or the ticker took the rest back
                     break
                 results: list[Outcome] = []
+                held: list[WorkItem] | None = None
                 key_started = hand.run_started = time.monotonic()
                 try:
-                    for item in items:
+                    for index, item in enumerate(items):
                         self._start_hold.wait()
                         if not self._unwanted(item):
-                            results.append((item, self._run(item)))
+                            failure = self._run(item)
+                            results.append((item, failure))
+                            if failure is not None and self._holding(item, failure):
+                                held = items[index + 1:]
+                                break
                 finally:
-                    finished.append((key, results))
+                    finished.append((key, results, held))
                 # A moving average of handler time per item: enough to tell cheap handlers from slow.
                 per_item = (time.monotonic() - key_started) / max(1, len(items))
                 self._seconds_per_item = 0.8 * self._seconds_per_item + 0.2 * per_item
@@ -265,13 +276,44 @@ class Executor:
             self._tick.notify()
         self._hands.add(hand)
 
-    def _finish_runs(self, finished: list[tuple[Hashable, list[Outcome]]], hand: Hand | None = None) -> None:
+    def _holding(self, item: WorkItem, failure: Failure) -> bool:
+        holds = self._holds_after
+        if holds is None or not holds(item, failure):
+            return False
+        item.held_lane = True
+        return True
+
+    def take_held(self, lane: Hashable) -> list[WorkItem]:
+        """The items a held key queues (in order), taken out; the key is free again."""
+        with self._cond:
+            items = self._lanes.take_held(lane)
+            self._after_change()
+            return items
+
+    def unhold(self, lane: Hashable) -> None:
+        """A held key's items may start again, in their order."""
+        with self._cond:
+            self._lanes.release(lane)
+            self._after_change()
+
+    def _after_change(self) -> None:  # under the lock: lanes changed outside a run
+        if self._lanes.ready_count("sync"):
+            self._wake_threads(overdue=False)
+        if self._limited:
+            self._mind_rates()
+        if self._lanes.ready_count("async") and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._start_async_runs)
+
+    def _finish_runs(self, finished: list[Finished], hand: Hand | None = None) -> None:
         """Settle finished runs; with `hand`, the last ones of its take."""
         last = hand is not None and hand.sync
         with self._cond:
-            for key, results in finished:
+            for key, results, held in finished:
                 del self._running[key]
-                self._lanes.release(key)
+                if held is None:
+                    self._lanes.release(key)
+                else:  # an ordered task failed: its key waits for the poll loop (take_held / unhold)
+                    self._lanes.hold(key, held)
                 self._outcomes.extend(results)
             if self._limited:
                 self._mind_rates()
@@ -376,7 +418,7 @@ class Executor:
             loop.create_task(self._async_runs(hand))
 
     async def _async_runs(self, hand: Hand) -> None:
-        finished: list[tuple[Hashable, list[Outcome]]] = []
+        finished: list[Finished] = []
         next_run = hand.pending.popleft
         try:
             while True:
@@ -385,14 +427,19 @@ class Executor:
                 except IndexError:  # all run, or the ticker took the rest back
                     break
                 results: list[Outcome] = []
+                held: list[WorkItem] | None = None
                 started = hand.run_started = time.monotonic()
                 try:
-                    for item in items:
+                    for index, item in enumerate(items):
                         await self._start_hold.wait_async()
                         if not self._unwanted(item):
-                            results.append((item, await self._runner.run_async(item)))
+                            failure = await self._runner.run_async(item)
+                            results.append((item, failure))
+                            if failure is not None and self._holding(item, failure):
+                                held = items[index + 1:]
+                                break
                 finally:
-                    finished.append((key, results))
+                    finished.append((key, results, held))
                 per_item = (time.monotonic() - started) / max(1, len(items))
                 self._seconds_per_item = 0.8 * self._seconds_per_item + 0.2 * per_item
         finally:

@@ -33,6 +33,7 @@ from kqueue.worker.dedup_gate import ClaimLoader, DedupGate, kafka_claim_loader
 from kqueue.worker.executor import Executor
 from kqueue.worker.lane_holds import LaneHolds
 from kqueue.worker.options import Transport, WorkerOptions, WorkerStats, kafka_transport
+from kqueue.worker.ordering import OrderedKeys
 from kqueue.worker.outcomes import Outcomes
 from kqueue.worker.partition_table import PartitionTable
 from kqueue.worker.partitions import PauseReason
@@ -136,8 +137,10 @@ class Worker:
                               track_running=self._reporter is not None)
         ranks = lane_ranks(self.queues, app.topic_prefix)
         self._rates = RateLimits.of(app, self.queues, kafka=live_kafka)
+        ordered = OrderedKeys.wanted(app, self.queues)
         self._executor = Executor(opts.concurrency, self._runner, opts.weights, partition_rank(ranks),
-                                  self._rates.limits_of if self._rates is not None else None)
+                                  self._rates.limits_of if self._rates is not None else None,
+                                  OrderedKeys.holds_after if ordered else None)
         lanes = LaneHolds(self._table, opts.weights, ranks, self._executor.ready_by_rank, self._edge.cached_lag)
         self._pausing = QueuePausing(self._table, self._executor, self.pauses, self.queues)
         rate_holds = RateHolds(self._table, self._executor) if self._rates is not None else None
@@ -148,7 +151,8 @@ class Worker:
         loader = self._claim_loader or (kafka_claim_loader(app.bootstrap_servers) if live_kafka else _no_claims)
         self._gate = DedupGate(app.topic_prefix, loader)
         self._outcomes = Outcomes(app, self._table, self._checkpoint, self._gate, self._hooks, self.worker_id,
-                                  self._cancels.pending if self._cancels is not None else None)
+                                  self._cancels.pending if self._cancels is not None else None,
+                                  OrderedKeys.of(app, self._executor, live_kafka) if ordered else None)
         self._router = DelayRouter(self._table, app.tiers, app.topic_prefix)
         topics = [] if opts.route_only else [t for q in self.queues for t in worker_topics(q, app.topic_prefix)]
         if opts.route_delays or opts.route_only:
@@ -242,6 +246,7 @@ class Worker:
         outcomes = self._executor.drain()
         if outcomes:
             self._outcomes.finished(outcomes, now_ms())
+        self._outcomes.releases()
 
     def _tick(self) -> None:
         """About once a second, tell on_tick listeners (health, gauges) what the worker holds."""

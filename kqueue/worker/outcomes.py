@@ -13,13 +13,15 @@ from collections.abc import Iterable
 from kqueue.core.control import cancel_applies
 from kqueue.core.dedup import ClaimBook
 from kqueue.core.headers import now_ms
-from kqueue.core.records import SETTLEMENT_OF_KIND, OutRecord
+from kqueue.core.ordering import Admit
+from kqueue.core.records import SETTLEMENT_OF_KIND, OutRecord, RecordKind
 from kqueue.sdk.app import App
 from kqueue.sdk.middleware import Hooks
 from kqueue.worker.bounds import NO_SHARE
 from kqueue.worker.checkpoint import Checkpoint
 from kqueue.worker.dedup_gate import Admission, ClaimLoad, ClaimsUnread, DedupGate
 from kqueue.worker.events import Completions, settle_event
+from kqueue.worker.ordering import OrderedKeys
 from kqueue.worker.partition_table import PartitionTable
 from kqueue.worker.partitions import PartitionOwner, PauseReason
 from kqueue.worker.routing import (
@@ -37,11 +39,14 @@ log = logging.getLogger("kqueue.worker")
 CLAIM_SWEEP_MS = 60_000  # how often a queue-partition's expired claims are forgotten
 CLAIM_LOAD_INLINE = 0.05  # seconds a claims read may take before its partition is held and rechecked
 CLAIM_LOAD_RECHECK_MS = 100
+# A parked task whose blocker was dead-lettered with ordered="follow" (README, "Ordered retries").
+_FOLLOWS = Failure.unrunnable("FollowsDeadLetter", "parked behind a task of its key that was dead-lettered "
+                              "(ordered=\"follow\")")
 
 
 class Outcomes:
     def __init__(self, app: App, table: PartitionTable, checkpoint: Checkpoint, gate: DedupGate, hooks: Hooks,
-                 worker_id: str, cancels: set[str] | None) -> None:
+                 worker_id: str, cancels: set[str] | None, ordering: OrderedKeys | None = None) -> None:
         self.app = app
         self._prefix = app.topic_prefix
         self._table = table
@@ -50,6 +55,7 @@ class Outcomes:
         self._hooks = hooks
         self._worker_id = worker_id
         self._cancels = cancels  # pending cancels (filled by another thread), None without a watch
+        self._ordering = ordering  # ordered retries' blocked keys (worker/ordering.py), None without ordered types
 
     # -- arriving --------------------------------------------------------------------------------------
     def admit(self, decoded: Iterable[tuple[WorkItem, Failure | None]], now: int,
@@ -77,8 +83,10 @@ class Outcomes:
                 owner.cut_at(item.offset, PauseReason.FAIR_SHARE)  # fetched again from here once under it
                 continue
             keyed = failure is None and self._gate.keyed(item)
-            book = self._claims(owner, item, now) if keyed else None
-            if keyed and book is None:
+            # An ordered queue's keyed task needs its partition's blocks, read with the claims.
+            ordered = failure is None and self._ordering is not None and self._ordering.covers(item)
+            book = self._claims(owner, item, now) if keyed or ordered else None
+            if (keyed or ordered) and book is None:
                 continue  # its claims could not be read: the partition is held at it
             # Track in offset order (before anything can settle), then split by what to do.
             if not owner.track(item.offset):
@@ -86,7 +94,7 @@ class Outcomes:
             item.owner = owner
             done = owner.settle_if_done_before(item.offset)
             # Keyed tasks are admitted in log order, also those not run again (their claims count).
-            admission = self._gate.admit(item, book, now, done) if book is not None else None
+            admission = self._gate.admit(item, book, now, done) if keyed and book is not None else None
             if admission is not None and admission.claim is not None:
                 owner.hold_records(item.offset, [admission.claim])
             if done:
@@ -94,10 +102,22 @@ class Outcomes:
             elif admission is not None and not admission.run:
                 self._duplicate(item, admission, now)
             elif failure is None:
+                if ordered and book is not None and self._blocked(item, book, now):
+                    continue
                 runnable.append(item)
             else:
                 self.fail(item, failure, now)
         return runnable, skipped
+
+    def _blocked(self, item: WorkItem, book: ClaimBook, now: int) -> bool:
+        """A task of a blocked key: parked behind its retry, or dead-lettered after it; True when settled so."""
+        assert self._ordering is not None
+        verdict = self._ordering.admit(item, book)
+        if verdict is Admit.PARK:
+            self.route(item, self._ordering.park(item, book))
+        elif verdict is Admit.FOLLOW:
+            self.fail(item, _FOLLOWS, now)
+        return verdict is not Admit.RUN
 
     def _claims(self, owner: PartitionOwner, item: WorkItem, now: int) -> ClaimBook | None:
         """The claims of the item's queue-partition; None (and the partition held at the item) while
@@ -149,6 +169,8 @@ class Outcomes:
         for item, failure in outcomes:
             owner = item.owner
             if owner is None or not owner.live:
+                if item.held_lane and self._ordering is not None:
+                    self._ordering.unhold(item)  # its queued items were dropped with the partition
                 continue  # an outcome of an earlier ownership settles nothing
             if pending and failure is not None and not failure.cancelled and cancel_applies(pending, item):
                 # Cancelled while it ran and it failed (or was interrupted): cancelled, never retried.
@@ -171,7 +193,11 @@ class Outcomes:
                 self._hooks.emit(self._hooks.settle, Completions(done, now))
             completed = 0
             for item in done:
-                completed += item.owner.complete(item.offset)  # type: ignore[union-attr]
+                if item.blocks_key:  # its key's blocker: its settlement writes what releases the key
+                    completed += 1
+                    self.route(item, [])
+                else:
+                    completed += item.owner.complete(item.offset)  # type: ignore[union-attr]
             self._counts.completed += completed
 
     def _release(self, item: WorkItem, owner: PartitionOwner) -> None:
@@ -187,10 +213,57 @@ class Outcomes:
         owner = item.owner
         if owner is None or not owner.live:
             return
-        if item.claim_key is not None and records[0].kind in FINAL_KINDS:
+        final = not records or records[0].kind in FINAL_KINDS  # [] is a completion (a blocker's)
+        if item.claim_key is not None and final:
             released = self._gate.release(item, self._table.claims_of(owner))
             if released is not None:
                 records = [*records, released]
-        if owner.route(item.offset, records) and self._hooks.settle:
-            event = settle_event(item, SETTLEMENT_OF_KIND[records[0].kind], failure, now_ms(), records[0].topic)
-            self._hooks.emit(self._hooks.settle, [event])
+        if self._ordering is not None and self._ordering.covers(item):
+            ordered = self._ordered(item, records, final, owner)
+            if ordered is None:
+                return  # its key's next parked task is being read: settled when it is (`releases`)
+            records = ordered
+        self._hold(item, records, failure)
+
+    def _hold(self, item: WorkItem, records: list[OutRecord], failure: Failure | None) -> None:
+        owner = item.owner
+        if owner is not None and not records:
+            owner.complete(item.offset)  # a blocker whose ownership's blocks are gone: a plain completion
+            return
+        if owner is not None and owner.route(item.offset, records) and self._hooks.settle:
+            outcome = SETTLEMENT_OF_KIND.get(records[0].kind)
+            if outcome is not None:
+                event = settle_event(item, outcome, failure, now_ms(), records[0].topic)
+                self._hooks.emit(self._hooks.settle, [event])
+
+    def _ordered(self, item: WorkItem, records: list[OutRecord], final: bool,
+                 owner: PartitionOwner) -> list[OutRecord] | None:
+        """Ordered retries: a retry blocks its key (what queued behind it is parked); a blocker's end
+        releases the key's next parked task (or the key); None while that task is read."""
+        ordering = self._ordering
+        assert ordering is not None
+        book = self._table.claims_of(owner)
+        if book is None or not book.live:
+            ordering.unhold(item)
+            return records
+        kind = records[0].kind if records else None
+        if kind is RecordKind.RETRY and item.task is not None and item.task.ordered:
+            records = ordering.retrying(item, book, records)
+            for behind in ordering.held_behind(item):
+                self.route(behind, ordering.park(behind, book))
+            return records
+        if not final:
+            return records  # a park entry, a delivery: nothing about the key changes
+        dead_lettered = kind is RecordKind.DEAD_LETTER
+        if item.held_lane and dead_lettered and item.blocks_key:
+            for behind in ordering.held_behind(item):  # ordered="follow": they follow it
+                self.fail(behind, _FOLLOWS, now_ms())
+        ordering.unhold(item)
+        return ordering.finishing(item, book, records, dead_lettered)
+
+    def releases(self) -> None:
+        """Blockers whose key's next parked task has been read: settled with its copy."""
+        if self._ordering is not None and self._ordering.reading:
+            for item, records in self._ordering.ready(lambda i: self._table.claims_of(i.owner)
+                                                      if i.owner is not None else None):
+                self._hold(item, records, None)

@@ -35,6 +35,8 @@ class WorkItem:
     run_seconds: float | None = None
     result: Any = None  # the handler's return value, kept only for tasks with keep_result
     claim_key: str | None = None  # a unique task's claim, released at its final settlement
+    blocks_key: bool = False  # the delivery its key's block waits for (ordered retries, worker/ordering.py)
+    held_lane: bool = False  # it failed and its key's later items wait in the executor for the poll loop
     # kq-enqueued-at, read while decoding only when settle hooks listen (the metrics' latency):
     # the header dict is in cache then, not when the task settles. 0: not read, or absent.
     enqueued_at_ms: int = 0
