@@ -81,6 +81,7 @@ class App:
         self._system_ready = False
         self._lock = threading.Lock()
         self.tasks: dict[tuple[str, str], TaskDef] = {}
+        self._ordered_queues: dict[str, bool | Literal["follow"]] = {}  # order_retries: every type of the queue
         self.cron_entries: dict[str, CronEntry] = {}  # schedules by name (`cron`, sdk/cron.py)
         self.hooks = Hooks(middleware)
         for default in _DEFAULT_MIDDLEWARE:  # e.g. tracing when OpenTelemetry is configured
@@ -145,7 +146,7 @@ class App:
                 raise ValueError(f"idempotency_window must be between 0 and {MAX_WINDOW:g} seconds")
             definition = TaskDef(self, handler, queue, task_name, max_attempts, timeout, self._schema(schema),
                                  backoff, keep_result, unique_for, idempotency_window, interruptible, rate,
-                                 ordered)
+                                 ordered or self._ordered_queues.get(queue, False))
             if interruptible and not definition.is_async:
                 raise ValueError("interruptible=True needs an async handler (a thread cannot be stopped)")
             self.tasks[(queue, task_name)] = definition
@@ -184,6 +185,15 @@ class App:
 
         return register_cron(self, expression, tz=tz, payload=payload, catch_up=catch_up, name=name,
                              priority=priority)
+
+    def order_retries(self, queue: str, follow: bool = False) -> None:
+        """Every task type of `queue` (registered before or after) is `ordered=True`, or with
+        `follow` `ordered="follow"`, unless it says `ordered=` itself (README, "Ordered retries")."""
+        mode: bool | Literal["follow"] = "follow" if follow else True
+        self._ordered_queues[queue] = mode
+        for (task_queue, _), task in self.tasks.items():
+            if task_queue == queue and not task.ordered:
+                task.ordered = mode
 
     # -- lookups -----------------------------------------------------------------------------------
     def queues(self) -> list[str]:

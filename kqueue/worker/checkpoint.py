@@ -96,6 +96,11 @@ class Checkpoint:
     def due(self) -> bool:
         return time.monotonic() - self._last_commit >= self.interval
 
+    def hurry(self) -> None:
+        """Commit at the next turn, not after the interval: something waits for this commit to be
+        read back (an ordered key's next parked task), one interval per step would add up."""
+        self._last_commit = 0.0
+
     def prepare(self) -> CommitBatch | None:
         """What the next commit writes: each owner's position and the records it has passed, at most
         `max_records` records in all. The records leave their owners; `finish` puts them back if the

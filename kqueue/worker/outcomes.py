@@ -51,6 +51,7 @@ class Outcomes:
         self._prefix = app.topic_prefix
         self._table = table
         self._counts = checkpoint.counts
+        self._checkpoint = checkpoint
         self._gate = gate
         self._hooks = hooks
         self._worker_id = worker_id
@@ -264,6 +265,8 @@ class Outcomes:
     def releases(self) -> None:
         """Blockers whose key's next parked task has been read: settled with its copy."""
         if self._ordering is not None and self._ordering.reading:
-            for item, records in self._ordering.ready(lambda i: self._table.claims_of(i.owner)
-                                                      if i.owner is not None else None):
+            released = self._ordering.ready(lambda i: self._table.claims_of(i.owner) if i.owner is not None else None)
+            for item, records in released:
                 self._hold(item, records, None)
+            if released:
+                self._checkpoint.hurry()  # the copy runs once committed: do not wait out the interval

@@ -102,3 +102,28 @@ def test_an_unheld_key_runs_its_items_in_order() -> None:
     assert lanes.take("sync", 10) == []
     lanes.release("a")
     assert lanes.take("sync", 10) == [("a", ["a2", "a3"])]
+
+
+def test_a_whole_queue_can_order_its_retries_and_a_bad_value_is_refused_at_import() -> None:
+    import kqueue
+
+    app = kqueue.App("o", "127.0.0.1:1")
+
+    @app.task(queue="a")
+    def before(payload: object) -> None: ...
+
+    app.order_retries("a")
+
+    @app.task(queue="a")
+    def after(payload: object) -> None: ...
+
+    @app.task(queue="a", ordered="follow")
+    def own(payload: object) -> None: ...
+
+    @app.task(queue="b")
+    def other(payload: object) -> None: ...
+
+    assert (before.ordered, after.ordered, own.ordered, other.ordered) == (True, True, "follow", False)
+    for bad in ("yes", 1, None):
+        with pytest.raises(ValueError, match="ordered must be True, False or \"follow\""):
+            app.task(queue="c", ordered=bad)  # type: ignore[arg-type]
