@@ -65,6 +65,12 @@ def paused_json(paused: Paused | None) -> dict[str, Any] | None:
 
 def read_pauses(bootstrap: str, prefix: str = "", timeout: float = 10.0) -> dict[str, Paused]:
     """The paused queues now: `_kqueue.control` read to its end (TopicReadError if it cannot be)."""
+    return read_controls(bootstrap, prefix, timeout).snapshot()
+
+
+def read_controls(bootstrap: str, prefix: str = "", timeout: float = 10.0) -> QueuePauses:
+    """The queues' pauses (and, in `.limits`, their rate limits) now: `_kqueue.control` read to its
+    end (TopicReadError if it cannot be)."""
     topic = names.control_topic(prefix)
     lister = TopicReader(bootstrap, "pauses")
     try:
@@ -80,15 +86,15 @@ def read_pauses(bootstrap: str, prefix: str = "", timeout: float = 10.0) -> dict
             command = None if value is None else ControlCommand.decode(value)
         except Exception:  # a record this version cannot read says nothing about pauses it knows
             continue
-        pauses.apply(key.decode("utf-8", "replace"), command)
-    return pauses.snapshot()
+        if command is None or command.command != "cancel":
+            pauses.apply(key.decode("utf-8", "replace"), command)
+    return pauses
 
 
-def change_pause(app: App, queue: str, pause: bool, reason: str | None = None) -> QueuePause:
-    """Write the pause (or resume) of `queue` and wait for Kafka to have it; the state it leaves.
-
-    ValueError for a queue that is neither one of the app's nor on the cluster; DeliveryError when
-    Kafka cannot be reached, its state cannot be read, or the record is refused."""
+def check_queue(app: App, queue: str, doing: str) -> None:
+    """Before a command for `queue` is written: ValueError for a queue that is neither one of the
+    app's nor on the cluster; the control topic is created if missing (DeliveryError when Kafka
+    cannot be reached)."""
     timeout = app.enqueue_timeout
     admin = make_admin(app.bootstrap_servers)
     try:
@@ -100,8 +106,16 @@ def change_pause(app: App, queue: str, pause: bool, reason: str | None = None) -
             specs = system_topic_specs(broker_count(admin, timeout), app.topic_prefix, replication=app.replication)
             ensure_topics(admin, specs, timeout)
     except KafkaUnavailable as exc:
-        doing = f"to {'pause' if pause else 'resume'} queue {queue!r}"
         raise DeliveryError(unreachable(app.bootstrap_servers, timeout, exc, doing)) from None
+
+
+def change_pause(app: App, queue: str, pause: bool, reason: str | None = None) -> QueuePause:
+    """Write the pause (or resume) of `queue` and wait for Kafka to have it; the state it leaves.
+
+    ValueError for a queue that is neither one of the app's nor on the cluster; DeliveryError when
+    Kafka cannot be reached, its state cannot be read, or the record is refused."""
+    timeout = app.enqueue_timeout
+    check_queue(app, queue, f"to {'pause' if pause else 'resume'} queue {queue!r}")
     try:
         current = read_pauses(app.bootstrap_servers, app.topic_prefix, timeout).get(queue)
     except TopicReadError as exc:
