@@ -12,12 +12,10 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from kqueue.control.pauses import check_queue, read_controls, since_text
+from kqueue.control.pauses import check_queue, read_controls, read_state, since_text
 from kqueue.core import names
-from kqueue.core.errors import DeliveryError
 from kqueue.core.queue_limits import QueueLimit, limit_after, limit_command, limit_key
 from kqueue.core.ratelimit import Rate, parse_rate
-from kqueue.transport.topic_reader import TopicReadError
 
 if TYPE_CHECKING:
     from kqueue.sdk.app import App
@@ -74,11 +72,8 @@ def change_limit(app: App, queue: str, rate: str | Rate | None) -> QueueLimitSta
     refused."""
     parsed = rate if isinstance(rate, Rate) else parse_queue_rate(rate)
     timeout = app.enqueue_timeout
-    check_queue(app, queue, f"to {'limit' if parsed else 'clear the limit of'} queue {queue!r}")
-    try:
-        current = read_limits(app.bootstrap_servers, app.topic_prefix, timeout).get(queue)
-    except TopicReadError as exc:
-        raise DeliveryError(f"cannot read the state of queue {queue!r}: {exc}") from None
+    created = check_queue(app, queue, f"to {'limit' if parsed else 'clear the limit of'} queue {queue!r}")
+    current = read_state(app, queue, created).limits.get(queue)
     command = limit_command(queue, parsed, int(time.time() * 1000))
     app.producer.produce(names.control_topic(app.topic_prefix), command.encode(), limit_key(queue).encode(), [])
     app.flush(timeout)

@@ -91,10 +91,27 @@ def read_controls(bootstrap: str, prefix: str = "", timeout: float = 10.0) -> Qu
     return pauses
 
 
-def check_queue(app: App, queue: str, doing: str) -> None:
+def read_state(app: App, queue: str, created: bool) -> QueuePauses:
+    """The queues' pauses and limits before a command for `queue` is written. A control topic created
+    a moment ago (here, or by `ensure_queue`) may have no leader yet: asked again until it has, within
+    the app's timeout. DeliveryError if it cannot be read."""
+    if created:
+        return QueuePauses()
+    deadline = time.monotonic() + app.enqueue_timeout
+    while True:
+        try:
+            return read_controls(app.bootstrap_servers, app.topic_prefix, app.enqueue_timeout)
+        except TopicReadError as exc:
+            if time.monotonic() >= deadline or "LEADER" not in str(exc):
+                raise DeliveryError(f"cannot read the state of queue {queue!r}: {exc}") from None
+            time.sleep(0.2)
+
+
+def check_queue(app: App, queue: str, doing: str) -> bool:
     """Before a command for `queue` is written: ValueError for a queue that is neither one of the
     app's nor on the cluster; the control topic is created if missing (DeliveryError when Kafka
-    cannot be reached)."""
+    cannot be reached). True if it was created now: empty, so there is no state to read (and its
+    partitions may have no leader yet to ask)."""
     timeout = app.enqueue_timeout
     admin = make_admin(app.bootstrap_servers)
     try:
@@ -105,8 +122,10 @@ def check_queue(app: App, queue: str, doing: str) -> None:
         if names.control_topic(app.topic_prefix) not in topics:
             specs = system_topic_specs(broker_count(admin, timeout), app.topic_prefix, replication=app.replication)
             ensure_topics(admin, specs, timeout)
+            return True
     except KafkaUnavailable as exc:
         raise DeliveryError(unreachable(app.bootstrap_servers, timeout, exc, doing)) from None
+    return False
 
 
 def change_pause(app: App, queue: str, pause: bool, reason: str | None = None) -> QueuePause:
@@ -115,11 +134,8 @@ def change_pause(app: App, queue: str, pause: bool, reason: str | None = None) -
     ValueError for a queue that is neither one of the app's nor on the cluster; DeliveryError when
     Kafka cannot be reached, its state cannot be read, or the record is refused."""
     timeout = app.enqueue_timeout
-    check_queue(app, queue, f"to {'pause' if pause else 'resume'} queue {queue!r}")
-    try:
-        current = read_pauses(app.bootstrap_servers, app.topic_prefix, timeout).get(queue)
-    except TopicReadError as exc:
-        raise DeliveryError(f"cannot read the state of queue {queue!r}: {exc}") from None
+    created = check_queue(app, queue, f"to {'pause' if pause else 'resume'} queue {queue!r}")
+    current = read_state(app, queue, created).get(queue)
     now = int(time.time() * 1000)
     command = pause_command(queue, current, reason, now) if pause else ControlCommand("resume", queue, now)
     app.producer.produce(names.control_topic(app.topic_prefix), command.encode(), queue.encode(), [])

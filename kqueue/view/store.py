@@ -14,10 +14,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from kqueue.core.control import Paused
+from kqueue.core.queue_limits import QueueLimit
 from kqueue.core.records import TP
 from kqueue.core.reports import WorkerReport
 from kqueue.core.status import TaskEvent
-from kqueue.view import timeline
+from kqueue.view import limits_table, timeline
 from kqueue.view.derive import Settled, TaskRow
 
 _SCHEMA = """
@@ -136,6 +137,7 @@ class IngestBatch:
     dead_letters: list[DeadLetterRow] = field(default_factory=list)
     # _kqueue.control records keyed by a queue, in order: its pause, or None (resumed; or a tombstone)
     pauses: list[tuple[str, Paused | None]] = field(default_factory=list)
+    limits: list[tuple[str, QueueLimit | None]] = field(default_factory=list)  # key `@limit:Q`: Q's limit, in order
     read_positions: dict[tuple[str, int], int] = field(default_factory=dict)
 
     def split(self) -> list[IngestBatch]:
@@ -146,12 +148,13 @@ class IngestBatch:
         parts += [IngestBatch(cancels=[c]) for c in self.cancels]
         parts += [IngestBatch(dead_letters=[d]) for d in self.dead_letters]
         parts += [IngestBatch(pauses=[p]) for p in self.pauses]
+        parts += [IngestBatch(limits=[limit]) for limit in self.limits]
         parts.append(IngestBatch(read_positions=dict(self.read_positions)))
         return parts
 
     def __bool__(self) -> bool:
         return bool(self.positions or self.events or self.reports or self.cancels or self.read_positions
-                    or self.dead_letters or self.pauses)
+                    or self.dead_letters or self.pauses or self.limits)
 
 
 class StatusStore:
@@ -163,6 +166,7 @@ class StatusStore:
         with self._conn() as conn:
             conn.executescript(_SCHEMA)
             conn.executescript(timeline.SCHEMA)
+            conn.executescript(limits_table.SCHEMA)
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -204,6 +208,8 @@ class StatusStore:
                  for d in batch.dead_letters])
             for queue, paused in batch.pauses:
                 self._write_pause(conn, queue, paused)
+            for queue, limit in batch.limits:
+                limits_table.write(conn, queue, limit)
             timeline.record(conn, batch)
             self._finish_late_reads(conn, batch, now_ms)
             conn.executemany(
@@ -254,6 +260,14 @@ class StatusStore:
         """The paused queues, as last read from _kqueue.control."""
         rows = self._conn().execute("SELECT queue, since_ms, reason FROM pauses").fetchall()
         return {q: Paused(since, reason) for q, since, reason in rows}
+
+    def note_limit(self, queue: str, limit: QueueLimit | None) -> None:
+        """A limit the API just wrote to Kafka: shown at once, before the ingest reads it back."""
+        limits_table.write(self._conn(), queue, limit)
+
+    def limits(self) -> dict[str, QueueLimit]:
+        """The queues' queue-wide rate limits, as last read from _kqueue.control."""
+        return limits_table.read(self._conn())
 
     def publish_settled(self, settled: dict[TP, Settled], previous: dict[TP, Settled]) -> None:
         """Commits that moved, and the tasks they passed: finished now (history and figures need when)."""

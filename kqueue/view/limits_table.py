@@ -1,0 +1,28 @@
+"""The queues' queue-wide rate limits, kept in the status view's sqlite (read from `_kqueue.control`,
+key `@limit:<queue>`; the API shows them with the queue's figures)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from kqueue.core.queue_limits import QueueLimit
+from kqueue.core.ratelimit import parse_rate
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS queue_limits (queue TEXT PRIMARY KEY, rate TEXT, since_ms INTEGER);
+"""
+
+
+def write(conn: sqlite3.Connection, queue: str, limit: QueueLimit | None) -> None:
+    """The queue's limit now (None: it has none). A limit set again at the same rate keeps its since."""
+    if limit is None:
+        conn.execute("DELETE FROM queue_limits WHERE queue = ?", (queue,))
+        return
+    conn.execute("INSERT INTO queue_limits (queue, rate, since_ms) VALUES (?, ?, ?) ON CONFLICT (queue) DO UPDATE "
+                 "SET since_ms = CASE WHEN rate = excluded.rate THEN since_ms ELSE excluded.since_ms END, "
+                 "rate = excluded.rate", (queue, str(limit.rate), limit.since))
+
+
+def read(conn: sqlite3.Connection) -> dict[str, QueueLimit]:
+    rows = conn.execute("SELECT queue, rate, since_ms FROM queue_limits").fetchall()
+    return {queue: QueueLimit(parse_rate(rate), since) for queue, rate, since in rows}
