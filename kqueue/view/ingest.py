@@ -18,8 +18,8 @@ from typing import Any
 
 from kqueue.core import names
 from kqueue.core.control import ControlCommand, pause_after
-from kqueue.core.queue_limits import limit_after, queue_of_limit_key
 from kqueue.core.headers import header_map
+from kqueue.core.queue_limits import limit_after, queue_of_limit_key
 from kqueue.core.reports import WorkerReport
 from kqueue.core.status import TaskEvent
 from kqueue.core.topology import queue_topics, worker_topics

@@ -23,6 +23,12 @@ def write(conn: sqlite3.Connection, queue: str, limit: QueueLimit | None) -> Non
                  "rate = excluded.rate", (queue, str(limit.rate), limit.since))
 
 
+def record(conn: sqlite3.Connection, limits: list[tuple[str, QueueLimit | None]]) -> None:
+    """Inside the ingest's transaction: the limit records of a batch, in order."""
+    for queue, limit in limits:
+        write(conn, queue, limit)
+
+
 def read(conn: sqlite3.Connection) -> dict[str, QueueLimit]:
     rows = conn.execute("SELECT queue, rate, since_ms FROM queue_limits").fetchall()
     return {queue: QueueLimit(parse_rate(rate), since) for queue, rate, since in rows}

@@ -208,8 +208,7 @@ class StatusStore:
                  for d in batch.dead_letters])
             for queue, paused in batch.pauses:
                 self._write_pause(conn, queue, paused)
-            for queue, limit in batch.limits:
-                limits_table.write(conn, queue, limit)
+            limits_table.record(conn, batch.limits)
             timeline.record(conn, batch)
             self._finish_late_reads(conn, batch, now_ms)
             conn.executemany(
@@ -261,12 +260,10 @@ class StatusStore:
         rows = self._conn().execute("SELECT queue, since_ms, reason FROM pauses").fetchall()
         return {q: Paused(since, reason) for q, since, reason in rows}
 
-    def note_limit(self, queue: str, limit: QueueLimit | None) -> None:
-        """A limit the API just wrote to Kafka: shown at once, before the ingest reads it back."""
+    def note_limit(self, queue: str, limit: QueueLimit | None) -> None:  # as note_pause, for a queue's limit
         limits_table.write(self._conn(), queue, limit)
 
-    def limits(self) -> dict[str, QueueLimit]:
-        """The queues' queue-wide rate limits, as last read from _kqueue.control."""
+    def limits(self) -> dict[str, QueueLimit]:  # the queue-wide rate limits, as last read from _kqueue.control
         return limits_table.read(self._conn())
 
     def publish_settled(self, settled: dict[TP, Settled], previous: dict[TP, Settled]) -> None:
