@@ -18,7 +18,7 @@ from kqueue.core.queue_limits import QueueLimit
 from kqueue.core.records import TP
 from kqueue.core.reports import WorkerReport
 from kqueue.core.status import TaskEvent
-from kqueue.view import limits_table, timeline
+from kqueue.view import queue_state, timeline
 from kqueue.view.derive import Settled, TaskRow
 
 _SCHEMA = """
@@ -166,7 +166,7 @@ class StatusStore:
         with self._conn() as conn:
             conn.executescript(_SCHEMA)
             conn.executescript(timeline.SCHEMA)
-            conn.executescript(limits_table.SCHEMA)
+            conn.executescript(queue_state.SCHEMA)
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -207,8 +207,8 @@ class StatusStore:
                 [(d.queue, d.partition, d.offset, d.task_id, d.task_type, d.attempts, d.failed_at, d.error)
                  for d in batch.dead_letters])
             for queue, paused in batch.pauses:
-                self._write_pause(conn, queue, paused)
-            limits_table.record(conn, batch.limits)
+                queue_state.write_pause(conn, queue, paused)
+            queue_state.record_limits(conn, batch.limits)
             timeline.record(conn, batch)
             self._finish_late_reads(conn, batch, now_ms)
             conn.executemany(
@@ -243,17 +243,9 @@ class StatusStore:
             (r.task_id, r.queue, r.task_type, report.worker_id, r.started_ms, r.attempt, report.at_ms, report.at_ms)
             for r in report.running])
 
-    @staticmethod
-    def _write_pause(conn: sqlite3.Connection, queue: str, paused: Paused | None) -> None:
-        if paused is None:
-            conn.execute("DELETE FROM pauses WHERE queue = ?", (queue,))
-        else:
-            conn.execute("INSERT OR REPLACE INTO pauses (queue, since_ms, reason) VALUES (?, ?, ?)",
-                         (queue, paused.since, paused.reason))
-
     def note_pause(self, queue: str, paused: Paused | None) -> None:
         """A pause or resume the API just wrote to Kafka: shown at once, before the ingest reads it back."""
-        self._write_pause(self._conn(), queue, paused)
+        queue_state.write_pause(self._conn(), queue, paused)
 
     def pauses(self) -> dict[str, Paused]:
         """The paused queues, as last read from _kqueue.control."""
@@ -261,10 +253,10 @@ class StatusStore:
         return {q: Paused(since, reason) for q, since, reason in rows}
 
     def note_limit(self, queue: str, limit: QueueLimit | None) -> None:  # as note_pause, for a queue's limit
-        limits_table.write(self._conn(), queue, limit)
+        queue_state.write_limit(self._conn(), queue, limit)
 
     def limits(self) -> dict[str, QueueLimit]:  # the queue-wide rate limits, as last read from _kqueue.control
-        return limits_table.read(self._conn())
+        return queue_state.read_limits(self._conn())
 
     def publish_settled(self, settled: dict[TP, Settled], previous: dict[TP, Settled]) -> None:
         """Commits that moved, and the tasks they passed: finished now (history and figures need when)."""
