@@ -127,5 +127,27 @@ class QueuePauseAnswer(BaseModel):
     reason: str | None
 
 
+class LimitRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rate: str | None = Field(description="N/s, N/m or N/h for all the queue's task types together "
+                             "(e.g. \"500/s\"); null clears the queue-wide limit", max_length=100)
+
+    @field_validator("rate")
+    @classmethod
+    def _a_rate(cls, value: str | None) -> str | None:
+        from kqueue.control.limits import parse_queue_rate
+
+        parsed = parse_queue_rate(value)  # ValueError (a 422) in one line naming the value
+        return str(parsed) if parsed is not None else None
+
+
+class QueueLimitAnswer(BaseModel):
+    queue: str
+    rate: str | None = Field(description="The queue-wide limit (null: none)")
+    per_second: float | None
+    since: int | None = Field(description="Epoch milliseconds the limit has been set since (null: none)")
+
+
 class Problem(BaseModel):
     detail: str

@@ -1,5 +1,6 @@
-"""Queue figures, pause and resume, and dead letters for the REST API (reads Kafka; the CLI's own
-functions underneath). Whether a queue is paused comes from the status view, not Kafka, per request."""
+"""Queue figures, pause, resume and the queue-wide rate limit, and dead letters for the REST API (reads
+Kafka; the CLI's own functions underneath). Whether a queue is paused or limited comes from the status
+view, not Kafka, per request."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import time
 from typing import Any
 
 from kqueue.control import dlq
+from kqueue.control.limits import limit_json
 from kqueue.control.pauses import paused_json
 from kqueue.control.stats import QueueNotFound, QueueStats, read_queue_stats, with_rates
 from kqueue.core import names
@@ -59,7 +61,8 @@ class QueueService:
         else:
             out = self._read_summary(queue)
             self._cache[queue] = (time.monotonic(), out)
-        return {**out, "paused": paused_json(self.store.pauses().get(queue))}
+        return {**out, "paused": paused_json(self.store.pauses().get(queue)),
+                "limit": limit_json(self.store.limits().get(queue))}
 
     def pause(self, queue: str, reason: str | None) -> dict[str, Any]:
         """Pause the queue (app.pause) and show it paused at once; the state as the API answers it."""
@@ -72,6 +75,13 @@ class QueueService:
         self._check(queue)
         state = self.app.resume(queue)
         self.store.note_pause(queue, state.paused)
+        return state.as_json()
+
+    def limit(self, queue: str, rate: str | None) -> dict[str, Any]:
+        """Set (or with None clear) the queue-wide limit (app.limit) and show it at once."""
+        self._check(queue)
+        state = self.app.limit(queue, rate)
+        self.store.note_limit(queue, state.limit)
         return state.as_json()
 
     def _read_summary(self, queue: str) -> dict[str, Any]:

@@ -30,8 +30,10 @@ from kqueue.api.models import (
     CancelAnswerBody,
     Enqueued,
     EnqueueRequest,
+    LimitRequest,
     PauseRequest,
     Problem,
+    QueueLimitAnswer,
     QueuePauseAnswer,
     ReplayAnswer,
     ReplayRequest,
@@ -223,6 +225,13 @@ def create_api(tasks: TaskService, queues: QueueService, token: str | None = Non
     def resume_queue(queue: QueueName) -> Any:
         """Workers of the queue start its tasks again."""
         return queues.resume(queue)
+
+    @v1.post("/queues/{queue}/limit", response_model=QueueLimitAnswer)
+    def limit_queue(queue: QueueName, body: LimitRequest) -> Any:
+        """Limit how fast the queue's workers together start its tasks, all task types counted together
+        (a type's own rate_limit still holds too), across restarts: {"rate": "500/s"}; {"rate": null}
+        clears it. Workers follow within about two seconds."""
+        return queues.limit(queue, body.rate)
 
     @v1.get("/workers")
     def workers() -> list[dict[str, Any]]:

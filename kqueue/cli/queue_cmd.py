@@ -1,4 +1,4 @@
-"""`kqueue queue`: create, list and describe queues (their topics); pause and resume them."""
+"""`kqueue queue`: create, list and describe queues (their topics); pause, resume and rate-limit them."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from kqueue.core.topology import queue_topic_specs, queue_topics
 from kqueue.transport.admin import broker_count, ensure_topics, existing_topics, make_admin
 from kqueue.transport.inspect import topic_depths
 
-app = typer.Typer(help="Create, list, describe, pause and resume queues.", no_args_is_help=True)
+app = typer.Typer(help="Create, list, describe, pause, resume and rate-limit queues.", no_args_is_help=True)
 
 
 @app.command()
@@ -99,6 +99,36 @@ def pause(
 def resume(ctx: typer.Context, queue: str = typer.Argument(..., help="Queue name")) -> None:
     """Let the queue's workers start its tasks again. Exit 2 for an unknown queue."""
     _change(options(ctx), queue, False, None)
+
+
+@app.command()
+def limit(
+    ctx: typer.Context,
+    queue: str = typer.Argument(..., help="Queue name"),
+    rate: str | None = typer.Argument(None, help="N/s, N/m or N/h for all task types together; 'off' clears"),
+    clear: bool = typer.Option(False, "--clear", help="Remove the queue-wide limit"),
+) -> None:
+    """Limit how fast the queue's workers together start its tasks, all task types counted together
+    (a type's own rate_limit still holds too). Workers retune within ~2 s; it holds across restarts
+    and for workers started later, until `--clear`. Exit 2 for a bad rate or an unknown queue."""
+    from kqueue.control.limits import parse_queue_rate
+    from kqueue.sdk.app import App
+
+    if clear == (rate is not None):
+        raise fail("give a rate (e.g. `kqueue queue limit Q 500/s`) or --clear, not both or neither", 2)
+    try:
+        parse_queue_rate(rate)
+    except ValueError as exc:
+        raise fail(str(exc), 2) from None
+    opts = options(ctx)
+    client = App("kqueue-cli", resolve_bootstrap(opts.bootstrap_servers), topic_prefix=opts.topic_prefix)
+    try:
+        state = client.limit(queue, rate)
+    except ValueError as exc:
+        raise fail(str(exc), 2) from None
+    except DeliveryError as exc:
+        raise fail(str(exc)) from None
+    console.print(str(state), highlight=False, soft_wrap=True)
 
 
 def _change(opts: GlobalOptions, queue: str, pause: bool, reason: str | None) -> None:

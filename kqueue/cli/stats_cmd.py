@@ -26,7 +26,7 @@ def stats(
     as_json: bool = typer.Option(False, "--json", help="One JSON object (per refresh with --watch)"),
 ) -> None:
     """Depth (the group's lag) per lane and delay tier, DLQ size, members, whether the queue is paused
-    (since when, why), and with --watch the rates."""
+    (since when, why), its queue-wide rate limit, and with --watch the rates."""
     opts = options(ctx)
     bootstrap = resolve_bootstrap(opts.bootstrap_servers)
 
@@ -79,6 +79,9 @@ def render(current: QueueStats) -> Group:
     paused = current.paused
     summary.add_row("paused", "no" if paused is None else
                     f"since {since_text(paused.since)}" + (f": {paused.reason}" if paused.reason else ""))
+    limit = current.limit
+    summary.add_row("rate limit", "none (queue-wide)" if limit is None else
+                    f"{limit.rate} for all task types together, since {since_text(limit.since)}")
     for name, value in current.rates.items():
         summary.add_row(name.replace("_per_s", " per second").replace("_", " "), f"{value:g}")
     return Group(table, summary)

@@ -65,6 +65,12 @@ def paused_json(paused: Paused | None) -> dict[str, Any] | None:
 
 def read_pauses(bootstrap: str, prefix: str = "", timeout: float = 10.0) -> dict[str, Paused]:
     """The paused queues now: `_kqueue.control` read to its end (TopicReadError if it cannot be)."""
+    return read_controls(bootstrap, prefix, timeout).snapshot()
+
+
+def read_controls(bootstrap: str, prefix: str = "", timeout: float = 10.0) -> QueuePauses:
+    """The queues' pauses (and, in `.limits`, their rate limits) now: `_kqueue.control` read to its
+    end (TopicReadError if it cannot be)."""
     topic = names.control_topic(prefix)
     lister = TopicReader(bootstrap, "pauses")
     try:
@@ -80,15 +86,32 @@ def read_pauses(bootstrap: str, prefix: str = "", timeout: float = 10.0) -> dict
             command = None if value is None else ControlCommand.decode(value)
         except Exception:  # a record this version cannot read says nothing about pauses it knows
             continue
-        pauses.apply(key.decode("utf-8", "replace"), command)
-    return pauses.snapshot()
+        if command is None or command.command != "cancel":
+            pauses.apply(key.decode("utf-8", "replace"), command)
+    return pauses
 
 
-def change_pause(app: App, queue: str, pause: bool, reason: str | None = None) -> QueuePause:
-    """Write the pause (or resume) of `queue` and wait for Kafka to have it; the state it leaves.
+def read_state(app: App, queue: str, created: bool) -> QueuePauses:
+    """The queues' pauses and limits before a command for `queue` is written. A control topic created
+    a moment ago (here, or by `ensure_queue`) may have no leader yet: asked again until it has, within
+    the app's timeout. DeliveryError if it cannot be read."""
+    if created:
+        return QueuePauses()
+    deadline = time.monotonic() + app.enqueue_timeout
+    while True:
+        try:
+            return read_controls(app.bootstrap_servers, app.topic_prefix, app.enqueue_timeout)
+        except TopicReadError as exc:
+            if time.monotonic() >= deadline or "LEADER" not in str(exc):
+                raise DeliveryError(f"cannot read the state of queue {queue!r}: {exc}") from None
+            time.sleep(0.2)
 
-    ValueError for a queue that is neither one of the app's nor on the cluster; DeliveryError when
-    Kafka cannot be reached, its state cannot be read, or the record is refused."""
+
+def check_queue(app: App, queue: str, doing: str) -> bool:
+    """Before a command for `queue` is written: ValueError for a queue that is neither one of the
+    app's nor on the cluster; the control topic is created if missing (DeliveryError when Kafka
+    cannot be reached). True if it was created now: empty, so there is no state to read (and its
+    partitions may have no leader yet to ask)."""
     timeout = app.enqueue_timeout
     admin = make_admin(app.bootstrap_servers)
     try:
@@ -99,13 +122,20 @@ def change_pause(app: App, queue: str, pause: bool, reason: str | None = None) -
         if names.control_topic(app.topic_prefix) not in topics:
             specs = system_topic_specs(broker_count(admin, timeout), app.topic_prefix, replication=app.replication)
             ensure_topics(admin, specs, timeout)
+            return True
     except KafkaUnavailable as exc:
-        doing = f"to {'pause' if pause else 'resume'} queue {queue!r}"
         raise DeliveryError(unreachable(app.bootstrap_servers, timeout, exc, doing)) from None
-    try:
-        current = read_pauses(app.bootstrap_servers, app.topic_prefix, timeout).get(queue)
-    except TopicReadError as exc:
-        raise DeliveryError(f"cannot read the state of queue {queue!r}: {exc}") from None
+    return False
+
+
+def change_pause(app: App, queue: str, pause: bool, reason: str | None = None) -> QueuePause:
+    """Write the pause (or resume) of `queue` and wait for Kafka to have it; the state it leaves.
+
+    ValueError for a queue that is neither one of the app's nor on the cluster; DeliveryError when
+    Kafka cannot be reached, its state cannot be read, or the record is refused."""
+    timeout = app.enqueue_timeout
+    created = check_queue(app, queue, f"to {'pause' if pause else 'resume'} queue {queue!r}")
+    current = read_state(app, queue, created).get(queue)
     now = int(time.time() * 1000)
     command = pause_command(queue, current, reason, now) if pause else ControlCommand("resume", queue, now)
     app.producer.produce(names.control_topic(app.topic_prefix), command.encode(), queue.encode(), [])

@@ -8,10 +8,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from kqueue.control.pauses import read_pauses
+from kqueue.control.pauses import read_controls
 from kqueue.core import names
 from kqueue.core.control import Paused
 from kqueue.core.durations import parse_duration
+from kqueue.core.queue_limits import QueueLimit
 from kqueue.observe.lag import lag_key
 from kqueue.transport.admin import existing_topics, make_admin
 from kqueue.transport.inspect import PartitionDepth, read_records, topic_depths
@@ -39,13 +40,14 @@ class QueueStats:
     members: int
     rates: dict[str, float] = field(default_factory=dict)
     paused: Paused | None = None  # {"since": epoch ms, "reason"} in JSON; read only when asked for
+    limit: QueueLimit | None = None  # the queue-wide rate limit; read with `paused`
 
     @property
     def lag(self) -> int:
         return sum(lane.lag for lane in self.lanes)
 
     def as_json(self) -> dict[str, Any]:
-        return {**asdict(self), "lag": self.lag}
+        return {**asdict(self), "lag": self.lag, "limit": self.limit.as_json() if self.limit is not None else None}
 
 
 def summarize(queue: str, group: str, depths: list[PartitionDepth], members: int, prefix: str = "",
@@ -97,7 +99,8 @@ class QueueNotFound(LookupError):
 def read_queue_stats(bootstrap: str, queue: str, group: str, prefix: str = "", timeout: float = 10.0,
                      previous: QueueStats | None = None, with_pause: bool = False) -> QueueStats:
     """The queue's figures now; with `previous` (a --watch refresh) the dead letters are counted again
-    only if the DLQ has grown since; `with_pause`: whether it is paused too (reads _kqueue.control)."""
+    only if the DLQ has grown since; `with_pause`: whether it is paused, and its queue-wide limit, too (reads
+    _kqueue.control)."""
     admin = make_admin(bootstrap)
     topics = existing_topics(admin, timeout)
     main = names.main_topic(queue, prefix)
@@ -113,7 +116,8 @@ def read_queue_stats(bootstrap: str, queue: str, group: str, prefix: str = "", t
         letters = len(read_records(bootstrap, [names.dlq_topic(queue, prefix)], timeout))
         stats = dataclasses.replace(stats, dlq_records=letters)
     if with_pause:
-        stats = dataclasses.replace(stats, paused=read_pauses(bootstrap, prefix, timeout).get(queue))
+        controls = read_controls(bootstrap, prefix, timeout)
+        stats = dataclasses.replace(stats, paused=controls.get(queue), limit=controls.limits.get(queue))
     return stats
 
 

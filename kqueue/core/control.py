@@ -1,5 +1,6 @@
-"""Commands in `_kqueue.control` (compacted; key = task id or queue): cancel, pause, resume. Pure
-(but for reading KQUEUE_CANCEL_EXPIRY).
+"""Commands in `_kqueue.control` (compacted; key = task id or queue): cancel, pause, resume, and a
+queue's rate limit (key `@limit:` + queue, core/queue_limits.py). Pure (but for reading
+KQUEUE_CANCEL_EXPIRY).
 
 A cancel applies to one life of a task: ids are reused on purpose (an idempotency key re-enqueued
 after its window, a DLQ replay), so a cancel issued at `at_ms` cancels only a record whose life
@@ -16,18 +17,27 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from kqueue.core.codec import SchemaStore, decode_payload, encode_avro
 from kqueue.core.durations import parse_duration
 from kqueue.core.headers import RawHeaders, header_dict
 from kqueue.core.names import H_ENQUEUED_AT, H_REPLAYED_AT
-from kqueue.core.system_schemas import CONTROL_COMMAND_SCHEMA, CONTROL_COMMAND_V1_SCHEMA, CONTROL_COMMAND_V2_SCHEMA
+from kqueue.core.system_schemas import (
+    CONTROL_COMMAND_SCHEMA,
+    CONTROL_COMMAND_V1_SCHEMA,
+    CONTROL_COMMAND_V2_SCHEMA,
+    CONTROL_COMMAND_V3_SCHEMA,
+)
+
+if TYPE_CHECKING:
+    from kqueue.core.queue_limits import QueueLimits
 
 _STORE = SchemaStore()
 _STORE.add(CONTROL_COMMAND_SCHEMA)
 _STORE.add(CONTROL_COMMAND_V1_SCHEMA)  # commands written before `due_at_ms` existed
 _STORE.add(CONTROL_COMMAND_V2_SCHEMA)  # commands written before `reason` existed
+_STORE.add(CONTROL_COMMAND_V3_SCHEMA)  # commands written before `limit` and `rate` existed
 
 CANCEL_EXPIRY_ENV = "KQUEUE_CANCEL_EXPIRY"
 DEFAULT_CANCEL_EXPIRY = 7 * 24 * 3600.0  # seconds; as long as the longest idempotency window
@@ -36,16 +46,22 @@ NEVER = 2**63 - 1
 
 @dataclass(frozen=True)
 class ControlCommand:
-    command: str  # cancel | pause | resume
-    target: str  # a task id (cancel) or a queue (pause, resume)
+    command: str  # cancel | pause | resume | limit
+    target: str  # a task id (cancel) or a queue (pause, resume, limit)
     at_ms: int  # when it was issued; a cancel applies to task lives begun at or before it
     due_at_ms: int | None = None  # a cancel of a scheduled task: when it is due (its expiry counts from then)
     reason: str | None = None  # a pause: why (shown with the queue's state)
+    rate: str | None = None  # a limit: the queue's rate ("500/s"); None lifts it
 
     def encode(self) -> bytes:
+        """In the oldest version that holds the command, so workers that predate a field still read it."""
         record = {"command": self.command, "target": self.target, "at_ms": self.at_ms}
+        if self.command == "limit" or self.rate is not None:  # only this version knows the verb
+            return encode_avro(CONTROL_COMMAND_SCHEMA, {**record, "due_at_ms": self.due_at_ms, "reason": self.reason,
+                                                        "rate": self.rate})
         if self.reason is not None:
-            return encode_avro(CONTROL_COMMAND_SCHEMA, {**record, "due_at_ms": self.due_at_ms, "reason": self.reason})
+            return encode_avro(CONTROL_COMMAND_V3_SCHEMA, {**record, "due_at_ms": self.due_at_ms,
+                                                           "reason": self.reason})
         if self.due_at_ms is None:
             # The first version's bytes: workers that predate `due_at_ms` still read the command.
             return encode_avro(CONTROL_COMMAND_V1_SCHEMA, record)
@@ -56,7 +72,7 @@ class ControlCommand:
     def decode(cls, value: bytes) -> ControlCommand:
         record = decode_payload(value, "avro", CONTROL_COMMAND_SCHEMA, _STORE)
         return cls(record["command"], record["target"], record["at_ms"], record.get("due_at_ms"),
-                   record.get("reason"))
+                   record.get("reason"), record.get("rate"))
 
     def expires_at(self, expiry_ms: int) -> int:
         return max(self.at_ms, self.due_at_ms or 0) + expiry_ms
@@ -190,17 +206,24 @@ def pause_command(queue: str, current: Paused | None, reason: str | None, now_ms
 
 
 class QueuePauses:
-    """The paused queues as read from `_kqueue.control`. Written by one thread (the worker's control
-    watch, or a test), read by any: `version` changes with every change, so the poll loop looks at
-    the state only when it moved."""
+    """The paused queues as read from `_kqueue.control`, and (`limits`) the queues' rate limits.
+    Written by one thread (the worker's control watch, or a test), read by any: `version` changes
+    with every change of a pause (`limits.version` with a limit's), so the poll loop looks at the
+    state only when it moved."""
 
     def __init__(self) -> None:
+        from kqueue.core.queue_limits import QueueLimits
+
         self._lock = threading.Lock()
         self._paused: dict[str, Paused] = {}
         self.version = 0
+        self.limits: QueueLimits = QueueLimits()  # the records keyed `@limit:<queue>` fold there
 
     def apply(self, key: str, command: ControlCommand | None) -> bool:
-        """Fold one record of the control topic (key, decoded value or None); True if a queue changed."""
+        """Fold one record of the control topic that is not a cancel (key, decoded value or None: a
+        tombstone); True if a queue's pause or limit changed."""
+        if self.limits.owns(key):
+            return self.limits.apply(key, command)
         with self._lock:
             current = self._paused.get(key)
             after = pause_after(current, command)

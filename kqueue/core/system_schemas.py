@@ -31,15 +31,18 @@ CONTROL_COMMAND: dict[str, Any] = {
     "type": "record",
     "name": "ControlCommand",
     "namespace": "dev.kqueue.system",
-    "doc": "Value of _kqueue.control (key = task id or queue name).",
+    "doc": "Value of _kqueue.control (key = task id, queue name, or '@limit:' + queue name for a limit).",
     "fields": [
-        {"name": "command", "type": {"type": "enum", "name": "ControlVerb", "symbols": ["cancel", "pause", "resume"]}},
+        {"name": "command", "type": {"type": "enum", "name": "ControlVerb",
+                                     "symbols": ["cancel", "pause", "resume", "limit"]}},
         {"name": "target", "type": "string"},
         {"name": "at_ms", "type": "long"},
         # Added with cancel expiry (a cancel of a scheduled task expires counting from when it is due).
         {"name": "due_at_ms", "type": ["null", "long"], "default": None},
         # Added with pause and resume: why a queue was paused (written only when a reason is given).
         {"name": "reason", "type": ["null", "string"], "default": None},
+        # Added with queue-wide rate limits: a `limit` command's rate ("500/s"); null clears the limit.
+        {"name": "rate", "type": ["null", "string"], "default": None},
     ],
 }
 
@@ -77,10 +80,17 @@ WORKER_REPORT: dict[str, Any] = {
 # The TaskEvent written before `worker` and `result` existed: still decodable (schema resolution).
 TASK_EVENT_V1: dict[str, Any] = {**TASK_EVENT, "fields": TASK_EVENT["fields"][:7]}
 
+# The versions before `limit` and `rate` (their enum had three verbs: a schema's fingerprint covers it, so
+# they are spelled out as they were, or records written by them would no longer be found).
+_THREE_VERBS: dict[str, Any] = {"name": "command", "type": {"type": "enum", "name": "ControlVerb",
+                                                            "symbols": ["cancel", "pause", "resume"]}}
+_OLD: dict[str, Any] = {**CONTROL_COMMAND, "doc": "Value of _kqueue.control (key = task id or queue name)."}
 # The ControlCommand before `due_at_ms`: still written when it has no due time, so older workers read it.
-CONTROL_COMMAND_V1: dict[str, Any] = {**CONTROL_COMMAND, "fields": CONTROL_COMMAND["fields"][:3]}
+CONTROL_COMMAND_V1: dict[str, Any] = {**_OLD, "fields": [_THREE_VERBS, *CONTROL_COMMAND["fields"][1:3]]}
 # The ControlCommand before `reason`: still written when it has none (a cancel with a due time).
-CONTROL_COMMAND_V2: dict[str, Any] = {**CONTROL_COMMAND, "fields": CONTROL_COMMAND["fields"][:4]}
+CONTROL_COMMAND_V2: dict[str, Any] = {**_OLD, "fields": [_THREE_VERBS, *CONTROL_COMMAND["fields"][1:4]]}
+# The ControlCommand before `limit`: still written for pauses with a reason.
+CONTROL_COMMAND_V3: dict[str, Any] = {**_OLD, "fields": [_THREE_VERBS, *CONTROL_COMMAND["fields"][1:5]]}
 
 TASK_EVENT_SCHEMA = AvroSchema.from_dict(TASK_EVENT)
 TASK_EVENT_V1_SCHEMA = AvroSchema.from_dict(TASK_EVENT_V1)
@@ -88,3 +98,4 @@ WORKER_REPORT_SCHEMA = AvroSchema.from_dict(WORKER_REPORT)
 CONTROL_COMMAND_SCHEMA = AvroSchema.from_dict(CONTROL_COMMAND)
 CONTROL_COMMAND_V1_SCHEMA = AvroSchema.from_dict(CONTROL_COMMAND_V1)
 CONTROL_COMMAND_V2_SCHEMA = AvroSchema.from_dict(CONTROL_COMMAND_V2)
+CONTROL_COMMAND_V3_SCHEMA = AvroSchema.from_dict(CONTROL_COMMAND_V3)

@@ -23,6 +23,7 @@ from kqueue.transport.config import resolve_bootstrap
 from kqueue.transport.producer import AcknowledgedProducer
 
 if TYPE_CHECKING:
+    from kqueue.control.limits import QueueLimitState
     from kqueue.control.pauses import QueuePause
     from kqueue.sdk.cancel import CancelResult
     from kqueue.sdk.cron import CronEntry
@@ -294,6 +295,17 @@ class App:
         from kqueue.control.pauses import change_pause
 
         return change_pause(self, queue, False)
+
+    def limit(self, queue: str, rate: str | None) -> QueueLimitState:
+        """Limit all task types of `queue` together to `rate` ("500/s", "6000/m", "20/h") across every
+        worker of it (each takes its share by partitions, ANDed with a type's own `rate_limit`), or
+        with None (or "off") lift that limit. Durable in _kqueue.control: running workers retune
+        within about two seconds, later ones start with it. Returns the state (`.as_json()`: queue,
+        rate, per_second, since); ValueError for a bad rate or an unknown queue, DeliveryError when
+        Kafka cannot take the command."""
+        from kqueue.control.limits import change_limit
+
+        return change_limit(self, queue, rate)
 
     def status(self, task_id: str) -> TaskStatus:
         """Where the task is now (queued, scheduled, processing, retrying, completed, failed,

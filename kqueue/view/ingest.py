@@ -19,6 +19,7 @@ from typing import Any
 from kqueue.core import names
 from kqueue.core.control import ControlCommand, pause_after
 from kqueue.core.headers import header_map
+from kqueue.core.queue_limits import limit_after, queue_of_limit_key
 from kqueue.core.reports import WorkerReport
 from kqueue.core.status import TaskEvent
 from kqueue.core.topology import queue_topics, worker_topics
@@ -131,10 +132,17 @@ class Ingest:
                     command = ControlCommand.decode(value)
                     if command.command == "cancel":
                         batch.cancels.append((command.target, command.at_ms))
+                    elif command.command == "limit":  # key `@limit:Q`; the newest record is Q's limit
+                        batch.limits.append((command.target, limit_after(None, command)))
                     else:  # pause or resume: the key is the queue, the newest record its state
                         batch.pauses.append((command.target, pause_after(None, command)))
-                elif msg.key() is not None:  # a tombstone: of a cancel, or of a queue's pause
-                    batch.pauses.append((msg.key().decode("utf-8", "replace"), None))
+                elif msg.key() is not None:  # a tombstone: of a cancel, a queue's pause or its limit
+                    key = msg.key().decode("utf-8", "replace")
+                    limited = queue_of_limit_key(key)
+                    if limited is not None:
+                        batch.limits.append((limited, None))
+                    else:
+                        batch.pauses.append((key, None))
             elif topic == self._workers:
                 if value is not None:
                     batch.reports.append(WorkerReport.decode(value))

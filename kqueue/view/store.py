@@ -14,10 +14,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from kqueue.core.control import Paused
+from kqueue.core.queue_limits import QueueLimit
 from kqueue.core.records import TP
 from kqueue.core.reports import WorkerReport
 from kqueue.core.status import TaskEvent
-from kqueue.view import timeline
+from kqueue.view import queue_state, timeline
 from kqueue.view.derive import Settled, TaskRow
 
 _SCHEMA = """
@@ -136,6 +137,7 @@ class IngestBatch:
     dead_letters: list[DeadLetterRow] = field(default_factory=list)
     # _kqueue.control records keyed by a queue, in order: its pause, or None (resumed; or a tombstone)
     pauses: list[tuple[str, Paused | None]] = field(default_factory=list)
+    limits: list[tuple[str, QueueLimit | None]] = field(default_factory=list)  # key `@limit:Q`: Q's limit, in order
     read_positions: dict[tuple[str, int], int] = field(default_factory=dict)
 
     def split(self) -> list[IngestBatch]:
@@ -146,12 +148,13 @@ class IngestBatch:
         parts += [IngestBatch(cancels=[c]) for c in self.cancels]
         parts += [IngestBatch(dead_letters=[d]) for d in self.dead_letters]
         parts += [IngestBatch(pauses=[p]) for p in self.pauses]
+        parts += [IngestBatch(limits=[limit]) for limit in self.limits]
         parts.append(IngestBatch(read_positions=dict(self.read_positions)))
         return parts
 
     def __bool__(self) -> bool:
         return bool(self.positions or self.events or self.reports or self.cancels or self.read_positions
-                    or self.dead_letters or self.pauses)
+                    or self.dead_letters or self.pauses or self.limits)
 
 
 class StatusStore:
@@ -163,6 +166,7 @@ class StatusStore:
         with self._conn() as conn:
             conn.executescript(_SCHEMA)
             conn.executescript(timeline.SCHEMA)
+            conn.executescript(queue_state.SCHEMA)
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -203,7 +207,8 @@ class StatusStore:
                 [(d.queue, d.partition, d.offset, d.task_id, d.task_type, d.attempts, d.failed_at, d.error)
                  for d in batch.dead_letters])
             for queue, paused in batch.pauses:
-                self._write_pause(conn, queue, paused)
+                queue_state.write_pause(conn, queue, paused)
+            queue_state.record_limits(conn, batch.limits)
             timeline.record(conn, batch)
             self._finish_late_reads(conn, batch, now_ms)
             conn.executemany(
@@ -238,22 +243,20 @@ class StatusStore:
             (r.task_id, r.queue, r.task_type, report.worker_id, r.started_ms, r.attempt, report.at_ms, report.at_ms)
             for r in report.running])
 
-    @staticmethod
-    def _write_pause(conn: sqlite3.Connection, queue: str, paused: Paused | None) -> None:
-        if paused is None:
-            conn.execute("DELETE FROM pauses WHERE queue = ?", (queue,))
-        else:
-            conn.execute("INSERT OR REPLACE INTO pauses (queue, since_ms, reason) VALUES (?, ?, ?)",
-                         (queue, paused.since, paused.reason))
-
     def note_pause(self, queue: str, paused: Paused | None) -> None:
         """A pause or resume the API just wrote to Kafka: shown at once, before the ingest reads it back."""
-        self._write_pause(self._conn(), queue, paused)
+        queue_state.write_pause(self._conn(), queue, paused)
 
     def pauses(self) -> dict[str, Paused]:
         """The paused queues, as last read from _kqueue.control."""
         rows = self._conn().execute("SELECT queue, since_ms, reason FROM pauses").fetchall()
         return {q: Paused(since, reason) for q, since, reason in rows}
+
+    def note_limit(self, queue: str, limit: QueueLimit | None) -> None:  # as note_pause, for a queue's limit
+        queue_state.write_limit(self._conn(), queue, limit)
+
+    def limits(self) -> dict[str, QueueLimit]:  # the queue-wide rate limits, as last read from _kqueue.control
+        return queue_state.read_limits(self._conn())
 
     def publish_settled(self, settled: dict[TP, Settled], previous: dict[TP, Settled]) -> None:
         """Commits that moved, and the tasks they passed: finished now (history and figures need when)."""

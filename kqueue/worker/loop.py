@@ -136,7 +136,7 @@ class Worker:
         self._runner = Runner(self._hooks, self._cancels.pending if self._cancels is not None else None,
                               track_running=self._reporter is not None)
         ranks = lane_ranks(self.queues, app.topic_prefix)
-        self._rates = RateLimits.of(app, self.queues, kafka=live_kafka)
+        self._rates = RateLimits.of(app, self.queues, kafka=live_kafka, queue_limits=self.pauses.limits)
         ordered = OrderedKeys.wanted(app, self.queues)
         self._executor = Executor(opts.concurrency, self._runner, opts.weights, partition_rank(ranks),
                                   self._rates.limits_of if self._rates is not None else None,
@@ -206,6 +206,8 @@ class Worker:
             self._hand_out(records)
         if self._pausing.changed():
             self._pausing.apply()
+        if self._rates.queue_limits_moved():
+            self._retune()  # a queue-wide limit was set, changed or cleared (kqueue queue limit)
         self._table.wake_due(now_ms())
         self._settle()
         self._tick()
@@ -228,6 +230,8 @@ class Worker:
             self._cancels.wait_until_read()  # the first tasks wait for every pending cancel (and pause) to be known
         if self._pausing.changed():
             self._pausing.apply()  # before admission: nothing of a queue paused meanwhile starts
+        if self._rates.queue_limits_moved():
+            self._retune()  # before admission too: a worker's first tasks wait for its queue's limit
         tasks: list[Record] = []
         tier_records: list[Record] = []
         for msg in records:

@@ -1,5 +1,5 @@
-// A queue's page (#/queues/<queue>): paused state with Pause and Resume, its figures, depth per lane
-// and tier, finished tasks and latency over time, its workers and its dead letters.
+// A queue's page (#/queues/<queue>): paused state with Pause and Resume, its figures (with its queue-wide
+// rate limit), depth per lane and tier, finished tasks and latency over time, its workers and its dead letters.
 
 import { api, queuePath } from "./dash-api.js";
 import { bar, lineChart } from "./dash-charts.js";
@@ -34,11 +34,17 @@ function showState(paused) {
   document.getElementById("resume").disabled = paused === null;
 }
 
+// The queue-wide limit (`kqueue queue limit`); workers do not report their task types' own limits.
+function limitText(limit) {
+  if (limit === undefined) return "–"; // an API that predates queue limits
+  return limit ? `${limit.rate}, all task types together` : "none (queue-wide)";
+}
+
 function showFigures(detail) {
   const rates = detail.rates || {};
   const figures = [["group", detail.group], ["members", count(detail.members)], ["depth", count(detail.lag)],
     ["settled / s", rates.settled_per_s ?? "–"], ["dead letters", count(detail.dlq_records)],
-    ["dead letters / s", rates.dead_letters_per_s ?? "–"]];
+    ["dead letters / s", rates.dead_letters_per_s ?? "–"], ["rate limit", limitText(detail.limit)]];
   document.getElementById("queue-figures").replaceChildren(...figures.flatMap(([name, value]) => [
     el("dt", name), el("dd", value)]));
   const lanes = detail.lanes || [];
