@@ -74,7 +74,7 @@ class Timestamps(BaseModel):
 
 class TaskAnswer(BaseModel):
     task_id: str
-    status: Literal["queued", "scheduled", "processing", "retrying", "completed", "failed", "cancelled"]
+    status: Literal["queued", "scheduled", "processing", "retrying", "completed", "failed", "cancelled", "parked"]
     queue: str | None = None
     type: str | None = None
     attempts: int

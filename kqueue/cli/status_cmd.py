@@ -23,7 +23,8 @@ def status(
     wait: float | None = typer.Option(None, "--wait", min=0, help="Wait up to this many seconds for it to finish"),
     as_json: bool = typer.Option(False, "--json", help="Print the API's JSON"),
 ) -> None:
-    """Show where a task is: queued, scheduled, processing, retrying, completed, failed or cancelled."""
+    """Show where a task is: queued, scheduled, processing, retrying, parked (behind
+    its key's retry), completed, failed or cancelled."""
     base = api_url(api)
     try:
         found = wait_for(base, task_id, wait) if wait is not None else fetch_status(base, task_id)

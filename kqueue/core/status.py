@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from kqueue.core.codec import SchemaStore, decode_payload, encode_avro
-from kqueue.core.system_schemas import TASK_EVENT_SCHEMA, TASK_EVENT_V1_SCHEMA
+from kqueue.core.system_schemas import TASK_EVENT_SCHEMA, TASK_EVENT_V1_SCHEMA, TASK_EVENT_V2_SCHEMA
 
 _STORE = SchemaStore()
 _STORE.add(TASK_EVENT_SCHEMA)
 _STORE.add(TASK_EVENT_V1_SCHEMA)
+_STORE.add(TASK_EVENT_V2_SCHEMA)
 
 TERMINAL = ("completed", "failed", "cancelled")
 
@@ -29,7 +30,9 @@ class TaskEvent:
     result: str | None = None  # the handler's return value as JSON, for tasks that keep results
 
     def encode(self) -> bytes:
-        return encode_avro(TASK_EVENT_SCHEMA, {
+        # `parked` needs the newest schema; the rest keep the one older readers know.
+        schema = TASK_EVENT_SCHEMA if self.status == "parked" else TASK_EVENT_V2_SCHEMA
+        return encode_avro(schema, {
             "task_id": self.task_id, "queue": self.queue, "task_type": self.task_type, "status": self.status,
             "attempt": self.attempt, "error": self.error, "at_ms": self.at_ms, "worker": self.worker,
             "result": self.result,

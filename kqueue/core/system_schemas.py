@@ -6,7 +6,11 @@ from typing import Any
 
 from kqueue.core.codec import AvroSchema
 
-TASK_STATUSES = ("queued", "scheduled", "processing", "retrying", "completed", "failed", "cancelled")
+TASK_STATUSES = ("queued", "scheduled", "processing", "retrying", "completed", "failed", "cancelled", "parked")
+# The symbols before `parked` (ordered retries): a schema's fingerprint covers its enum, so the older
+# versions keep them as they were, and every event but `parked` is still written with them.
+_SEVEN_STATUSES: dict[str, Any] = {"name": "status", "type": {"type": "enum", "name": "TaskStatus",
+                                                               "symbols": list(TASK_STATUSES[:7])}}
 
 TASK_EVENT: dict[str, Any] = {
     "type": "record",
@@ -78,7 +82,11 @@ WORKER_REPORT: dict[str, Any] = {
 }
 
 # The TaskEvent written before `worker` and `result` existed: still decodable (schema resolution).
-TASK_EVENT_V1: dict[str, Any] = {**TASK_EVENT, "fields": TASK_EVENT["fields"][:7]}
+TASK_EVENT_V1: dict[str, Any] = {**TASK_EVENT, "fields": [*TASK_EVENT["fields"][:3], _SEVEN_STATUSES,
+                                                           *TASK_EVENT["fields"][4:7]]}
+# The TaskEvent before `parked`: what every other event is written with, so older readers read them.
+TASK_EVENT_V2: dict[str, Any] = {**TASK_EVENT, "fields": [*TASK_EVENT["fields"][:3], _SEVEN_STATUSES,
+                                                           *TASK_EVENT["fields"][4:]]}
 
 # The versions before `limit` and `rate` (their enum had three verbs: a schema's fingerprint covers it, so
 # they are spelled out as they were, or records written by them would no longer be found).
@@ -94,6 +102,7 @@ CONTROL_COMMAND_V3: dict[str, Any] = {**_OLD, "fields": [_THREE_VERBS, *CONTROL_
 
 TASK_EVENT_SCHEMA = AvroSchema.from_dict(TASK_EVENT)
 TASK_EVENT_V1_SCHEMA = AvroSchema.from_dict(TASK_EVENT_V1)
+TASK_EVENT_V2_SCHEMA = AvroSchema.from_dict(TASK_EVENT_V2)
 WORKER_REPORT_SCHEMA = AvroSchema.from_dict(WORKER_REPORT)
 CONTROL_COMMAND_SCHEMA = AvroSchema.from_dict(CONTROL_COMMAND)
 CONTROL_COMMAND_V1_SCHEMA = AvroSchema.from_dict(CONTROL_COMMAND_V1)

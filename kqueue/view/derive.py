@@ -69,7 +69,7 @@ class Settled:
 
 
 FINAL = ("completed", "failed", "cancelled")
-NOT_STARTED = ("queued", "scheduled", "retrying")
+NOT_STARTED = ("queued", "scheduled", "retrying", "parked")
 
 
 def derive(row: TaskRow, settled: Settled | None, now_ms: int,
@@ -117,6 +117,10 @@ def _status(row: TaskRow, settled: Settled | None, now_ms: int, stale_ms: int) -
     """(status, finished at)."""
     if row.event in FINAL and row.event_ms is not None and _event_is_newer(row):
         return row.event, row.event_ms
+    if row.event == "parked" and (row.record_ms is None or (row.event_ms or 0) >= row.record_ms):
+        # Settled where it stood (the commit passed it) to wait behind its key's retry: not completed.
+        # Its copy, appended when its turn comes, is a newer position than this event.
+        return "parked", None
     if row.topic is None or row.offset is None:
         # Accepted by the API (or only named by an event): not read back from the log yet.
         return ("scheduled" if row.not_before is not None and row.not_before > now_ms else "queued"), None

@@ -43,8 +43,15 @@ def position_of(topic: str, partition: int, offset: int, timestamp_ms: int, head
         attempt=min(max(1, _int(headers, names.H_ATTEMPT) or 1), 2**31 - 1), tier=tier, record_ms=timestamp_ms,
         not_before=_int(headers, names.H_NOT_BEFORE) if tier is not None else None,
         enqueued_ms=_int(headers, names.H_ENQUEUED_AT), max_attempts=_int(headers, names.H_MAX_ATTEMPTS),
-        error=error,
+        error=error, copy_of=_copy_of(topic, partition, offset, tier, headers.get(names.H_ORIGIN)),
     )
+
+
+def _copy_of(topic: str, partition: int, offset: int, tier: str | None, origin: str | None) -> str | None:
+    """The lane position a lane record was copied from (ordered retries), else None."""
+    if tier is not None or not origin or origin == f"{topic}/{partition}/{offset}":
+        return None
+    return origin if origin.startswith(f"{topic}/{partition}/") else None
 
 
 def dead_letter_of(topic: str, partition: int, offset: int, headers: Mapping[str, str],

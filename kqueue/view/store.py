@@ -65,7 +65,11 @@ ON CONFLICT (task_id) DO UPDATE SET
     max_attempts = coalesce(excluded.max_attempts, max_attempts), error = coalesce(excluded.error, error),
     touched_ms = excluded.touched_ms
 WHERE (excluded.generation, excluded.attempt, 1 - excluded.in_tier) > (generation, attempt, 1 - in_tier)
+   OR ((excluded.generation, excluded.attempt, excluded.in_tier) = (generation, attempt, in_tier)
+       AND ?17 = topic || '/' || part || '/' || off)
 """
+# ?17: the position a record is a copy of (an ordered key's parked task, appended again when its turn
+# came: kq-origin names where it was parked); a copy replaces that position though it ties with it.
 
 # Events of one task arrive in order (one key, one partition): the newest replaces the last.
 _UPSERT_EVENT = """
@@ -110,6 +114,7 @@ class Position:
     enqueued_ms: int | None
     max_attempts: int | None
     error: str | None
+    copy_of: str | None = None  # kq-origin when it names another position of the same lane (a parked task's copy)
 
 
 @dataclass(frozen=True)
@@ -191,7 +196,7 @@ class StatusStore:
             conn.executemany(_UPSERT_POSITION, [
                 (p.task_id, p.queue, p.task_type, p.topic, p.partition, p.offset, p.generation, p.attempt,
                  1 if p.tier is not None else 0, p.tier, p.record_ms, p.not_before, p.enqueued_ms, p.max_attempts,
-                 p.error, now_ms) for p in batch.positions])
+                 p.error, now_ms, p.copy_of) for p in batch.positions])
             conn.executemany(_UPSERT_EVENT, [
                 (e.task_id, e.queue, e.task_type, e.status, e.attempt, e.at_ms, e.error, e.result, e.worker, now_ms)
                 for e in batch.events])

@@ -17,10 +17,11 @@ from typing import Protocol
 
 from kqueue.core import names
 from kqueue.core.dedup import ClaimBook
-from kqueue.core.headers import HeaderList
+from kqueue.core.headers import HeaderList, now_ms
 from kqueue.core.ordering import PARK_VALUE, Admit, KeyBlock, admit, block_key, encode_block, park_key
-from kqueue.core.records import TP, OutRecord, RecordKind
+from kqueue.core.records import TP, OutRecord, RecordKind, status_record
 from kqueue.core.retry import retries
+from kqueue.core.status import TaskEvent
 from kqueue.sdk.app import App
 from kqueue.transport.consumer import Record
 from kqueue.transport.topic_reader import read_record
@@ -119,10 +120,15 @@ class OrderedKeys:
         return verdict
 
     def park(self, item: WorkItem, book: ClaimBook) -> list[OutRecord]:
-        """A blocked key's later task: its park entry (settles it; it runs later as a copy)."""
+        """A blocked key's later task: its park entry (settles it; it runs later as a copy), and a
+        `parked` event, so the status view does not take the commit passing it for a completion."""
         assert item.key is not None
         book.blocks[(item.topic, item.key)].park(item.offset)
-        return [self._dedup(item, park_key(item.topic, item.key, item.offset), PARK_VALUE, RecordKind.PARK)]
+        task_type = item.task.name if item.task is not None else item.meta.task_type or ""
+        event = TaskEvent(item.task_id, item.queue, task_type, "parked", item.meta.attempt, now_ms(),
+                          "waiting for an earlier task of its key to be retried (ordered retries)")
+        return [self._dedup(item, park_key(item.topic, item.key, item.offset), PARK_VALUE, RecordKind.PARK),
+                status_record(event, self._prefix)]
 
     def retrying(self, item: WorkItem, book: ClaimBook, records: list[OutRecord]) -> list[OutRecord]:
         """An ordered task goes to a retry: its key is blocked by it (written with the retry)."""

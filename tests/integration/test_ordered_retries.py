@@ -205,3 +205,31 @@ def test_order_holds_when_workers_are_killed_mid_release(kafka: Kafka, tmp_path:
     for key, seqs in _runs(log).items():
         collapsed = [s for i, s in enumerate(seqs) if i == 0 or seqs[i - 1] != s]
         assert collapsed == list(range(per_key)), (key, seqs)
+
+
+def test_a_parked_task_reads_parked_until_its_copy_has_run(kafka: Kafka, tmp_path: Path) -> None:
+    """The commit passes a parked task: the status view must not take that for a completion."""
+    from tests.support.api import ApiProcess
+
+    queue = unique("ordered-status")
+    app = kqueue.App("ordered-app", kafka.bootstrap, partitions=1)
+    release = threading.Event()
+
+    @app.task(queue=queue, name="apply", ordered=True, backoff=kqueue.RetryPolicy(base=1.0, jitter=0.0))
+    def apply(payload: dict[str, Any], ctx: kqueue.TaskContext) -> None:
+        if payload["seq"] == 0 and not release.is_set():
+            raise RuntimeError("fails until released")
+
+    ids = [apply.enqueue({"key": "k", "seq": seq}, key="k") for seq in range(3)]
+    app.flush()
+    with ApiProcess(kafka.bootstrap, queue, tmp_path / "view.db", app="tests.apps.ordered:app") as api, \
+            ThreadedWorker(app, group=unique("g"), concurrency=4) as worker:
+        def status(task_id: str) -> str:
+            code, body = api.request("GET", f"/api/v1/tasks/{task_id}")
+            return str(body["status"]) if code == 200 else f"http {code}"
+
+        wait_for(lambda: worker.worker.counts.parked == 2, timeout=30, what="the later tasks parked")
+        wait_for(lambda: status(ids[2]) == "parked", timeout=30, what="the view to show parked")
+        assert status(ids[1]) == "parked" and status(ids[0]) in ("retrying", "queued", "processing")
+        release.set()
+        wait_for(lambda: [status(i) for i in ids] == ["completed"] * 3, timeout=60, what="all completed")

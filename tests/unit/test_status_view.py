@@ -3,6 +3,7 @@ fence, and the sqlite store's ordering rules (records of one task read out of or
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -258,3 +259,49 @@ def test_foreign_headers_with_huge_numbers_are_stored_not_fatal(tmp_path: Path) 
     letter = dead_letter_of("q.dlq", 0, 3, huge)
     assert letter.failed_at == 0 and letter.attempts == 2**31 - 1
     store.write(IngestBatch(dead_letters=[letter]), NOW)
+
+
+# -- ordered retries: a parked task ------------------------------------------------------------------
+def test_a_parked_task_reads_parked_though_the_commit_passed_it() -> None:
+    row = lane_row(offset=10, event="parked", event_attempt=1, event_ms=NOW - 100)
+    assert derive(row, Settled(50), NOW).status == "parked"
+    row.cancel_ms = NOW - 50  # a cancel of a parked task: it never runs
+    assert derive(row, Settled(50), NOW).status == "cancelled"
+
+
+def test_a_parked_tasks_copy_takes_its_place_and_completes(tmp_path: Path) -> None:
+    store = StatusStore(tmp_path / "v.db")
+    store.write(IngestBatch(positions=[_position(10, 1)]), NOW)
+    store.write(IngestBatch(events=[TaskEvent("t1", "q", "work", "parked", 1, NOW + 20)]), NOW)
+    other = dataclasses.replace(_position(70, 1), copy_of="q/0/9")  # a copy of another position: ignored
+    store.write(IngestBatch(positions=[other]), NOW)
+    row = store.row("t1")
+    assert row is not None and row.offset == 10
+    assert derive(row, Settled(11), NOW).status == "parked"
+    copy = dataclasses.replace(_position(80, 1), copy_of="q/0/10")
+    store.write(IngestBatch(positions=[copy]), NOW)
+    row = store.row("t1")
+    assert row is not None and row.offset == 80
+    assert derive(row, Settled(11), NOW).status == "queued"
+    assert derive(row, Settled(81), NOW).status == "completed"
+
+
+def test_a_lane_record_names_the_position_it_is_a_copy_of() -> None:
+    origin = {names.H_ID: "t1", names.H_ORIGIN: "q/0/10"}
+    assert position_of("q", 0, 80, NOW, origin).copy_of == "q/0/10"
+    assert position_of("q", 0, 10, NOW, origin).copy_of is None  # itself
+    assert position_of("q", 1, 80, NOW, origin).copy_of is None  # another partition: not a copy
+    assert position_of("q.delay.1s", 0, 3, NOW, origin).copy_of is None  # a retry in a tier
+
+
+def test_only_parked_events_need_the_newest_task_event_schema() -> None:
+    from kqueue.core.system_schemas import TASK_EVENT_SCHEMA, TASK_EVENT_V2_SCHEMA
+
+    # Pinned: the fingerprints older readers know; every event but `parked` is written with them.
+    assert TASK_EVENT_V1_SCHEMA.fingerprint.hex() == "24a57e48e6095d18"
+    assert TASK_EVENT_V2_SCHEMA.fingerprint.hex() == "7274ddceefcc8898"
+    done = TaskEvent("t1", "q", "work", "completed", 1, NOW)
+    parked = TaskEvent("t1", "q", "work", "parked", 1, NOW, "waiting")
+    assert done.encode()[2:10] == TASK_EVENT_V2_SCHEMA.fingerprint
+    assert parked.encode()[2:10] == TASK_EVENT_SCHEMA.fingerprint
+    assert TaskEvent.decode(parked.encode()) == parked and TaskEvent.decode(done.encode()) == done
