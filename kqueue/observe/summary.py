@@ -37,6 +37,7 @@ class Tally:
     dead_lettered: int = 0
     cancelled: int = 0
     delivered: int = 0  # delay-tier records moved on to their target (the router's work)
+    parked: int = 0  # ordered keys' later tasks parked behind a retry
 
     def count(self, outcome: Settlement) -> None:
         if outcome is Settlement.COMPLETED:
@@ -49,9 +50,11 @@ class Tally:
             self.cancelled += 1
         elif outcome is Settlement.DELIVERED:
             self.delivered += 1
+        elif outcome is Settlement.PARKED:
+            self.parked += 1
 
     def __bool__(self) -> bool:
-        return any((self.completed, self.retried, self.dead_lettered, self.cancelled, self.delivered))
+        return any((self.completed, self.retried, self.dead_lettered, self.cancelled, self.delivered, self.parked))
 
 
 def summary_line(tally: Tally, seconds: float, lag: int | None) -> tuple[str, dict[str, Any]]:
@@ -64,11 +67,13 @@ def summary_line(tally: Tally, seconds: float, lag: int | None) -> tuple[str, di
         parts.append(f"{tally.cancelled:,} cancelled")
     if tally.delivered:
         parts.append(f"{tally.delivered:,} delivered from delay tiers")
+    if tally.parked:
+        parts.append(f"{tally.parked:,} parked behind a retry")
     text = f"settled in the last {seconds:.1f}s: {', '.join(parts)}"
     fields: dict[str, Any] = {"window_s": round(seconds, 3), "completed": tally.completed,
                               "completed_per_s": round(rate, 1), "retried": tally.retried,
                               "dead_lettered": tally.dead_lettered, "cancelled": tally.cancelled,
-                              "delivered": tally.delivered}
+                              "delivered": tally.delivered, "parked": tally.parked}
     if lag is not None:
         text += f"; lag {lag:,}"
         fields["lag"] = lag

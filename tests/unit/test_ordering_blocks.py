@@ -127,3 +127,15 @@ def test_a_whole_queue_can_order_its_retries_and_a_bad_value_is_refused_at_impor
     for bad in ("yes", 1, None):
         with pytest.raises(ValueError, match="ordered must be True, False or \"follow\""):
             app.task(queue="c", ordered=bad)  # type: ignore[arg-type]
+
+
+def test_the_summary_line_counts_parked_tasks_only_when_there_were_some() -> None:
+    from kqueue.core.records import Settlement
+    from kqueue.observe.summary import Tally, summary_line
+
+    tally = Tally()
+    tally.count(Settlement.COMPLETED)
+    assert "parked" not in summary_line(tally, 10.0, None)[0]
+    tally.count(Settlement.PARKED)
+    text, fields = summary_line(tally, 10.0, None)
+    assert "1 parked behind a retry" in text and fields["parked"] == 1
