@@ -246,13 +246,7 @@ class KeyLanes(Generic[T]):
         """Taken runs that never started go back to the head of their lanes, their keys first in line
         again (e.g. runs held behind a slow handler, for an idle runner to take)."""
         for key, items in reversed(runs):
-            lane = self._lanes.get(key)
-            if lane is None:
-                lane = self._lanes[key] = deque()
-            if self._gate is not None:
-                self._gate.returned(key, items)
-            lane.extendleft(reversed(items))
-            self._queued += len(items)
+            lane = self._put_back(key, items)
             self._busy.discard(key)
             if lane:
                 # Its lane was charged for the run when it was taken (if another lane had work) and
@@ -266,14 +260,19 @@ class KeyLanes(Generic[T]):
         """The key's run stopped early (an ordered task failed): `items` not started go back to its
         head, and the key stays busy, nothing of it ready, until `release` or `take_held`."""
         if items:
-            lane = self._lanes.get(key)
-            if lane is None:
-                lane = self._lanes[key] = deque()
-            if self._gate is not None:
-                self._gate.returned(key, items)
-            lane.extendleft(reversed(items))
-            self._queued += len(items)
+            self._put_back(key, items)
         self._busy.add(key)
+
+    def _put_back(self, key: Hashable, items: list[T]) -> deque[T]:
+        """Items taken and not started, at the head of their key's lane again (their order kept)."""
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = deque()
+        if self._gate is not None:
+            self._gate.returned(key, items)
+        lane.extendleft(reversed(items))
+        self._queued += len(items)
+        return lane
 
     def take_held(self, key: Hashable) -> list[T]:
         """A held key's queued items, taken out in their order; the key is free again."""
