@@ -97,6 +97,7 @@ class Sizing:
     live_producer_ids: int
     keda_max_replicas: int
     keda_lag_threshold: int
+    delayed_per_scale_step: float  # tasks that wait out one rebalance when KEDA adds or removes a pod
 
 
 def slot_overhead_s(m: Measured) -> float:
@@ -149,14 +150,22 @@ def size(w: Workload, m: Measured, d: Deployment, limits: KafkaLimits) -> Sizing
         transactions_per_state_partition_s=transactions / limits.transaction_state_partitions,
         live_producer_ids=processes * PRODUCERS_PER_PROCESS,
         keda_max_replicas=partitions // d.processes_per_pod,
-        keda_lag_threshold=keda_lag_threshold(per_process * d.processes_per_pod),
+        keda_lag_threshold=keda_lag_threshold(per_process * d.processes_per_pod, d.concurrency * d.processes_per_pod),
+        delayed_per_scale_step=scale_step_delay(w.rate, pods, m.rebalance_s),
     )
 
 
-def keda_lag_threshold(pod_rate: float, drain_s: float = 10.0) -> int:
-    """Lag per replica worth a replica: what one pod clears in `drain_s` (KEDA asks for
-    ceil(lag / threshold) replicas, so a threshold far below this over-scales on every burst)."""
-    return max(1, round(pod_rate * drain_s))
+def keda_lag_threshold(pod_rate: float, pod_slots: int, drain_s: float = 10.0) -> int:
+    """Lag per replica worth a replica. A busy pod's own lag includes the tasks running in its slots
+    (uncommitted until settled), so the threshold must sit above them or KEDA scales on work in
+    progress; above that, what one pod clears in `drain_s`. KEDA asks for ceil(lag / threshold)."""
+    return max(1, round(pod_slots + pod_rate * drain_s))
+
+
+def scale_step_delay(rate: float, pods: int, rebalance_s: float) -> float:
+    """Tasks held up when one pod joins or leaves: its share of the partitions moves and waits about
+    one rebalance (KIP-848 moves only those; the rest keep running)."""
+    return rate / max(1, pods) * rebalance_s
 
 
 @dataclass(frozen=True)
@@ -209,7 +218,7 @@ def _sizing_table(sizings: list[Sizing], d: Deployment) -> Table:
     lines: list[tuple[str, str]] = [
         ("tasks/s to carry", "{s.workload.rate:,.0f}"), ("tasks in flight", "{inflight:,.0f}"),
         ("tasks/s per process", "{s.process_rate:,.0f}"), ("worker processes (group members)", "{s.processes:,}"),
-        ("pods", "{s.pods:,}"), ("cores per pod (CPU request)", "{s.cores_per_pod:.1f}"),
+        ("pods", "{s.pods:,}"), ("cores per pod (CPU request)", "{s.cores_per_pod:.2f}"),
         ("partitions per topic", "{s.partitions:,}"), ("partitions the group consumes", "{s.group_partitions:,}"),
         ("partition replicas (all topics)", "{s.partition_replicas:,}"),
         ("brokers (partitions / bytes / min)", "{s.brokers} ({s.brokers_for_partitions} / {s.brokers_for_bytes} / "
@@ -218,8 +227,9 @@ def _sizing_table(sizings: list[Sizing], d: Deployment) -> Table:
                                                              "{s.transactions_s:,.0f}"),
         ("transactions/s per __transaction_state partition", "{s.transactions_per_state_partition_s:,.1f}"),
         ("live producer ids (2 per process)", "{s.live_producer_ids:,}"),
-        ("KEDA maxReplicaCount", "{s.keda_max_replicas:,}"), ("KEDA lagThreshold (10 s per pod)",
-                                                              "{s.keda_lag_threshold:,}"),
+        ("KEDA maxReplicaCount", "{s.keda_max_replicas:,}"),
+        ("KEDA lagThreshold (pod's slots + 10 s of its rate)", "{s.keda_lag_threshold:,}"),
+        ("tasks delayed per one-pod scale step", "{s.delayed_per_scale_step:,.0f}"),
     ]
     for label, fmt in lines:
         table.add_row(label, *[fmt.format(s=s, inflight=in_flight(s.workload.rate, s.workload.task_s))

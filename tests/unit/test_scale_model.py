@@ -23,6 +23,7 @@ from benchmarks.scale_model import (
     keda_lag_threshold,
     predicted_group_rates,
     process_rate,
+    scale_step_delay,
     size,
     slot_overhead_s,
     targets,
@@ -108,9 +109,15 @@ def test_the_cluster_wide_partition_limit_caps_the_per_broker_sum() -> None:
     assert partitions.max_rate == pytest.approx(200_000 // 36 * 320)
 
 
-def test_keda_lag_threshold_is_ten_seconds_of_one_pod() -> None:
-    assert keda_lag_threshold(1_280) == 12_800
-    assert keda_lag_threshold(0.01) == 1
+def test_keda_lag_threshold_sits_above_a_pods_running_tasks_plus_ten_seconds_of_its_rate() -> None:
+    assert keda_lag_threshold(1_280, 256) == 256 + 12_800
+    assert keda_lag_threshold(0.01, 0) == 1
+
+
+def test_a_one_pod_scale_step_holds_up_that_pods_share_for_one_rebalance() -> None:
+    assert scale_step_delay(1_000, 10, 3.0) == pytest.approx(300)
+    s = size(Workload("1M", 1_000_000, 0.0), M, Deployment(), KafkaLimits())
+    assert s.delayed_per_scale_step == pytest.approx(1_000_000 / 7 * 3)
 
 
 def test_the_day_target_is_ten_million_over_the_day_times_the_peak() -> None:
