@@ -216,9 +216,6 @@ class OrderedKeys:
             out.append((item, [*read.records, copy, gone, self._block_record(item, block)]))
         return out
 
-    def forget_reads(self) -> None:
-        self._reads = [r for r in self._reads if r.item.owner is not None and r.item.owner.live]
-
     # -- records -----------------------------------------------------------------------------------------
     def _copy(self, item: WorkItem, record: Record, origin: str) -> OutRecord:
         """The parked task, again at the end of its lane; kq-origin names where it was parked."""
