@@ -194,7 +194,10 @@ class OrderedKeys:
             if book is None or not book.live or item.owner is None or not item.owner.live:
                 continue  # the ownership ended: the next owner releases it again
             assert item.key is not None
-            block = book.blocks[(item.topic, item.key)]
+            block = book.blocks.get((item.topic, item.key))
+            if block is None or not block.parked or block.parked[0] != read.offset:
+                out.append((item, read.records))  # nothing else changes a block while its blocker waits
+                continue
             if read.error is not None:
                 log.warning("cannot read parked task %s/%d at %d (%s): trying again in %.0fs", item.topic,
                             item.partition, read.offset, read.error, READ_AGAIN_AFTER)
