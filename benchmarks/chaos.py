@@ -245,9 +245,13 @@ def kill_table(o: Outcome) -> Table:
     for k in o.kills:
         table.add_row(f"{k.at:.1f}", str(k.reruns), f"{k.per_second:.0f}", f"{k.running:.1f}",
                       f"{k.reruns_in_seconds:.2f}")
-    n = len(o.kills)
-    table.add_row("mean", f"{sum(k.reruns for k in o.kills) / n:.0f}", f"{sum(k.per_second for k in o.kills) / n:.0f}",
-                  f"{sum(k.running for k in o.kills) / n:.1f}", f"{sum(k.reruns_in_seconds for k in o.kills) / n:.2f}")
+    # A worker killed while it completed nothing (still starting, or without partitions) has nothing
+    # to re-run: the means are over the kills of working ones.
+    working = [k for k in o.kills if k.per_second > 0] or o.kills
+    n = len(working)
+    table.add_row(f"mean of {n}", f"{sum(k.reruns for k in working) / n:.0f}",
+                  f"{sum(k.per_second for k in working) / n:.0f}", f"{sum(k.running for k in working) / n:.1f}",
+                  f"{sum(k.reruns_in_seconds for k in working) / n:.2f}")
     return table
 
 
