@@ -58,7 +58,25 @@ app = kqueue.App("bench-chaos")
 def work(payload: dict[str, Any], ctx: kqueue.TaskContext) -> None:
     time.sleep(SLEEP)
     with open(LOG, "a") as log:  # one short append per completion: lines never interleave
-        log.write(f"{payload['k']} {payload['n']} {time.time():.3f}\n")
+        log.write(f"{payload['k']} {payload['n']} {time.time():.3f} {os.getpid()}\n")
+
+
+@dataclass
+class Kill:
+    """One SIGKILL: what the killed worker had completed that ran again, against its pace just before."""
+
+    at: float  # seconds into the run
+    reruns: int  # tasks the killed worker completed before the kill that completed again after it
+    per_second: float  # the killed worker's completions per second over the KILL_PACE seconds before
+    running: float  # handlers busy at the kill: per_second x the handler's time (Little's law)
+
+    @property
+    def reruns_in_seconds(self) -> float:
+        """The re-runs as seconds of the killed worker's completions."""
+        return self.reruns / self.per_second if self.per_second else 0.0
+
+
+KILL_PACE = 2.0  # seconds of a worker's completions before its kill that give its pace
 
 
 @dataclass
@@ -73,29 +91,35 @@ class Outcome:
     malformed_twice: int
     worker_exits: int
     longest_gap: float
+    kills: list[Kill]
 
 
 class Workers:
     """`kqueue consume` processes, each with its own instance id, restartable one by one."""
 
     def __init__(self, bootstrap: str, queue: str, log: Path, count: int, concurrency: int, sleep: float,
-                 logs: Path) -> None:
+                 logs: Path, commit_interval: float | None = None) -> None:
         self.logs = logs
         self.env = {**os.environ, "KQUEUE_BOOTSTRAP_SERVERS": bootstrap, "KQ_BENCH_QUEUE": queue,
                     "KQ_BENCH_LOG": str(log), "KQ_BENCH_SLEEP": str(sleep)}
         self.group = f"chaos-{uuid.uuid4().hex[:6]}"
         self.concurrency = concurrency
+        self.commit_interval = commit_interval  # None: the worker's default
         self.procs = [self._start(i) for i in range(count)]
         self.exits = 0  # processes that ended without being killed
+        self.kills: list[tuple[float, int]] = []  # (wall time, pid) of each SIGKILL
 
     def _start(self, slot: int) -> subprocess.Popen[bytes]:
         return subprocess.Popen([sys.executable, "-m", "kqueue", "consume", "--app", "benchmarks.chaos:app",
                                  "--group", self.group, "--concurrency", str(self.concurrency),
-                                 "--instance-id", f"{self.group}-{slot}", "--log-level", "WARNING"],
+                                 "--instance-id", f"{self.group}-{slot}", "--log-level", "WARNING",
+                                 *([] if self.commit_interval is None
+                                   else ["--commit-interval", str(self.commit_interval)])],
                                 env=self.env, cwd=ROOT, stdout=subprocess.DEVNULL,
                                 stderr=(self.logs / f"worker-{slot}.log").open("a"))
 
     def kill_and_restart(self, slot: int) -> None:
+        self.kills.append((time.time(), self.procs[slot].pid))
         self.procs[slot].kill()
         self.procs[slot].wait()
         self.procs[slot] = self._start(slot)
@@ -139,7 +163,7 @@ def count(log: Path, tasks: int) -> tuple[int, int, int, float]:
     for line in lines:
         if not line:
             continue
-        key, n_text, at = line.split()
+        key, n_text, at, _pid = line.split()
         n = int(n_text)
         if seen[n] == 0:
             firsts[key].append(n)
@@ -151,6 +175,22 @@ def count(log: Path, tasks: int) -> tuple[int, int, int, float]:
     return tasks - len(seen), breaks, sum(seen.values()) - len(seen), gap
 
 
+def kills(log: Path, killed: list[tuple[float, int]], started: float, sleep: float) -> list[Kill]:
+    """Per SIGKILL: the tasks the killed process completed before it that completed again after it,
+    and the process's pace just before (tasks running then never completed, so they are not counted)."""
+    runs: dict[int, list[tuple[float, int]]] = defaultdict(list)  # task -> (time, pid) of each completion
+    for line in (log.read_text().splitlines() if log.exists() else []):
+        _key, n_text, at, pid = line.split()
+        runs[int(n_text)].append((float(at), int(pid)))
+    out = []
+    for at, pid in killed:
+        pace = sum(1 for done in runs.values() for t, p in done if p == pid and at - KILL_PACE <= t < at) / KILL_PACE
+        reruns = sum(1 for done in runs.values()
+                     if any(p == pid and t < at for t, p in done) and any(t > at for t, _ in done))
+        out.append(Kill(round(at - started, 1), reruns, round(pace, 1), round(pace * sleep, 1)))
+    return out
+
+
 def run(scenario: str, bootstrap: str, args: argparse.Namespace, progress: Progress, workers: int,
         fault: Any = None) -> Outcome:
     queue = f"chaos-{uuid.uuid4().hex[:6]}"
@@ -159,9 +199,11 @@ def run(scenario: str, bootstrap: str, args: argparse.Namespace, progress: Progr
         enqueue(bootstrap, queue, args.tasks, args.keys, args.malformed, args.partitions)
         logs = Path(args.logs) / scenario.replace(" ", "-").replace(",", "") if args.logs else Path(tmp)
         logs.mkdir(parents=True, exist_ok=True)
-        crew = Workers(bootstrap, queue, log, workers, args.concurrency, args.sleep_ms / 1000, logs)
+        crew = Workers(bootstrap, queue, log, workers, args.concurrency, args.sleep_ms / 1000, logs,
+                       args.commit_interval)
         bar = progress.add_task(scenario, total=args.tasks)
         started = time.monotonic()
+        wall_started = time.time()
         rng = random.Random(7)
         next_fault = started + args.kill_every
         try:
@@ -183,7 +225,8 @@ def run(scenario: str, bootstrap: str, args: argparse.Namespace, progress: Progr
         letters = [h.get(names.H_ID, "") for h in read_headers(bootstrap, [names.dlq_topic(queue)])]
         malformed = Counter(i for i in letters if i.startswith("malformed-"))
         return Outcome(scenario, args.tasks, round(seconds, 1), lost, breaks, duplicates, len(malformed),
-                       sum(c - 1 for c in malformed.values()), crew.exits, round(gap, 1))
+                       sum(c - 1 for c in malformed.values()), crew.exits, round(gap, 1),
+                       kills(log, crew.kills, wall_started, args.sleep_ms / 1000))
 
 
 def kill_one(crew: Workers, rng: random.Random, _elapsed: float) -> float:
@@ -192,6 +235,24 @@ def kill_one(crew: Workers, rng: random.Random, _elapsed: float) -> float:
 
 
 KILL_EVERY = 10.0
+
+
+def kill_table(o: Outcome) -> Table:
+    """Each kill's re-runs beside the killed worker's pace, and the means."""
+    table = Table(title=f"{o.scenario}: tasks the killed worker had completed that ran again")
+    for column in ("kill at s", "re-runs", "completions/s before", "running (est.)", "re-runs as s of completions"):
+        table.add_column(column, justify="right")
+    for k in o.kills:
+        table.add_row(f"{k.at:.1f}", str(k.reruns), f"{k.per_second:.0f}", f"{k.running:.1f}",
+                      f"{k.reruns_in_seconds:.2f}")
+    # A worker killed while it completed nothing (still starting, or without partitions) has nothing
+    # to re-run: the means are over the kills of working ones.
+    working = [k for k in o.kills if k.per_second > 0] or o.kills
+    n = len(working)
+    table.add_row(f"mean of {n}", f"{sum(k.reruns for k in working) / n:.0f}",
+                  f"{sum(k.per_second for k in working) / n:.0f}", f"{sum(k.running for k in working) / n:.1f}",
+                  f"{sum(k.reruns_in_seconds for k in working) / n:.2f}")
+    return table
 
 
 @contextmanager
@@ -222,6 +283,9 @@ def main() -> None:
     parser.add_argument("--kill-every", type=float, default=10.0)
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--logs", default="", help="Keep each worker's stderr in this folder")
+    parser.add_argument("--commit-interval", type=float, default=None,
+                        help="Pass --commit-interval to every worker [default: the worker's default]")
+    parser.add_argument("--no-calm", action="store_true", help="takeover: skip the calm run (only the kills)")
     args = parser.parse_args()
     KILL_EVERY = args.kill_every
     outcomes: list[Outcome] = []
@@ -230,7 +294,8 @@ def main() -> None:
                   transient=True) as progress:
         if "takeover" in want:
             with cluster(1) as (dev, bootstrap):
-                outcomes.append(run("3 workers, calm", bootstrap, args, progress, 3))
+                if not args.no_calm:
+                    outcomes.append(run("3 workers, calm", bootstrap, args, progress, 3))
                 outcomes.append(run(f"3 workers, one SIGKILLed every {args.kill_every:g}s", bootstrap, args,
                                     progress, 3, kill_one))
         if "outage" in want:
@@ -262,6 +327,9 @@ def main() -> None:
                       str(o.malformed_dead_lettered), str(o.malformed_twice), str(o.worker_exits),
                       f"{o.longest_gap:.1f}")
     Console(width=170).print(table)
+    for o in outcomes:
+        if o.kills:
+            Console(width=170).print(kill_table(o))
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "chaos.json"
     out.write_text(json.dumps({"benchmark": "chaos", "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -18,6 +18,8 @@ kqueue consume defaults (--defaults) the worker as `kqueue consume` runs it with
          summary line every 10 s). Paired like K+ops with
 leanest  (--defaults) the same worker with every optional output off (`--log-level ERROR
          --summary-interval 0`, no metrics port: no middleware at all). Goal: defaults >= 0.9x leanest.
+K every Ns (--commit-intervals A,B) K committing every A s beside K committing every B s, paired
+         like the defaults (ABBA over the rounds): what a shorter commit interval costs.
 raw produce   Producer.produce of fastavro-encoded values, acks=all + idempotent
 SDK enqueue   task.enqueue(payload), same producer settings (goal >= 0.5x raw produce)
 All read the same pre-filled topic (the one SDK enqueue wrote), each with a fresh consumer group.
@@ -109,10 +111,10 @@ def raw_consume(bootstrap: str, topic: str, records: int) -> float:
     return watch.elapsed()
 
 
-def worker_run(app: kqueue.App, queue: str, records: int, concurrency: int) -> float:
+def worker_run(app: kqueue.App, queue: str, records: int, concurrency: int, commit_interval: float = 1.0) -> float:
     settle_worker_heap()  # as `kqueue consume` does before its worker runs
     worker = Worker(app, WorkerOptions(group=f"bench-k-{uuid.uuid4().hex[:6]}", queues=[queue],
-                                       concurrency=concurrency, batch_size=1000, commit_interval=1.0))
+                                       concurrency=concurrency, batch_size=1000, commit_interval=commit_interval))
     marks: dict[str, Stopwatch] = {}
 
     def done(w: Worker) -> bool:
@@ -229,6 +231,8 @@ def main() -> None:
     parser.add_argument("--observe", action="store_true", help="Also run K with metrics and tracing on")
     parser.add_argument("--defaults", action="store_true",
                         help="Also run `kqueue consume`'s default worker beside the leanest one")
+    parser.add_argument("--commit-intervals", default="",
+                        help="A,B: also run K committing every A s beside K committing every B s (e.g. 0.5,0.1)")
     parser.add_argument("--pairs-only", action="store_true",
                         help="Only the paired rows (K and --observe's, --defaults'): no raw or enqueue rows")
     args = parser.parse_args()
@@ -255,7 +259,8 @@ def main() -> None:
         observed = _observed_apps(bootstrap, queue, args.partitions) if args.observe else {}
         singles = [] if args.pairs_only else ["R", "K-async", "raw produce", "SDK enqueue"]
         with_k = bool(observed) or not args.pairs_only
-        names = [*singles, *(["K"] if with_k else []), *observed, *defaults]
+        intervals = {f"K every {float(x):g}s": float(x) for x in args.commit_intervals.split(",") if x}
+        names = [*singles, *(["K"] if with_k else []), *observed, *defaults, *intervals]
         runs: dict[str, list[float]] = {name: [] for name in names}
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console,
                       transient=True) as progress:
@@ -272,6 +277,9 @@ def main() -> None:
                 pair = [(name, lambda name=name, app=app: _defaults_run(name, app, queue, n, args.concurrency))
                         for name, app in defaults.items()]
                 pair = pair if round_no % 2 else pair[::-1]
+                every = [(name, lambda seconds=seconds: worker_run(sync_app, queue, n, args.concurrency, seconds))
+                         for name, seconds in intervals.items()]
+                pair += every if round_no % 2 else every[::-1]
                 singles_runs = {
                     "raw produce": lambda: raw_produce(bootstrap, raw_topic, n),
                     "SDK enqueue": lambda: sdk_enqueue(sdk_task.app, sdk_task, n),
@@ -304,6 +312,11 @@ def main() -> None:
             rows += [Row(LEANEST, n, med[LEANEST]),
                      Row(DEFAULTS, n, med[DEFAULTS], "leanest, paired", paired_ratio(runs[LEANEST], runs[DEFAULTS]))]
             ratios[DEFAULTS] = [lean / d for lean, d in zip(runs[LEANEST], runs[DEFAULTS], strict=True)]
+        if len(intervals) == 2:
+            first, second = intervals
+            rows += [Row(first, n, med[first]),
+                     Row(second, n, med[second], f"{first}, paired", paired_ratio(runs[first], runs[second]))]
+            ratios[second] = [a / b for a, b in zip(runs[first], runs[second], strict=True)]
         report(f"throughput, {n:,} records, {args.partitions} partitions, median of {args.rounds}", rows,
                "throughput", {"goals": {"K/R": 0.3, "SDK/raw produce": 0.5, "K+ops/K": 0.9,
                                         "defaults/leanest": 0.9},

@@ -15,8 +15,10 @@ from kqueue.observe.health import LIVENESS_TIMEOUT
 from kqueue.observe.install import METRICS_PORT_ENV, install_operations
 from kqueue.observe.summary import SUMMARY_EVERY
 from kqueue.transport.config import GROUP_PROTOCOLS
+from kqueue.worker.checkpoint import COMMIT_INTERVAL
 from kqueue.worker.heap import settle_worker_heap
 from kqueue.worker.loop import Worker, WorkerOptions
+from kqueue.worker.options import parse_commit_interval
 from kqueue.worker.supervisor import supervise
 
 
@@ -29,6 +31,10 @@ def consume(
     processes: int = typer.Option(1, "--processes", "-p", min=1, help="Worker processes in this group"),
     batch_size: int = typer.Option(500, "--batch-size", min=1, help="Records fetched per poll"),
     grace: float = typer.Option(30.0, "--grace", min=0, help="Seconds in-flight tasks get to finish on stop"),
+    commit_interval_text: str = typer.Option(
+        f"{COMMIT_INTERVAL:g}", "--commit-interval", metavar="SECONDS",
+        help="Seconds between commits of what has settled: after a crash the tasks completed since the last "
+             "commit run again (shorter: fewer re-runs, more commit transactions)"),
     weights: str = typer.Option(
         DEFAULT_WEIGHTS.describe(), "--weights",
         help="How handlers are shared among the priority lanes while several have work waiting: high=N,normal=N,"
@@ -71,6 +77,10 @@ def consume(
 ) -> None:
     """Run workers: fetch, run handlers in key order, commit only what is settled."""
     setup_logging(log_level, log_format)
+    try:
+        commit_interval = parse_commit_interval(commit_interval_text)
+    except ValueError as exc:
+        raise fail(str(exc), 2) from None
     if group_protocol not in GROUP_PROTOCOLS:
         raise fail(f"--group-protocol must be consumer or classic, not {group_protocol!r}", 2)
     try:
@@ -85,7 +95,8 @@ def consume(
         if opts.topic_prefix:
             child += ["--topic-prefix", opts.topic_prefix]
         child += ["consume", "--app", app_spec, "--group", group, "--concurrency", str(concurrency),
-                  "--batch-size", str(batch_size), "--grace", str(grace), "--log-level", log_level,
+                  "--batch-size", str(batch_size), "--grace", str(grace), "--commit-interval", str(commit_interval),
+                  "--log-level", log_level,
                   "--log-format", log_format, "--summary-interval", str(summary_interval),
                   "--liveness-timeout", str(liveness_timeout),
                   "--transactions" if transactions else "--no-transactions",
@@ -111,7 +122,8 @@ def consume(
     try:
         worker = Worker(app, WorkerOptions(group=group, queues=list(queue), concurrency=concurrency,
                                            weights=lane_weights,
-                                           batch_size=batch_size, grace=grace, transactions=transactions,
+                                           batch_size=batch_size, grace=grace, commit_interval=commit_interval,
+                                           transactions=transactions,
                                            route_delays=route_delays, group_protocol=group_protocol,
                                            max_overrun_threads=max_overrun_threads, instance_id=instance_id))
     except ValueError as exc:

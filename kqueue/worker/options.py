@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,7 +11,7 @@ from kqueue.core.priority import DEFAULT_WEIGHTS, LaneWeights
 from kqueue.sdk.app import App
 from kqueue.transport.consumer import ConsumerEdge, KafkaConsumerEdge
 from kqueue.transport.settle import AtLeastOnceSettler, Settler, TransactionalSettler
-from kqueue.worker.checkpoint import SettleCounts
+from kqueue.worker.checkpoint import COMMIT_INTERVAL, SettleCounts
 
 
 @dataclass
@@ -20,7 +21,7 @@ class WorkerOptions:
     concurrency: int = 8
     batch_size: int = 500
     grace: float = 30.0
-    commit_interval: float = 0.5
+    commit_interval: float = COMMIT_INTERVAL  # seconds between commits: a crash re-runs what completed since
     poll_timeout: float = 0.1
     max_inflight: int | None = None  # pause fetching above this many unsettled tasks
     transactions: bool = True  # settle each batch in one Kafka transaction (exactly-once routing)
@@ -39,6 +40,17 @@ class WorkerOptions:
     consumer_overrides: dict[str, Any] = field(default_factory=dict)
     # How handlers are shared among the priority lanes while several have work (core/priority.py).
     weights: LaneWeights = DEFAULT_WEIGHTS
+
+
+def parse_commit_interval(text: str) -> float:
+    """`--commit-interval`'s value: seconds, a positive finite number; ValueError (one line) otherwise."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"--commit-interval must be a positive number of seconds (e.g. 0.1), not {text!r}")
+    return seconds
 
 
 @dataclass
