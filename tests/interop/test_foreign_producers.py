@@ -113,6 +113,6 @@ def test_java_and_go_producers_tasks_run_in_key_order_with_their_payloads(kafka:
                 headers["traceparent"]) == (task_id, "send_email", "1", "avro", TRACEPARENT)
         order[(producer, sent_key)].append(seq)
     assert len(order) == 2 * KEYS
-    for (producer, key), seqs in order.items():
-        assert seqs == list(range(TASKS_EACH // KEYS)), f"{producer} {key} ran out of order: {seqs}"
+    for (producer, sent_key), seqs in order.items():
+        assert seqs == list(range(TASKS_EACH // KEYS)), f"{producer} {sent_key} ran out of order: {seqs}"
     print(f"2 x {TASKS_EACH} foreign tasks ran in {ran_in:.1f} s")
