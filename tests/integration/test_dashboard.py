@@ -420,6 +420,25 @@ def test_the_pause_button_posts_to_the_pause_route(run: dict[str, Any]) -> None:
     _wait(browser, "the queue running again", lambda b: _attrs(b, "#queue-state", "data-paused") == ["false"])
 
 
+def test_the_queue_page_shows_the_queue_wide_rate_limit(run: dict[str, Any]) -> None:
+    letters, api = run["letters"], run["api"]
+
+    def limit_shown(b: WebDriver) -> str:
+        return str(b.execute_script(
+            "const dt = Array.from(document.querySelectorAll('#queue-figures dt'))"
+            ".find(d => d.textContent === 'rate limit'); return dt ? dt.nextElementSibling.textContent : ''"))
+
+    browser = _open(run, _queue_page(letters))
+    _wait(browser, "no limit shown", lambda b: limit_shown(b) == "none (queue-wide)")
+    code, _ = api.request("POST", f"/api/v1/queues/{letters}/limit", {"rate": "500/s"})
+    assert code == 200
+    _wait(browser, "the limit shown", lambda b: limit_shown(b) == "500/s, all task types together")
+    code, _ = api.request("POST", f"/api/v1/queues/{letters}/limit", {"rate": None})
+    assert code == 200
+    _wait(browser, "the limit lifted", lambda b: limit_shown(b) == "none (queue-wide)")
+    assert _page_errors(browser) == []
+
+
 def test_without_the_token_the_page_asks_for_it(run: dict[str, Any]) -> None:
     browser: WebDriver = run["browser"]
     browser.get(f"{run['api'].url}/{_queue_page(run['queue'])}")
