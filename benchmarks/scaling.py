@@ -45,7 +45,10 @@ def io_task(payload: dict[str, Any]) -> None:
         log.write(f"{time.time()}\n")
 
 
-def run_level(bootstrap: str, members: int, args: argparse.Namespace, progress: Progress) -> float:
+def run_level(bootstrap: str, members: int, args: argparse.Namespace, progress: Progress,
+              processes: int = 1) -> float:
+    """Seconds from the first completion to the last of args.tasks tasks, over `members` `kqueue consume`
+    commands of `processes` processes each (`--processes`), all in one group."""
     queue = f"scaling-{uuid.uuid4().hex[:6]}"
     producer = kqueue.App("bench-producer", bootstrap, partitions=args.partitions)
     task = producer.task(queue=queue, name="io")(lambda payload: None)
@@ -57,13 +60,14 @@ def run_level(bootstrap: str, members: int, args: argparse.Namespace, progress: 
         group = f"bench-{uuid.uuid4().hex[:6]}"
         workers = [subprocess.Popen([sys.executable, "-m", "kqueue", "consume", "--app", "benchmarks.scaling:app",
                                      "--group", group, "--concurrency", str(args.concurrency),
-                                     "--log-level", "WARNING"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+                                     "--processes", str(processes), "--log-level", "WARNING"],
+                                    env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
                    for _ in range(members)]
-        bar = progress.add_task(f"{members} worker(s)", total=args.tasks)
+        bar = progress.add_task(f"{members} worker(s) x {processes} process(es)", total=args.tasks)
         deadline = time.monotonic() + 600
         try:
-            if not wait_for_split(bootstrap, group, members):
-                raise SystemExit(f"the group did not reach {members} member(s) with partitions in time")
+            if not wait_for_split(bootstrap, group, members * processes):
+                raise SystemExit(f"the group did not reach {members * processes} member(s) with partitions in time")
             for i in range(args.tasks):
                 task.enqueue({"n": i}, key=f"key-{i % 600}")
             producer.flush(60)
