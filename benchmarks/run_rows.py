@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import multiprocessing as mp
 import statistics
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -107,10 +108,13 @@ def drain(bootstrap: str, sizes: Sizes, step: Callable[[str], None]) -> list[Res
     async_apps = defaults_apps(bootstrap, queue, 6, handler=_async_noop)
     runs: dict[str, Callable[[], float]] = {
         "raw confluent-kafka consume + decode": lambda: raw_consume(bootstrap, queue, n)}
+
+    def kqueue_run(mode: str, app: kqueue.App) -> Callable[[], float]:
+        return lambda: defaults_run(mode, app, queue, n, 8, {} if mode == DEFAULTS else LEANEST_OPTIONS)
+
     for kind, apps in (("sync", sync_apps), ("async", async_apps)):
-        runs[f"kqueue {kind}, defaults"] = lambda apps=apps: defaults_run(DEFAULTS, apps[DEFAULTS], queue, n, 8, {})
-        runs[f"kqueue {kind}, leanest"] = lambda apps=apps: defaults_run(LEANEST, apps[LEANEST], queue, n, 8,
-                                                                          LEANEST_OPTIONS)
+        runs[f"kqueue {kind}, defaults"] = kqueue_run(DEFAULTS, apps[DEFAULTS])
+        runs[f"kqueue {kind}, leanest"] = kqueue_run(LEANEST, apps[LEANEST])
     med = _medians(runs, sizes.rounds, step)
     rows = [Result("drain", name, rate(n, s), "tasks/s",
                    detail=f"{LEANEST_FLAGS}" if "leanest" in name else "") for name, s in med.items()]
@@ -172,7 +176,6 @@ def io_bound(bootstrap: str, sizes: Sizes, step: Callable[[str], None]) -> list[
     """Tasks that sleep 20 ms (an HTTP call), one worker with `kqueue consume`'s defaults."""
     queue = f"run-io-{uuid.uuid4().hex[:6]}"
     sync_app, async_app = kqueue.App("bench", bootstrap), kqueue.App("bench", bootstrap)
-    import time
 
     def sleeper(body: dict[str, Any]) -> None:
         time.sleep(IO_SLEEP)
