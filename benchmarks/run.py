@@ -18,7 +18,8 @@ chaos       (full run only) benchmarks/chaos.py --scenario takeover, in its own 
 Peers run in their own venvs under ~/.cache/kqueue/bench-peers (created here on first use), as
 subprocesses; Redis is Debian's redis-server, started here on loopback. A peer that cannot be
 installed or run has a reason in its row instead of a number. --quick (a few minutes, small sizes)
-runs peers only if their venvs already exist. Writes run.json, run.png and run.md to --out.
+runs peers only if their venvs already exist. Writes run.json, run.png and run.md to --out, and a
+full run into benchmarks/results/ also rewrites benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -180,7 +181,7 @@ def main() -> None:
              f"{seconds / 60:.1f} min")
     write_all(args.out, rows, {"command": " ".join(["python", "benchmarks/run.py", *sys.argv[1:]]),
                                "quick": args.quick, "seconds": round(seconds, 1), "sizes": vars(sizes)},
-              title, console)
+              title, console, page=None if args.quick or args.out != RESULTS else RESULTS.parent / "RESULTS.md")
 
 
 if __name__ == "__main__":

@@ -83,10 +83,43 @@ def write_png(path: Path, rows: list[Result], title: str) -> None:
     plt.close(fig)
 
 
-def write_all(out_dir: Path, rows: list[Result], meta: dict[str, Any], title: str, console: Console) -> None:
+def write_all(out_dir: Path, rows: list[Result], meta: dict[str, Any], title: str, console: Console,
+              page: Path | None = None) -> None:
+    """Table to the console; run.json, run.png, run.md to `out_dir`; and RESULTS.md to `page` if given."""
     Console(width=max(console.width, 200)).print(table(rows, title))  # wide enough for the detail column
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "run.json", rows, meta)
     write_png(out_dir / "run.png", rows, title)
     (out_dir / "run.md").write_text(markdown(rows))
     console.print(f"wrote {out_dir / 'run.json'}, {out_dir / 'run.png'} and {out_dir / 'run.md'}")
+    if page is not None:
+        page.write_text(results_page(json.loads((out_dir / "run.json").read_text()), markdown(rows)))
+        console.print(f"wrote {page}")
+
+
+def results_page(report: dict[str, Any], table_md: str) -> str:
+    """benchmarks/RESULTS.md from a full run's JSON and its markdown table."""
+    machine = report["machine"]
+    load = ", ".join(f"{x:.1f}" for x in machine["loadavg_at_end"])
+    return f"""# Benchmark results
+
+The latest full run of `benchmarks/run.py`: every row measured in one run, on one broker and one
+machine, with its ratio to the baseline measured in the same run. Rerun with
+
+```bash
+python benchmarks/run.py        # about {report['seconds'] / 60:.0f} minutes here; --quick for a smoke run
+```
+
+Run at {report['at']} on {machine['cpus']} CPUs, Python {machine['python']}, {machine['platform']}, against
+an embedded one-node Kafka from the project's jars (the chaos row starts its own). Load average at the
+end: {load}. Other engineers' test suites ran on the same two cores during this run, so absolute
+figures are low and noisy; the ratios (both sides measured minutes apart on the same box) are the
+figures to read.
+
+Peers run in their own venvs (`~/.cache/kqueue/bench-peers`), as subprocesses, with JSON payloads;
+kqueue's rows use Avro (schemas/send_email.avsc). Celery and Dramatiq use a local `redis-server`
+with persistence off. Latency and memory ratios: higher is worse.
+
+![ratios](results/run.png)
+
+{table_md}"""
