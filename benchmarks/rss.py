@@ -46,8 +46,9 @@ def rss_mib(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for process {pid}")
 
 
-def measure(bootstrap: str, in_flight: int, partitions: int = 6, timeout: float = 300) -> tuple[float, float]:
-    """(MiB idle, MiB with `in_flight` tasks started and awaiting) of one worker process."""
+def measure(bootstrap: str, concurrency: int, in_flight: int, partitions: int = 6, timeout: float = 300
+            ) -> tuple[float, float]:
+    """(MiB idle, MiB with `in_flight` tasks started and awaiting; 0: none started) of one worker process."""
     queue = f"rss-{uuid.uuid4().hex[:6]}"
     producer = kqueue.App("bench-producer", bootstrap, partitions=partitions)
     task = producer.task(queue=queue, name="hold")(lambda payload: None)
@@ -57,13 +58,15 @@ def measure(bootstrap: str, in_flight: int, partitions: int = 6, timeout: float 
         env = {**os.environ, "KQUEUE_BOOTSTRAP_SERVERS": bootstrap, "KQ_BENCH_QUEUE": queue, "KQ_BENCH_LOG": str(log)}
         group = f"rss-{uuid.uuid4().hex[:6]}"
         worker = subprocess.Popen([sys.executable, "-m", "kqueue", "consume", "--app", "benchmarks.rss:app",
-                                   "--group", group, "--concurrency", str(in_flight), "--grace", "0",
+                                   "--group", group, "--concurrency", str(concurrency), "--grace", "0",
                                    "--log-level", "WARNING"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
         try:
             if not wait_for_split(bootstrap, group, 1):
                 raise RuntimeError("the RSS worker did not join its group in time")
             time.sleep(SETTLE)
             idle = rss_mib(worker.pid)
+            if not in_flight:
+                return idle, idle
             for i in range(in_flight):
                 task.enqueue({"n": i}, key=f"k{i}")
             producer.flush(60)

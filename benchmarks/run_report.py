@@ -123,6 +123,19 @@ Peers run in their own venvs (`~/.cache/kqueue/bench-peers`), as subprocesses, w
 kqueue's rows use Avro (schemas/send_email.avsc). Celery and Dramatiq use a local `redis-server`
 with persistence off. Latency and memory ratios: higher is worse.
 
+How to read some rows:
+- drain: one worker in the benchmark's own process reading a pre-filled queue, medians of three
+  interleaved rounds for kqueue and the raw loop (one run each for peers, 30,000 records). "leanest"
+  is `kqueue consume` with every optional output off and at-least-once settlement.
+- latency: the load levels are fractions of the sync drain rate above, but here a producer process
+  enqueues at that rate on the same two cores while the worker runs, so the worker gets less CPU
+  than when it drained alone; high percentiles at 50-75 % most likely mean this box has no headroom
+  at that rate (not checked further here). `benchmarks/latency.py --max-rate N` probes one level.
+- processes: no-op tasks on a two-core machine that also runs the broker (and, in this run, other
+  test suites): a second process likely has no free core to use.
+- worker RSS: `kqueue consume` starts --concurrency handler threads up front, so an idle worker's
+  memory grows with --concurrency (the middle row), before any task is in flight.
+
 ![ratios](results/run.png)
 
 {table_md}"""

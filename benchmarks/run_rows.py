@@ -246,9 +246,14 @@ def failure_path(bootstrap: str, sizes: Sizes, step: Callable[[str], None]) -> l
 
 
 def memory(bootstrap: str, sizes: Sizes, step: Callable[[str], None]) -> list[Result]:
-    step(f"worker RSS idle, then {sizes.in_flight:,} in flight")
-    idle, busy = measure_rss(bootstrap, sizes.in_flight)
-    rows = [Result("worker RSS", "idle (joined, nothing to do)", idle, "MiB"),
-            Result("worker RSS", f"{sizes.in_flight:,} tasks in flight (async, --concurrency {sizes.in_flight})",
-                   busy, "MiB")]
+    """One `kqueue consume` idle at the default --concurrency (baseline), then one at --concurrency N idle
+    and with N async tasks in flight (the worker starts --concurrency handler threads up front)."""
+    n = sizes.in_flight
+    step("worker RSS idle, --concurrency 8")
+    default_idle, _ = measure_rss(bootstrap, 8, 0)
+    step(f"worker RSS idle, then {n:,} in flight")
+    idle, busy = measure_rss(bootstrap, n, n)
+    rows = [Result("worker RSS", "idle, --concurrency 8 (the default)", default_idle, "MiB"),
+            Result("worker RSS", f"idle, --concurrency {n:,}", idle, "MiB"),
+            Result("worker RSS", f"{n:,} async tasks in flight, --concurrency {n:,}", busy, "MiB")]
     return with_ratios(rows, rows[0])
