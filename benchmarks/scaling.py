@@ -47,9 +47,10 @@ def io_task(payload: dict[str, Any]) -> None:
 
 
 def run_level(bootstrap: str, members: int, args: argparse.Namespace, progress: Progress,
-              joins: dict[int, float] | None = None) -> float:
-    """Seconds from the first completion to the last; `joins` gets the seconds from starting the
-    processes to every one holding partitions (process start-up included)."""
+              joins: dict[int, float] | None = None, processes: int = 1) -> float:
+    """Seconds from the first completion to the last of args.tasks tasks, over `members` `kqueue consume`
+    commands of `processes` processes each (`--processes`), all in one group; `joins` gets the seconds
+    from starting the processes to every one holding partitions (process start-up included)."""
     queue = f"scaling-{uuid.uuid4().hex[:6]}"
     producer = kqueue.App("bench-producer", bootstrap, partitions=args.partitions)
     task = producer.task(queue=queue, name="io")(lambda payload: None)
@@ -61,14 +62,15 @@ def run_level(bootstrap: str, members: int, args: argparse.Namespace, progress: 
         group = f"bench-{uuid.uuid4().hex[:6]}"
         workers = [subprocess.Popen([sys.executable, "-m", "kqueue", "consume", "--app", "benchmarks.scaling:app",
                                      "--group", group, "--concurrency", str(args.concurrency),
-                                     "--log-level", "WARNING"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+                                     "--processes", str(processes), "--log-level", "WARNING"],
+                                    env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
                    for _ in range(members)]
-        bar = progress.add_task(f"{members} worker(s)", total=args.tasks)
+        bar = progress.add_task(f"{members} worker(s) x {processes} process(es)", total=args.tasks)
         started = time.monotonic()
         deadline = started + 600
         try:
-            if not wait_for_split(bootstrap, group, members):
-                raise SystemExit(f"the group did not reach {members} member(s) with partitions in time")
+            if not wait_for_split(bootstrap, group, members * processes):
+                raise SystemExit(f"the group did not reach {members * processes} member(s) with partitions in time")
             if joins is not None:
                 joins[members] = time.monotonic() - started
             for i in range(args.tasks):

@@ -36,7 +36,7 @@ import os
 import statistics
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -111,10 +111,15 @@ def raw_consume(bootstrap: str, topic: str, records: int) -> float:
     return watch.elapsed()
 
 
-def worker_run(app: kqueue.App, queue: str, records: int, concurrency: int, commit_interval: float = 1.0) -> float:
+def worker_run(app: kqueue.App, queue: str, records: int, concurrency: int,
+               options: dict[str, Any] | None = None) -> float:
+    """Seconds from the worker's first poll to its `records`-th completion. `options`: the WorkerOptions
+    fields to set besides group, queues and concurrency (None: this file's batch 1000, commit every 1 s;
+    {}: the defaults of `kqueue consume`)."""
     settle_worker_heap()  # as `kqueue consume` does before its worker runs
+    chosen = {"batch_size": 1000, "commit_interval": 1.0} if options is None else options
     worker = Worker(app, WorkerOptions(group=f"bench-k-{uuid.uuid4().hex[:6]}", queues=[queue],
-                                       concurrency=concurrency, batch_size=1000, commit_interval=commit_interval))
+                                       concurrency=concurrency, **chosen))
     marks: dict[str, Stopwatch] = {}
 
     def done(w: Worker) -> bool:
@@ -195,14 +200,15 @@ def _consume_logging() -> Iterator[None]:
         handler.stream.close()
 
 
-def _defaults_apps(bootstrap: str, queue: str, partitions: int) -> dict[str, kqueue.App]:
-    """The sync no-op app twice: with what `kqueue consume` adds by default, and with nothing."""
+def defaults_apps(bootstrap: str, queue: str, partitions: int,
+                  handler: Callable[..., Any] = lambda payload: None) -> dict[str, kqueue.App]:
+    """The no-op app twice: with what `kqueue consume` adds by default, and with nothing."""
     from kqueue.observe.install import install_operations
 
     apps: dict[str, kqueue.App] = {}
     for name in (DEFAULTS, LEANEST):
         app = kqueue.App("bench", bootstrap, partitions=partitions)
-        app.task(queue=queue, name="noop", schema=SCHEMA.parsed)(lambda payload: None)
+        app.task(queue=queue, name="noop", schema=SCHEMA.parsed)(handler)
         if name == DEFAULTS:
             with _consume_logging():  # what is installed depends on the level, as in `kqueue consume`
                 install_operations(app, metrics_port=None)
@@ -210,11 +216,14 @@ def _defaults_apps(bootstrap: str, queue: str, partitions: int) -> dict[str, kqu
     return apps
 
 
-def _defaults_run(name: str, app: kqueue.App, queue: str, n: int, concurrency: int) -> float:
+def defaults_run(name: str, app: kqueue.App, queue: str, n: int, concurrency: int,
+                 options: dict[str, Any] | None = None) -> float:
     if name != DEFAULTS:
-        return worker_run(app, queue, n, concurrency)
-    with _consume_logging():  # and its default commit interval (the leanest row commits every 1 s)
-        return worker_run(app, queue, n, concurrency, WorkerOptions(group="").commit_interval)
+        return worker_run(app, queue, n, concurrency, options)
+    if options is None:  # kqueue consume's own commit interval (the leanest row commits every 1 s)
+        options = {"batch_size": 1000, "commit_interval": WorkerOptions(group="").commit_interval}
+    with _consume_logging():
+        return worker_run(app, queue, n, concurrency, options)
 
 
 def paired_ratio(k_seconds: list[float], other_seconds: list[float]) -> float:
@@ -255,7 +264,7 @@ def main() -> None:
         sync_app.ensure_queue(f"{queue}-sdk")
         sdk_task = kqueue.App("bench", bootstrap, partitions=args.partitions).task(
             queue=f"{queue}-sdk", name="noop", schema=SCHEMA.parsed)(lambda payload: None)
-        defaults = _defaults_apps(bootstrap, queue, args.partitions) if args.defaults else {}
+        defaults = defaults_apps(bootstrap, queue, args.partitions) if args.defaults else {}
         observed = _observed_apps(bootstrap, queue, args.partitions) if args.observe else {}
         singles = [] if args.pairs_only else ["R", "K-async", "raw produce", "SDK enqueue"]
         with_k = bool(observed) or not args.pairs_only
@@ -274,10 +283,11 @@ def main() -> None:
                 # K+ops right beside K either way (the budget's pair), the costlier rows further out.
                 paired = [k_run, *beside_k] if round_no % 2 else [*reversed(beside_k), k_run]
                 # The defaults and the leanest worker side by side, in turn first (ABBA over the rounds).
-                pair = [(name, lambda name=name, app=app: _defaults_run(name, app, queue, n, args.concurrency))
+                pair = [(name, lambda name=name, app=app: defaults_run(name, app, queue, n, args.concurrency))
                         for name, app in defaults.items()]
                 pair = pair if round_no % 2 else pair[::-1]
-                every = [(name, lambda seconds=seconds: worker_run(sync_app, queue, n, args.concurrency, seconds))
+                every = [(name, lambda seconds=seconds: worker_run(sync_app, queue, n, args.concurrency,
+                                                                        {"batch_size": 1000, "commit_interval": seconds}))
                          for name, seconds in intervals.items()]
                 pair += every if round_no % 2 else every[::-1]
                 singles_runs = {
