@@ -286,8 +286,8 @@ def main() -> None:
                 pair = [(name, lambda name=name, app=app: defaults_run(name, app, queue, n, args.concurrency))
                         for name, app in defaults.items()]
                 pair = pair if round_no % 2 else pair[::-1]
-                every = [(name, lambda seconds=seconds: worker_run(sync_app, queue, n, args.concurrency,
-                                                                        {"batch_size": 1000, "commit_interval": seconds}))
+                every = [(name, lambda seconds=seconds: worker_run(
+                             sync_app, queue, n, args.concurrency, {"batch_size": 1000, "commit_interval": seconds}))
                          for name, seconds in intervals.items()]
                 pair += every if round_no % 2 else every[::-1]
                 singles_runs = {
