@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-import time
 from importlib.metadata import version
-from pathlib import Path
 from typing import Any
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
+from redis_peer import enqueue_and_drain, write_mark
 
 dramatiq.set_broker(RedisBroker(url=os.environ.get("PEER_REDIS_URL", "redis://127.0.0.1:6379/0")))
-MARKS = Path(os.environ.get("PEER_MARKS", "."))
 
 
 @dramatiq.actor
@@ -33,36 +30,13 @@ def noop(body: dict[str, Any]) -> None:
 
 @dramatiq.actor
 def mark(name: str) -> None:
-    (MARKS / name).write_text(repr(time.time()))
-
-
-def payload(i: int) -> dict[str, Any]:
-    return {"to": f"user{i}@example.com", "subject": "hello", "body": "x" * 64, "priority": i % 5,
-            "tags": ["bench"], "reply_to": None}
+    write_mark(name)
 
 
 def main(records: int) -> dict[str, Any]:
-    mark.send("start")
-    started = time.perf_counter()
-    for i in range(records):
-        noop.send(payload(i))
-    enqueue_seconds = time.perf_counter() - started
-    mark.send("end")
-    worker = subprocess.Popen([sys.executable, "-m", "dramatiq", "dramatiq_peer", "--processes", "1"],
-                              cwd=Path(__file__).parent, env=os.environ, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 900
-        while not (MARKS / "end").exists() and time.monotonic() < deadline and worker.poll() is None:
-            time.sleep(0.1)
-    finally:
-        worker.terminate()
-        worker.wait(60)
-    if not (MARKS / "end").exists():
-        raise SystemExit("the Dramatiq worker did not reach the end marker")
-    drain = float((MARKS / "end").read_text()) - float((MARKS / "start").read_text())
-    return {"enqueue_seconds": enqueue_seconds, "drain_seconds": drain, "records": records,
-            "version": f"dramatiq {version('dramatiq')}, redis-py {version('redis')}"}
+    worker = [sys.executable, "-m", "dramatiq", "dramatiq_peer", "--processes", "1"]
+    versions = f"dramatiq {version('dramatiq')}, redis-py {version('redis')}"
+    return enqueue_and_drain(records, noop.send, mark.send, worker, "Dramatiq", versions)
 
 
 if __name__ == "__main__":
