@@ -217,6 +217,10 @@ class App:
                                                           **self._producer_config)
         return self._producer
 
+    def queue_ensured(self, queue: str) -> bool:
+        """Whether this app has already created (or found) the queue's topics."""
+        return queue in self._ensured
+
     def ensure_queue(self, queue: str) -> None:
         """Create the queue's topics on first use (idempotent, safe to race)."""
         if queue in self._ensured:

@@ -204,6 +204,7 @@ class TaskDef:
         task_id, topic, value, raw_key, record_headers = self._record(
             self.encode(payload), key, priority, idempotency_key, headers, delay, run_at, unique_key
         )
-        await asyncio.to_thread(self.app.ensure_queue, self.queue)
+        if not self.app.queue_ensured(self.queue):  # the first enqueue creates the topics (blocking calls)
+            await asyncio.to_thread(self.app.ensure_queue, self.queue)
         await self.app.producer.produce_acknowledged(topic, value, raw_key, record_headers)
         return task_id
