@@ -70,3 +70,10 @@ class OutRecord:
 def status_record(event: TaskEvent, prefix: str) -> OutRecord:
     """A lifecycle event for _kqueue.status, keyed by task id (the topic is compacted)."""
     return OutRecord(RecordKind.STATUS, names.status_topic(prefix), event.encode(), event.task_id.encode(), [], None)
+
+
+def dedup_record(queue: str, partition: int, key: str, value: bytes | None, prefix: str = "",
+                 kind: RecordKind = RecordKind.CLAIM) -> OutRecord:
+    """A record of `Q.dedup` (a claim, an ordered key's block or park entry; None: its tombstone),
+    on the same partition number as the task it is about."""
+    return OutRecord(kind, names.dedup_topic(queue, prefix), value, key.encode(), [], partition)

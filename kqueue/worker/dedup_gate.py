@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from kqueue.core import names
 from kqueue.core.dedup import IDEMPOTENCY, UNIQUE, Claim, ClaimBook, claim_key, decide
 from kqueue.core.ordering import BlockFold, is_ordering_key
-from kqueue.core.records import OutRecord, RecordKind
+from kqueue.core.records import OutRecord, dedup_record
 from kqueue.transport.topic_reader import read_to_end
 from kqueue.worker.work import WorkItem
 
@@ -106,8 +106,7 @@ class DedupGate:
 
     def claim_record(self, queue: str, partition: int, ckey: str, claim: Claim | None) -> OutRecord:
         """The record that writes `claim` to Q.dedup (None: the tombstone that forgets the key)."""
-        return OutRecord(RecordKind.CLAIM, names.dedup_topic(queue, self._prefix),
-                         claim.encode() if claim is not None else None, ckey.encode(), [], partition)
+        return dedup_record(queue, partition, ckey, claim.encode() if claim is not None else None, self._prefix)
 
     def release(self, item: WorkItem, book: ClaimBook | None) -> OutRecord | None:
         """A unique task's final settlement frees its key: the tombstone to write with it. Only the

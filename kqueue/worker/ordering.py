@@ -19,7 +19,7 @@ from kqueue.core import names
 from kqueue.core.dedup import ClaimBook
 from kqueue.core.headers import HeaderList, now_ms
 from kqueue.core.ordering import PARK_VALUE, Admit, KeyBlock, admit, block_key, encode_block, park_key
-from kqueue.core.records import TP, OutRecord, RecordKind, status_record
+from kqueue.core.records import TP, OutRecord, RecordKind, dedup_record, status_record
 from kqueue.core.retry import retries
 from kqueue.core.status import TaskEvent
 from kqueue.sdk.app import App
@@ -36,6 +36,11 @@ class HeldLanes(Protocol):
     def take_held(self, lane: Hashable) -> list[WorkItem]: ...
 
     def unhold(self, lane: Hashable) -> None: ...
+
+
+def ordered_queues(app: App) -> frozenset[str]:
+    """Queues with an ordered task type: their keys may be blocked."""
+    return frozenset(queue for (queue, _), task in app.tasks.items() if task.ordered)
 
 
 def first_origin(item: WorkItem) -> str:
@@ -75,14 +80,14 @@ class _Read:
 class OrderedKeys:
     def __init__(self, app: App, lanes: HeldLanes, reader: ParkedReader | None) -> None:
         self._prefix = app.topic_prefix
-        self._queues = frozenset(queue for (queue, _), task in app.tasks.items() if task.ordered)
+        self._queues = ordered_queues(app)
         self._lanes = lanes
         self._reader = reader
         self._reads: list[_Read] = []
 
     @staticmethod
     def wanted(app: App, queues: list[str]) -> bool:
-        return any(task.ordered for (queue, _), task in app.tasks.items() if queue in queues)
+        return not ordered_queues(app).isdisjoint(queues)
 
     @classmethod
     def of(cls, app: App, lanes: HeldLanes, kafka: bool) -> OrderedKeys:
@@ -234,4 +239,4 @@ class OrderedKeys:
         return self._dedup(item, block_key(item.topic, item.key), encode_block(block))
 
     def _dedup(self, item: WorkItem, key: str, value: bytes | None, kind: RecordKind = RecordKind.CLAIM) -> OutRecord:
-        return OutRecord(kind, names.dedup_topic(item.queue, self._prefix), value, key.encode(), [], item.partition)
+        return dedup_record(item.queue, item.partition, key, value, self._prefix, kind)
