@@ -2,7 +2,8 @@
 
     python benchmarks/run.py [--quick] [--out DIR] [--no-peers]
 
-drain       one worker process, no-op task: the raw confluent-kafka consume loop (baseline), kqueue sync
+drain       one worker process, no-op task: the raw confluent-kafka consume loop (baseline), the same loop
+            also reading each record's headers (what finding a record's handler costs at least), kqueue sync
             and async with `kqueue consume`'s defaults and with its leanest flags; FastStream with its
             defaults (aiokafka, and confluent-kafka if it installs); Celery and Dramatiq on Redis
 enqueue     raw confluent-kafka produce (baseline), SDK enqueue and enqueue_async, FastStream publish,

@@ -107,7 +107,9 @@ def drain(bootstrap: str, sizes: Sizes, step: Callable[[str], None]) -> list[Res
     sync_apps = defaults_apps(bootstrap, queue, 6)
     async_apps = defaults_apps(bootstrap, queue, 6, handler=_async_noop)
     runs: dict[str, Callable[[], float]] = {
-        "raw confluent-kafka consume + decode": lambda: raw_consume(bootstrap, queue, n)}
+        "raw confluent-kafka consume + decode": lambda: raw_consume(bootstrap, queue, n),
+        # Context, not a goal: a worker must read the headers to find each record's handler.
+        "raw consume + headers + decode": lambda: raw_consume(bootstrap, queue, n, read_headers=True)}
 
     def kqueue_run(mode: str, app: kqueue.App) -> Callable[[], float]:
         return lambda: defaults_run(mode, app, queue, n, 8, {} if mode == DEFAULTS else LEANEST_OPTIONS)

@@ -4,6 +4,7 @@
                                     [--pairs-only]
 
 R        raw Consumer.consume(1000) + fastavro decode of every record (the floor under any worker)
+R+h      R, also reading each record's headers into a dict (what finding a record's handler costs at least)
 K        kqueue worker, no-op sync handler          (goal >= 0.3x R)
 K-async  kqueue worker, no-op async handler
 K+ops    (--observe) K with the operations middleware of `kqueue consume --metrics-port`: metrics,
@@ -90,7 +91,9 @@ def sdk_enqueue(app: kqueue.App, task: kqueue.TaskDef, records: int) -> float:
     return watch.elapsed()
 
 
-def raw_consume(bootstrap: str, topic: str, records: int) -> float:
+def raw_consume(bootstrap: str, topic: str, records: int, read_headers: bool = False) -> float:
+    """The raw loop; read_headers: also turn each record's headers into a dict and read kq-type, the
+    least any worker must do to find a record's handler (confluent-kafka builds the header list in C)."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-raw-{uuid.uuid4().hex[:6]}",
                          "enable.auto.commit": False, "auto.offset.reset": "earliest"})
     meta = consumer.list_topics(topic, timeout=10)
@@ -104,6 +107,8 @@ def raw_consume(bootstrap: str, topic: str, records: int) -> float:
         for msg in batch:
             value = msg.value()
             if value is not None and msg.error() is None:
+                if read_headers:
+                    dict(msg.headers() or ()).get("kq-type")
                 schemaless_reader(io.BytesIO(value[SOE_HEADER_LEN:]), SCHEMA.parsed, None)
                 seen += 1
     consumer.close()
@@ -266,7 +271,7 @@ def main() -> None:
             queue=f"{queue}-sdk", name="noop", schema=SCHEMA.parsed)(lambda payload: None)
         defaults = defaults_apps(bootstrap, queue, args.partitions) if args.defaults else {}
         observed = _observed_apps(bootstrap, queue, args.partitions) if args.observe else {}
-        singles = [] if args.pairs_only else ["R", "K-async", "raw produce", "SDK enqueue"]
+        singles = [] if args.pairs_only else ["R", "R+h", "K-async", "raw produce", "SDK enqueue"]
         with_k = bool(observed) or not args.pairs_only
         intervals = {f"K every {float(x):g}s": float(x) for x in args.commit_intervals.split(",") if x}
         names = [*singles, *(["K"] if with_k else []), *observed, *defaults, *intervals]
@@ -294,6 +299,7 @@ def main() -> None:
                     "raw produce": lambda: raw_produce(bootstrap, raw_topic, n),
                     "SDK enqueue": lambda: sdk_enqueue(sdk_task.app, sdk_task, n),
                     "R": lambda: raw_consume(bootstrap, queue, n),
+                    "R+h": lambda: raw_consume(bootstrap, queue, n, read_headers=True),
                     "K-async": lambda: worker_run(async_app, queue, n, args.concurrency),
                 }
                 for name, run in (
@@ -309,6 +315,7 @@ def main() -> None:
         if singles:
             rows += [
                 Row("R raw consume+decode", n, med["R"]),
+                Row("R+h R reading headers too", n, med["R+h"], "R", med["R"] / med["R+h"]),
                 Row("K worker sync no-op", n, med["K"], "R", med["R"] / med["K"]),
                 Row("K-async worker async no-op", n, med["K-async"], "R", med["R"] / med["K-async"]),
                 Row("raw produce", n, med["raw produce"]),

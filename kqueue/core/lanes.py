@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from typing import Generic, TypeVar
 
 from kqueue.core.lane_pick import LanePicker
@@ -182,6 +182,25 @@ class KeyLanes(Generic[T]):
             self._mark_ready(key, lane)
         elif self._gate is not None:
             self._gate.pushed(key)
+
+    def push_many(self, pairs: Sequence[tuple[Hashable, T]]) -> None:
+        """`push` for each (key, item) in order: one call per batch, the lookups it repeats kept local."""
+        lanes, busy, gate, mark_ready = self._lanes, self._busy, self._gate, self._mark_ready
+        for key, item in pairs:
+            lane = lanes.get(key)
+            if lane is None:
+                lane = lanes[key] = deque((item,))
+                if key not in busy:
+                    mark_ready(key, lane)
+                elif gate is not None:
+                    gate.pushed(key)
+                continue
+            lane.append(item)
+            if len(lane) == 1 and key not in busy:
+                mark_ready(key, lane)
+            elif gate is not None:
+                gate.pushed(key)
+        self._queued += len(pairs)
 
     def _ready_of(self, kind: str) -> _Ready:
         ready = self._ready.get(kind)

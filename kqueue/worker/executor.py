@@ -20,7 +20,7 @@ from kqueue.core.rate_gate import Limits
 from kqueue.core.ratelimit import TokenBucket
 from kqueue.worker.hands import Hand, start_event_loop, threads_to_wake
 from kqueue.worker.runner import Runner
-from kqueue.worker.start_hold import FREEZE_TICK, StartHold
+from kqueue.worker.start_hold import FREEZE_GAP, FREEZE_TICK, StartHold
 from kqueue.worker.work import Failure, Outcome, WorkItem
 
 Finished = tuple[Hashable, list[Outcome], list[WorkItem] | None]  # key, outcomes, items held back
@@ -39,6 +39,12 @@ def _partition_of_lane(lane: Hashable) -> Hashable:
     return lane[:2] if isinstance(lane, tuple) else lane
 
 
+def _kind_of(item: WorkItem) -> str:
+    """WorkItem.kind in one call (the lanes ask for every item)."""
+    task = item.task
+    return "async" if task is not None and task.is_async else "sync"
+
+
 class Executor:
     def __init__(self, concurrency: int, runner: Runner | None = None, weights: LaneWeights = DEFAULT_WEIGHTS,
                  rank_of: Callable[[Hashable], int] | None = None,
@@ -53,7 +59,7 @@ class Executor:
         # A lane is (topic, partition, key): partitions take turns, so no backlog crowds out another's.
         # rank_of: a partition's priority lane (core/priority.py): lanes' runs are taken by `weights`.
         # limits_of: the rate limits' buckets a task needs a token of (worker/ratelimits.py).
-        self._lanes: KeyLanes[WorkItem] = KeyLanes(lambda item: item.kind, _partition_of_lane, rank_of, weights,
+        self._lanes: KeyLanes[WorkItem] = KeyLanes(_kind_of, _partition_of_lane, rank_of, weights,
                                                    limits_of)
         self._limited = limits_of is not None
         self._tick_saw = 0  # rate limits with parked keys the ticker's current wait allows for
@@ -84,11 +90,12 @@ class Executor:
 
     # -- called by the poll loop -------------------------------------------------------------------
     def submit(self, items: Iterable[WorkItem]) -> None:
-        has_async = False
+        # Each item's lane (WorkItem.lane, inlined: this runs for every task).
+        pairs = [((item.topic, item.partition, item.offset if item.key is None else item.key), item)
+                 for item in items]
+        has_async = any(item.task is not None and item.task.is_async for _, item in pairs)
         with self._cond:
-            for item in items:
-                self._lanes.push(item.lane, item)
-                has_async = has_async or item.kind == "async"
+            self._lanes.push_many(pairs)
             if self._lanes.ready_count("sync"):
                 self._wake_threads(overdue=False)
             if self._limited:
@@ -221,6 +228,7 @@ class Executor:
         cond = self._cond
         hand = Hand(sync=True)
         next_run = hand.pending.popleft
+        start_hold, run, monotonic = self._start_hold, self._run, time.monotonic
         while True:
             with cond:
                 runs = self._lanes.take("sync", self._sync_run_size())
@@ -244,13 +252,18 @@ class Executor:
                 key_started = hand.run_started = time.monotonic()
                 try:
                     for index, item in enumerate(items):
-                        self._start_hold.wait()
-                        if not self._unwanted(item):
-                            failure = self._run(item)
-                            results.append((item, failure))
-                            if failure is not None and self._holding(item, failure):
-                                held = items[index + 1:]
-                                break
+                        now = monotonic()  # StartHold.held's test inlined: one clock read per item
+                        if now < start_hold.resume_at or now - start_hold.last_tick > FREEZE_GAP:
+                            start_hold.wait()
+                        owner = item.owner  # `_unwanted` is asked only if something could make it so
+                        if (owner is None or owner.paused_work is not None or not owner.live
+                                or self._halted) and self._unwanted(item):
+                            continue
+                        failure = run(item)
+                        results.append((item, failure))
+                        if failure is not None and self._holding(item, failure):
+                            held = items[index + 1:]
+                            break
                 finally:
                     finished.append((key, results, held))
                 # A moving average of handler time per item: enough to tell cheap handlers from slow.

@@ -54,6 +54,9 @@ log = logging.getLogger("kqueue.worker")
 # Commits given up while stuck in the client (each leaves a blocked thread) before the process restarts.
 MAX_ABANDONED_COMMITS = 5
 TICK_EVERY = 1.0  # seconds between on_tick hooks
+# The longest a turn waits for records while tasks are in flight: a finished task does not wake the
+# poll, and its completion should not wait out the whole poll timeout to be settled and committed.
+SETTLE_WAIT = 0.01
 
 
 def _summary(partitions: list[TP]) -> str:
@@ -201,7 +204,10 @@ class Worker:
 
     # -- one turn of the loop ------------------------------------------------------------------------
     def _step(self) -> None:
-        records = self._edge.poll_batch(self.options.batch_size, self.options.poll_timeout)
+        timeout = self.options.poll_timeout
+        if timeout > SETTLE_WAIT and self._table.unsettled():
+            timeout = SETTLE_WAIT  # tasks in flight: settle (and commit) them soon after they finish
+        records = self._edge.poll_batch(self.options.batch_size, timeout)
         if records:
             self._hand_out(records)
         if self._pausing.changed():
@@ -234,8 +240,13 @@ class Worker:
             self._retune()  # before admission too: a worker's first tasks wait for its queue's limit
         tasks: list[Record] = []
         tier_records: list[Record] = []
+        tier_of = self._tier_topic  # `_is_tier`, its cache read inline: this runs for every record
         for msg in records:
-            (tier_records if self._is_tier(msg.topic()) else tasks).append(msg)  # type: ignore[arg-type]
+            topic: str = msg.topic()  # type: ignore[assignment]
+            tier = tier_of.get(topic)
+            if tier is None:
+                tier = self._is_tier(topic)
+            (tier_records if tier else tasks).append(msg)
         self.stats.polled += len(tasks)
         now = now_ms()
         if tier_records:

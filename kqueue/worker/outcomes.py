@@ -8,7 +8,7 @@ cancel. Records go to the checkpoint, which writes them when the commit passes t
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from kqueue.core.control import cancel_applies
 from kqueue.core.dedup import ClaimBook
@@ -68,10 +68,15 @@ class Outcomes:
         is in force only while a full worker would hold seconds of work: worker/bounds.py)."""
         runnable: list[WorkItem] = []
         skipped = 0
-        table = self._table
+        owners = self._table.states
+        keyed_of, ordering = self._gate.keyed, self._ordering
         fair = share < NO_SHARE  # no share in force (cheap handlers, one partition): no check per record
+        tp: tuple[str, int] | None = None
+        owner: PartitionOwner | None = None
         for item, failure in decoded:
-            owner = table.get((item.topic, item.partition))
+            if tp is None or item.partition != tp[1] or item.topic != tp[0]:
+                tp = (item.topic, item.partition)  # a batch comes in runs of one partition: one lookup each
+                owner = owners.get(tp)
             if owner is None or owner.cut is not None:
                 continue  # not ours, or cut: fetched again from the cut when it resumes
             if owner.paused_work is not None and owner.paused_work.stopped:
@@ -83,9 +88,19 @@ class Outcomes:
             if fair and owner.watermark.outstanding >= share:
                 owner.cut_at(item.offset, PauseReason.FAIR_SHARE)  # fetched again from here once under it
                 continue
-            keyed = failure is None and self._gate.keyed(item)
+            if failure is None and ordering is None and not keyed_of(item):
+                # The common case (no key to check, no order to keep): tracked and run.
+                if not owner.track(item.offset):
+                    continue
+                item.owner = owner
+                if owner.settle_if_done_before(item.offset):
+                    skipped += 1  # completed before a crash or hand-over: not run again
+                else:
+                    runnable.append(item)
+                continue
+            keyed = failure is None and keyed_of(item)
             # An ordered queue's keyed task needs its partition's blocks, read with the claims.
-            ordered = failure is None and self._ordering is not None and self._ordering.covers(item)
+            ordered = failure is None and ordering is not None and ordering.covers(item)
             book = self._claims(owner, item, now) if keyed or ordered else None
             if (keyed or ordered) and book is None:
                 continue  # its claims could not be read: the partition is held at it
@@ -193,12 +208,22 @@ class Outcomes:
             if self._hooks.settle:
                 self._hooks.emit(self._hooks.settle, Completions(done, now))
             completed = 0
+            owner = None
+            settle: Callable[[int], None] | None = None
+            completed_above: set[int] = set()
             for item in done:
                 if item.blocks_key:  # its key's blocker: its settlement writes what releases the key
                     completed += 1
                     self.route(item, [])
-                else:
-                    completed += item.owner.complete(item.offset)  # type: ignore[union-attr]
+                    continue
+                if item.owner is not owner:  # outcomes come in runs of one partition: its owner's
+                    owner = item.owner  # `complete`, inlined (each owner here is live)
+                    assert owner is not None
+                    owner.mark_completed()
+                    settle, completed_above = owner.watermark.settle, owner.completed_above
+                settle(item.offset)  # type: ignore[misc]
+                completed_above.add(item.offset)
+                completed += 1
             self._counts.completed += completed
 
     def _release(self, item: WorkItem, owner: PartitionOwner) -> None:

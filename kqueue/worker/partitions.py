@@ -138,6 +138,10 @@ class PartitionOwner:
         self._completed_dirty = True
         return True
 
+    def mark_completed(self) -> None:
+        """Offsets are being added to `completed_above` (and settled) directly, as `complete` does."""
+        self._completed_dirty = True
+
     def route(self, offset: int, records: list[OutRecord]) -> bool:
         """Settle `offset` by `records`, written when the commit position passes it."""
         if not self.live:

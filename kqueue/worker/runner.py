@@ -119,7 +119,14 @@ class Runner:
             return Failure.cancel()
         running = self.running
         if running is None:
-            return self._run_sync(item)
+            task = item.task
+            if self._timed or task is None or task.wants_ctx or task.timeout is not None or task.keep_result:
+                return self._run_sync(item)
+            try:  # the plain case of `_run_sync`, inlined (one call less per task)
+                task.fn(item.payload)
+            except BaseException as exc:  # as in `_run_sync`
+                return _failure(exc)
+            return None
         if not item.started_at:
             item.started_at = time.time()
         running[id(item)] = item

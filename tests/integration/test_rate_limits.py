@@ -103,7 +103,9 @@ def test_four_workers_hold_the_group_limit_also_while_one_joins_and_one_leaves(k
           f"the fifth worker's first run at {(joined - start) / 1e9:.1f} s, the stopped one's last at "
           f"{(left - start) / 1e9:.1f} s; {len(done)} runs in all")
     assert len(done) < TASKS, "the backlog ran out before the measurement ended"
-    assert start + 8e9 < joined < start + 18e9 and start + 18e9 < left < start + 30e9  # both happened in the window
+    # Both happened in the window. The stopped worker's last run comes about when it was stopped (a
+    # token each 20 ms at its share, none started once it drains): at 18 s, give or take a few ms.
+    assert start + 8e9 < joined < start + 18e9 and start + 17.5e9 < left < start + 30e9
     assert abs(total / 30 - LIMIT) <= LIMIT * 0.1, windows
     assert max(windows) <= LIMIT * 1.1, windows  # never above the limit, also through the rebalances
     # A rebalance leaves moved partitions' share unused until their next owner has them, and KIP-848
