@@ -242,6 +242,7 @@ class Executor:
                 self._hold(hand, runs)
             finished: list[Finished] = []
             since = hand.taken_at
+            ended = monotonic()  # one clock read per task: a key's end is the next key's start
             while True:
                 try:
                     key, items = next_run()
@@ -249,10 +250,12 @@ class Executor:
                     break
                 results: list[Outcome] = []
                 held: list[WorkItem] | None = None
-                key_started = hand.run_started = time.monotonic()
+                key_started = hand.run_started = now = ended
                 try:
                     for index, item in enumerate(items):
-                        now = monotonic()  # StartHold.held's test inlined: one clock read per item
+                        if index:
+                            now = monotonic()
+                        # StartHold.held's test inlined (its clock read is the one above).
                         if now < start_hold.resume_at or now - start_hold.last_tick > FREEZE_GAP:
                             start_hold.wait()
                         owner = item.owner  # `_unwanted` is asked only if something could make it so
@@ -266,15 +269,16 @@ class Executor:
                             break
                 finally:
                     finished.append((key, results, held))
+                ended = monotonic()
                 # A moving average of handler time per item: enough to tell cheap handlers from slow.
-                per_item = (time.monotonic() - key_started) / max(1, len(items))
+                per_item = (ended - key_started) / max(1, len(items))
                 self._seconds_per_item = 0.8 * self._seconds_per_item + 0.2 * per_item
                 # Finished keys are released in groups (one lock round per group, cheap handlers
                 # stay cheap), but never held longer than a couple of milliseconds behind a slow key.
-                if time.monotonic() - since > RELEASE_EVERY:
+                if ended - since > RELEASE_EVERY:
                     self._finish_runs(finished)
                     finished = []
-                    since = time.monotonic()
+                    since = ended = monotonic()
             self._finish_runs(finished, hand)
 
     def _hold(self, hand: Hand, runs: list[Run[WorkItem]]) -> None:
