@@ -100,6 +100,13 @@ def write_all(out_dir: Path, rows: list[Result], meta: dict[str, Any], title: st
         console.print(f"wrote {page}")
 
 
+def _busy(machine: dict[str, Any]) -> str:
+    """What the load average says about other work on the box (one run's own load is about a core)."""
+    above = machine["loadavg_at_end"][1] > machine["cpus"]
+    return ("above the CPU count: other work shared the cores, so absolute figures are low" if above
+            else "at most the CPU count: the run had the box mostly to itself")
+
+
 def results_page(report: dict[str, Any], table_md: str) -> str:
     """benchmarks/RESULTS.md from a full run's JSON and its markdown table."""
     machine = report["machine"]
@@ -115,9 +122,8 @@ python benchmarks/run.py        # about {report['seconds'] / 60:.0f} minutes her
 
 Run at {report['at']} on {machine['cpus']} CPUs, Python {machine['python']}, {machine['platform']}, against
 an embedded one-node Kafka from the project's jars (the chaos row starts its own). Load average at the
-end: {load}. Other engineers' test suites ran on the same two cores during this run, so absolute
-figures are low and noisy; the ratios (both sides measured minutes apart on the same box) are the
-figures to read.
+end: {load} ({_busy(machine)}). The ratios (both sides measured minutes apart on the same box) are
+the figures to read: this box's speed drifts by tens of percent within minutes.
 
 Peers run in their own venvs (`~/.cache/kqueue/bench-peers`), as subprocesses, with JSON payloads;
 kqueue's rows use Avro (schemas/send_email.avsc). Celery and Dramatiq use a local `redis-server`
@@ -131,8 +137,8 @@ How to read some rows:
   enqueues at that rate on the same two cores while the worker runs, so the worker gets less CPU
   than when it drained alone; high percentiles at 50-75 % most likely mean this box has no headroom
   at that rate (not checked further here). `benchmarks/latency.py --max-rate N` probes one level.
-- processes: no-op tasks on a two-core machine that also runs the broker (and, in this run, other
-  test suites): a second process likely has no free core to use.
+- processes: no-op tasks on a machine that also runs the broker: with two cores, a second process
+  shares them with the broker and the benchmark itself.
 - worker RSS: `kqueue consume` starts --concurrency handler threads up front, so an idle worker's
   memory grows with --concurrency (the middle row), before any task is in flight.
 

@@ -141,15 +141,22 @@ COMMIT_STEP = 5.0
 COMMIT_BUDGET = 45.0  # retrying a sent commit (below the committer's 60 s stuck watchdog)
 
 
+def worker_transactional_id(group: str, instance_id: str | None) -> str:
+    """A worker's transactional.id. KIP-447 fences zombies by group metadata, so any unique id is
+    safe; one kept across restarts (from `--instance-id`) also lets the restarted worker end its
+    predecessor's open transaction when it starts (a SIGKILL leaves one open), where a new id
+    left it to the coordinator's timeout, holding the partitions' committed offsets unreadable."""
+    return f"kqueue-{group}-{instance_id}" if instance_id else f"kqueue-{group}-{uuid.uuid4().hex[:12]}"
+
+
 class TransactionalSettler:
     transactional = True
 
-    def __init__(self, bootstrap: str, group: str, timeout: float = 30.0) -> None:
+    def __init__(self, bootstrap: str, group: str, timeout: float = 30.0, instance_id: str | None = None) -> None:
         self._timeout = timeout
         self._bootstrap, self._group = bootstrap, group
-        # With KIP-447 fencing by group metadata a unique id per worker incarnation is enough.
         config: dict[str, Any] = producer_config(bootstrap, **{
-            "transactional.id": f"kqueue-{group}-{uuid.uuid4().hex[:12]}",
+            "transactional.id": worker_transactional_id(group, instance_id),
             "transaction.timeout.ms": TXN_TIMEOUT_MS,
         })
         self._config = config

@@ -73,6 +73,7 @@ def kafka_transport(app: App, options: WorkerOptions, queues: list[str]) -> tupl
     if options.instance_id:
         overrides["group.instance.id"] = options.instance_id
     edge = KafkaConsumerEdge(app.bootstrap_servers, options.group, options.group_protocol, **overrides)
-    settler: Settler = (TransactionalSettler(app.bootstrap_servers, options.group) if options.transactions
+    settler: Settler = (TransactionalSettler(app.bootstrap_servers, options.group, instance_id=options.instance_id)
+                        if options.transactions
                         else AtLeastOnceSettler(edge, app.bootstrap_servers))
     return edge, settler
