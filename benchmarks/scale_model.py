@@ -1,6 +1,6 @@
 """A scale model: from measured per-process rates to partitions, pods, brokers and Kafka's limits.
 
-    python benchmarks/scale_model.py [--measure] [--commit-interval 0.5] [--concurrency 64]
+    python benchmarks/scale_model.py [--measure] [--commit-interval 0.1] [--concurrency 64]
                                      [--processes-per-pod 4] [--brokers 6] [--peak 3]
 
 --measure   measure the inputs first (one local broker, or $KQUEUE_BOOTSTRAP_SERVERS): a no-op worker
@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rich.table import Table
 
 from kqueue.core.names import DEFAULT_DELAY_TIERS, PRIORITIES
+from kqueue.worker.checkpoint import COMMIT_INTERVAL
 
 # Topics of a queue (core/topology.py): three lanes, the tiers, the DLQ and the dedup claims; every
 # one has the queue's partition count. A worker consumes the lanes and the tiers (the router).
@@ -64,7 +65,7 @@ class KafkaLimits:
 class Deployment:
     concurrency: int = 64  # --concurrency of each process
     processes_per_pod: int = 4  # --processes
-    commit_interval_s: float = 0.5  # WorkerOptions.commit_interval: one transaction per process per interval
+    commit_interval_s: float = COMMIT_INTERVAL  # the worker's default: one transaction per process per interval
     replication: int = 3
     headroom: float = 1.25  # capacity over the target rate
     record_bytes: int = 400  # a task's record on the wire: payload, key, kq-* headers, batch overhead
@@ -263,7 +264,8 @@ def main() -> None:
     parser.add_argument("--measure-concurrency", type=int, default=8, help="--measure: --concurrency per process")
     parser.add_argument("--partitions", type=int, default=12, help="--measure: partitions of the measured queue")
     parser.add_argument("--workers", type=worker_levels, default=(1, 2, 3, 12), help="--measure: group sizes")
-    parser.add_argument("--commit-interval", type=float, default=0.5, help="Seconds between a process's commits")
+    parser.add_argument("--commit-interval", type=float, default=COMMIT_INTERVAL,
+                        help="Seconds between a process's commits [default: the worker's]")
     parser.add_argument("--concurrency", type=int, default=64, help="Sizing: --concurrency per process")
     parser.add_argument("--processes-per-pod", type=int, default=4, help="Sizing: --processes per pod")
     parser.add_argument("--brokers", type=int, default=6, help="Cluster size for the ceilings table")

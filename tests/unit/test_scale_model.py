@@ -67,7 +67,7 @@ def test_sizing_a_million_noop_tasks_a_second() -> None:
     assert s.group_partitions == 10 * 28
     assert s.write_mb_s == pytest.approx(1_200)  # 1M x 400 bytes x RF 3
     assert (s.brokers, s.brokers_for_bytes, s.brokers_for_partitions) == (12, 12, 1)
-    assert s.transactions_s == pytest.approx(56)
+    assert s.transactions_s == pytest.approx(280)  # 28 processes, a commit each every 0.1 s
     assert s.keda_max_replicas == 7
     assert s.live_producer_ids == 56
 
@@ -96,7 +96,11 @@ def test_ceilings_come_lowest_first_and_name_the_group_size_only_when_limited() 
     # 6 brokers x 4,000 replicas / (12 topics x RF 3) = 666 partitions of 320/s each
     partitions = next(c for c in found if c.limit.startswith("partition replicas"))
     assert partitions.max_rate == pytest.approx(666 * 320)
-    assert found[0] is partitions
+    # 5,000 transactions/s at a commit every 0.1 s: 500 members of 320/s bind before the partitions
+    assert found[0].limit.startswith("group coordinator") and found[0].max_rate == pytest.approx(500 * 320)
+    assert found[1] is partitions
+    every_half_second = ceilings(M, replace(d, commit_interval_s=0.5), KafkaLimits(), brokers=6, task_s=0.020)
+    assert every_half_second[0].limit.startswith("partition replicas")
     assert not any(c.limit == "consumer group size" for c in found)
     limited = ceilings(M, d, replace(KafkaLimits(), group_max_size=100), brokers=6, task_s=0.020)
     assert limited[0].limit == "consumer group size"
