@@ -10,6 +10,7 @@ from kqueue.core import names
 from kqueue.core.codec import SOE_MAGIC, AvroSchema, encode_avro, encode_json
 from kqueue.worker.decode import Decoder
 from kqueue.worker.work import Failure, WorkItem
+from tests.support.scripted_edge import ScriptedRecord
 
 SEND_EMAIL = AvroSchema.from_file(Path(__file__).resolve().parents[2] / "schemas" / "send_email.avsc")
 OTHER = AvroSchema.from_dict({"type": "record", "name": "Other", "fields": [{"name": "n", "type": "long"}]})
@@ -21,30 +22,10 @@ REORDERED = AvroSchema.from_dict({**SEND_EMAIL.parsed, "fields": [
 EMAIL = {"to": "a@example.com", "subject": "hi", "body": "x", "priority": 1, "tags": ["t"], "reply_to": None}
 
 
-class Msg:
-    """The consumed-record surface the decoder reads (confluent-kafka's Message)."""
-
-    def __init__(self, value: bytes | None, headers: list[tuple[str, bytes]] | None, topic: str = "mail",
-                 offset: int = 0, key: bytes | None = b"k") -> None:
-        self._value, self._headers, self._topic, self._offset, self._key = value, headers, topic, offset, key
-
-    def topic(self) -> str:
-        return self._topic
-
-    def partition(self) -> int:
-        return 3
-
-    def offset(self) -> int:
-        return self._offset
-
-    def key(self) -> bytes | None:
-        return self._key
-
-    def value(self) -> bytes | None:
-        return self._value
-
-    def headers(self) -> list[tuple[str, bytes]] | None:
-        return self._headers
+def _record(value: bytes | None, headers: list[tuple[str, bytes]] | None, topic: str = "mail", offset: int = 0,
+        key: bytes | None = b"k") -> ScriptedRecord:
+    """A consumed record as the decoder reads it (partition 3)."""
+    return ScriptedRecord(topic, 3, offset, key, value, headers, 0)  # type: ignore[arg-type]  # None: no headers
 
 
 def _headers(task_type: str | None, content_type: str | None, **extra: str) -> list[tuple[str, bytes]]:
@@ -66,7 +47,7 @@ def _app() -> kqueue.App:
     return app
 
 
-def _records() -> list[Msg]:
+def _records() -> list[ScriptedRecord]:
     avro, other = encode_avro(SEND_EMAIL, EMAIL), encode_avro(OTHER, {"n": 7})
     cases: list[tuple[bytes | None, list[tuple[str, bytes]] | None, str]] = [
         (avro, _headers("email", "avro"), "mail"),  # as the SDK writes it
@@ -93,7 +74,7 @@ def _records() -> list[Msg]:
         (avro, _headers("email", "avro", **{names.H_IDEMPOTENCY_KEY: "idem"}), "mail"),
         (encode_avro(REORDERED, EMAIL), _headers("email", "avro"), "mail"),
     ]
-    return [Msg(value, headers, topic, offset=i, key=None if i % 5 == 0 else b"k%d" % i)
+    return [_record(value, headers, topic, offset=i, key=None if i % 5 == 0 else b"k%d" % i)
             for i, (value, headers, topic) in enumerate(cases)]
 
 
