@@ -100,12 +100,6 @@ def write_all(out_dir: Path, rows: list[Result], meta: dict[str, Any], title: st
         console.print(f"wrote {page}")
 
 
-def _busy(machine: dict[str, Any]) -> str:
-    """What the load average at the end does and does not say."""
-    return (f"the run's last rows, twelve workers and the chaos cluster, raise it on {machine['cpus']} CPUs; "
-            "other work beside the run would lower every figure")
-
-
 def results_page(report: dict[str, Any], table_md: str) -> str:
     """benchmarks/RESULTS.md from a full run's JSON and its markdown table."""
     machine = report["machine"]
@@ -121,8 +115,8 @@ python benchmarks/run.py        # about {report['seconds'] / 60:.0f} minutes her
 
 Run at {report['at']} on {machine['cpus']} CPUs, Python {machine['python']}, {machine['platform']}, against
 an embedded one-node Kafka from the project's jars (the chaos row starts its own). Load average at the
-end: {load} ({_busy(machine)}). The ratios (both sides measured minutes apart on the same box) are
-the figures to read: this box's speed drifts by tens of percent within minutes.
+end: {load} (the last rows run a dozen processes). The ratios (both sides measured minutes apart on
+the same box) are the figures to read: this box's speed drifts by tens of percent within minutes.
 
 Peers run in their own venvs (`~/.cache/kqueue/bench-peers`), as subprocesses, with JSON payloads;
 kqueue's rows use Avro (schemas/send_email.avsc). Celery and Dramatiq use a local `redis-server`
