@@ -62,13 +62,8 @@ class Decoder:
         queue = self._queue(topic)
         value = msg.value()
         item = WorkItem(topic, partition, offset, msg.key(), value, headers, queue)
-        if self._read_enqueued_at:  # `enqueued_at_ms` inlined: this runs for every record
-            enqueued = headers.get(names.H_ENQUEUED_AT)
-            if enqueued:
-                try:
-                    item.enqueued_at_ms = int(enqueued)  # the tally skips one that is not positive
-                except ValueError:  # not a number: no latency for this task
-                    item.enqueued_at_ms = 0
+        if self._read_enqueued_at:
+            item.enqueued_at_ms = _enqueued_at_ms(headers)
         task = self._task(queue, task_type)
         if task is None:
             known = ", ".join(sorted(n for q, n in self.app.tasks if q == queue)) or "none"
@@ -120,12 +115,7 @@ class Decoder:
             item = WorkItem(topic, msg.partition(), msg.offset(), msg.key(), value,  # type: ignore[arg-type]
                             headers, fast.queue, fast.task, payload)
             if read_enqueued:
-                enqueued = headers.get(names.H_ENQUEUED_AT)
-                if enqueued:
-                    try:
-                        item.enqueued_at_ms = int(enqueued)
-                    except ValueError:
-                        item.enqueued_at_ms = 0
+                item.enqueued_at_ms = _enqueued_at_ms(headers)
             append((item, None))
         return out
 
@@ -137,6 +127,18 @@ class Decoder:
         schema = task.schema
         return _Fast(queue, task, schema.prefix if schema is not None else b"",
                      schema.parsed if schema is not None else None)
+
+
+def _enqueued_at_ms(headers: dict[str, bytes | None]) -> int:
+    """kq-enqueued-at (read while decoding only when settle hooks listen); 0: absent or not a number
+    (no latency for this task; the tally skips one that is not positive)."""
+    enqueued = headers.get(names.H_ENQUEUED_AT)
+    if not enqueued:
+        return 0
+    try:
+        return int(enqueued)
+    except ValueError:
+        return 0
 
 
 class _Fast:

@@ -93,6 +93,8 @@ class Executor:
         # Each item's lane (WorkItem.lane, inlined: this runs for every task).
         pairs = [((item.topic, item.partition, item.offset if item.key is None else item.key), item)
                  for item in items]
+        # Any async item starts the event loop (created on first use): one parked for a rate token or
+        # queued behind its key's sync run is served by the loop later, which must exist by then.
         has_async = any(item.task is not None and item.task.is_async for _, item in pairs)
         with self._cond:
             self._lanes.push_many(pairs)

@@ -8,7 +8,7 @@ cancel. Records go to the checkpoint, which writes them when the commit passes t
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from kqueue.core.control import cancel_applies
 from kqueue.core.dedup import ClaimBook
@@ -208,22 +208,20 @@ class Outcomes:
             if self._hooks.settle:
                 self._hooks.emit(self._hooks.settle, Completions(done, now))
             completed = 0
-            owner = None
-            settle: Callable[[int], None] | None = None
-            completed_above: set[int] = set()
+            run_owner: PartitionOwner | None = None
+            run: list[int] = []  # outcomes come in runs of one partition: completed per owner at once
             for item in done:
                 if item.blocks_key:  # its key's blocker: its settlement writes what releases the key
                     completed += 1
                     self.route(item, [])
                     continue
-                if item.owner is not owner:  # outcomes come in runs of one partition: its owner's
-                    owner = item.owner  # `complete`, inlined (each owner here is live)
-                    assert owner is not None
-                    owner.mark_completed()
-                    settle, completed_above = owner.watermark.settle, owner.completed_above
-                settle(item.offset)  # type: ignore[misc]
-                completed_above.add(item.offset)
-                completed += 1
+                if item.owner is not run_owner:
+                    if run_owner is not None:
+                        completed += run_owner.complete_many(run)
+                    run_owner, run = item.owner, []
+                run.append(item.offset)
+            if run_owner is not None:
+                completed += run_owner.complete_many(run)
             self._counts.completed += completed
 
     def _release(self, item: WorkItem, owner: PartitionOwner) -> None:

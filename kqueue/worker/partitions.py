@@ -138,9 +138,16 @@ class PartitionOwner:
         self._completed_dirty = True
         return True
 
-    def mark_completed(self) -> None:
-        """Offsets are being added to `completed_above` (and settled) directly, as `complete` does."""
+    def complete_many(self, offsets: list[int]) -> int:
+        """`complete` for each offset (a batch of completions, one call); how many were settled."""
+        if not self.live or not offsets:
+            return 0
+        settle = self.watermark.settle
+        for offset in offsets:
+            settle(offset)
+        self.completed_above.update(offsets)
         self._completed_dirty = True
+        return len(offsets)
 
     def route(self, offset: int, records: list[OutRecord]) -> bool:
         """Settle `offset` by `records`, written when the commit position passes it."""

@@ -295,3 +295,19 @@ def test_a_record_kafka_refuses_holds_only_its_own_partition(rig: Rig, monkeypat
         w.stop()
     [letter] = [r for r in rig.settler.written if r.kind is RecordKind.DEAD_LETTER]
     assert letter.value is None and dict(letter.headers)[names.H_PAYLOAD_AT] == f"{Q}/0/0".encode()
+
+
+def test_completing_a_run_of_offsets_at_once_is_completing_each_and_a_dead_owner_completes_none() -> None:
+    table = PartitionTable(ScriptedEdge(), lambda topic: False)
+    one, many = table.assign([("q", 0), ("q", 1)])
+    for owner in (one, many):
+        for offset in (5, 6, 7, 9):
+            owner.track(offset)
+    for offset in (5, 6, 9):
+        assert one.complete(offset)
+    assert many.complete_many([5, 6, 9]) == 3
+    assert many.watermark.position() == one.watermark.position() == 7
+    assert many.completed_above == one.completed_above
+    table.remove([("q", 1)])
+    assert many.complete_many([7]) == 0  # the ownership is over: nothing settles
+    assert many.watermark.position() == 7
